@@ -171,7 +171,7 @@ class ScenarioGenerator:
             start = (last if isinstance(last, datetime) else datetime(2020, 1, 1)) + timedelta(days=1)
         self.clock = start
         self.batch_period = batch_period
-        self.next_id = int(population.get_column(entity_id).max() or 0) + 1_000_000
+        self.next_id = int(np.max(population.get_column(entity_id).to_numpy())) + 1_000_000
 
     def batch(self, n_rows: int, shift: Shift = STATIONARY) -> pl.DataFrame:
         import numpy as np
@@ -220,5 +220,5 @@ class ScenarioGenerator:
 
 
 def split_labels(batch: pl.DataFrame, *, entity_id: str, target: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Split a labelled batch into (features without labels, labels keyed by entity id), as they arrive in production."""
+    """Split a labelled batch into (features, labels keyed by entity id), as they arrive in production."""
     return batch.drop(target), batch.select(entity_id, target)

@@ -178,7 +178,7 @@ def validate_batch(
 
     if frame.height < min_rows:
         raise EmptyBatchError(f"batch has {frame.height} rows, needs at least {min_rows}", source=source)
-    needed = contract.feature_names + [contract.entity_id]
+    needed = [*contract.feature_names, contract.entity_id]
     if contract.timestamp:
         needed.append(contract.timestamp)
     if require_target:
