@@ -81,7 +81,7 @@ class DriftgateSettings(BaseSettings):
     contract_path: Path | None = Field(None, description="model contract YAML; default <home>/contract.yaml")
     reference_path: str | None = Field(None, description="reference data file; default <home>/reference.parquet")
     store_url: str | None = Field(None, description="SQLAlchemy URL of the audit store; default SQLite in home")
-    registry_backend: Literal["local", "wandb"] = "local"
+    registry_backend: Literal["local"] = "local"
     tracking_mode: Literal["offline", "online", "disabled"] = "offline"
     wandb_project: str = "driftgate"
     wandb_entity: str | None = None

@@ -1,0 +1,347 @@
+"""The driftgate command line. Imports stay lazy so that `--help` answers at once."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+HOME_HELP = "State directory (registry, audit store, W&B offline runs, reports). Env: DRIFTGATE_HOME."
+
+
+def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--home", type=click.Path(file_okay=False), default=None, help=HOME_HELP)(fn)
+    fn = click.option(
+        "--config", type=click.Path(dir_okay=False, exists=True), default=None,
+        help="YAML settings file (same keys as the DRIFTGATE_* variables). Env: DRIFTGATE_CONFIG.",
+    )(fn)
+    fn = click.option("--model", default=None, help="Model (registry collection) name. Env: DRIFTGATE_MODEL_NAME.")(fn)
+    return fn
+
+
+def _quiet_prefect(verbose: bool) -> None:
+    from tasks.telemetry import disable_telemetry
+
+    disable_telemetry()
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    # Prefect's console logs would interleave with the progress display; the run logs still reach the API.
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "true")
+
+
+@contextmanager
+def _progress() -> Iterator[None]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from tasks import progress as sink
+
+    bars: dict[str, Any] = {}
+    with Progress(
+        TextColumn("[bold]{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.fields[detail]}"), transient=False,
+    ) as display:
+
+        def update(task: str, done: int, total: int, detail: str) -> None:
+            if task not in bars:
+                bars[task] = display.add_task(task, total=total, detail="")
+            display.update(bars[task], completed=done, total=total, detail=detail)
+
+        sink.install(update)
+        try:
+            yield
+        finally:
+            sink.install(None)
+
+
+def _fail(exc: Exception) -> None:
+    click.secho(f"error: {exc}", fg="red", err=True)
+    sys.exit(2)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    from tasks.errors import DriftgateError
+
+    try:
+        yield
+    except DriftgateError as exc:
+        _fail(exc)
+    except Exception as exc:
+        # Prefect wraps task failures; surface the typed error beneath it when there is one.
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, DriftgateError):
+            cause = cause.__cause__ or cause.__context__
+        if isinstance(cause, DriftgateError):
+            _fail(cause)
+        raise
+
+
+def _flow_args(home: str | None, config: str | None, model: str | None) -> dict[str, str | None]:
+    return {"home": home, "config": config, "model": model}
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="driftgate")
+@click.option("-v", "--verbose", is_flag=True, help="Show Prefect's flow and task logs on the console.")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
+    """driftgate keeps a production model healthy: monitor batches (drift, data quality, performance
+    estimated without labels), decide by policy whether to retrain, retrain with Optuna-tuned LightGBM,
+    promote only when paired significance tests say the candidate is better, and roll back in one step.
+
+    Everything runs offline by default: Prefect's local API, W&B in offline mode, a local registry and a
+    SQLite audit store under --home (default ./.driftgate).
+
+    \b
+    Quick start:     driftgate demo
+    Your own data:   driftgate contract reference.parquet --target y --entity-id id --timestamp ts
+                     driftgate bootstrap reference.parquet
+                     driftgate monitor 'batches/*.parquet' --labels 'labels/*.parquet'
+                     driftgate history
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["verbose"] = verbose
+
+
+@main.command()
+@click.option("--home", type=click.Path(file_okay=False), default=None,
+              help="Base state directory; each demo run gets its own folder <home>/demo/<run>. Default ./.driftgate.")
+@click.option("--seed", default=7, show_default=True, help="Seed of the scenario generator.")
+@click.option("--rows-per-batch", default=4000, show_default=True, help="Rows in each daily batch.")
+@click.option("--trials", default=5, show_default=True, help="Optuna trial budget per retrain.")
+@click.pass_context
+def demo(ctx: click.Context, home: str | None, seed: int, rows_per_batch: int, trials: int) -> None:
+    """Run the whole loop on NannyML's car-loan data with a seeded drift scenario.
+
+    Shows, in order: a champion registered as production; stationary batches that cause no
+    retraining; a drifted, degraded stretch that triggers RETRAIN; a candidate that passes the gate
+    and is promoted (old champion kept as previous-production); a candidate that fails the gate and
+    is not promoted; a rollback that restores the previous production version.
+    """
+    _quiet_prefect(ctx.obj["verbose"])
+    from tasks.settings import load_settings
+
+    base = load_settings(home=home).home
+    run_home = base / "demo" / time.strftime("run-%Y%m%d-%H%M%S")
+    started = time.perf_counter()
+    with _errors(), _progress():
+        from flows.demo import demo_flow
+
+        result = demo_flow(home=str(run_home), seed=seed, rows_per_batch=rows_per_batch, n_trials=trials)
+    elapsed = time.perf_counter() - started
+    click.echo()
+    click.secho("driftgate demo — outcomes (read back from the audit store and registry)", bold=True)
+    all_ok = True
+    for number, check in enumerate(result["checks"], start=1):
+        mark = click.style("✔", fg="green") if check["ok"] else click.style("✘", fg="red")
+        all_ok &= check["ok"]
+        click.echo(f" {mark} {number}. {check['outcome']}: {check['detail']}")
+    home_path = Path(result["home"])
+    click.echo()
+    click.echo(f"state directory : {home_path}")
+    click.echo(f"audit store     : {home_path / 'audit.db'}")
+    click.echo(f"reports         : {home_path / 'reports'}")
+    click.echo(f"demo report     : {home_path / 'reports' / 'demo.md'}")
+    click.echo(f"W&B offline runs: {home_path / 'wandb'}  (upload later with `wandb sync`)")
+    click.echo(f"wall time       : {elapsed:.1f} s")
+    if not all_ok:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("reference", type=click.Path(dir_okay=False))
+@click.option("--target", required=True, help="Label column (0/1).")
+@click.option("--entity-id", required=True, help="Column that identifies a row (labels join on it).")
+@click.option("--timestamp", default=None, help="Datetime column (enables time windows).")
+@click.option("--probability", default="y_pred_proba", show_default=True, help="Model probability column.")
+@click.option("--prediction", default="y_pred", show_default=True, help="Model prediction column.")
+@click.option("--slice", "slices", multiple=True, help="Segment column judged separately by the gate (repeatable).")
+@click.option("--exclude", multiple=True, help="Column to leave out of the features (repeatable).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Where to write (default <home>/contract.yaml).")
+@_common
+def contract(reference: str, target: str, entity_id: str, timestamp: str | None, probability: str,
+             prediction: str, slices: tuple[str, ...], exclude: tuple[str, ...], out: str | None,
+             home: str | None, config: str | None, model: str | None) -> None:
+    """Write the model contract from a reference Parquet/CSV file.
+
+    Every column other than target, id, timestamp, probability and prediction becomes a feature;
+    numeric, boolean and text (categorical, with its known categories) types are inferred.
+    """
+    with _errors():
+        from tasks.data import read_file
+        from tasks.schema import infer_contract
+        from tasks.settings import load_settings
+
+        settings = load_settings(Path(config) if config else None, home=home, model_name=model)
+        frame = read_file(reference)
+        result = infer_contract(frame, name=settings.model_name, target=target, entity_id=entity_id,
+                                timestamp=timestamp, probability=probability, prediction=prediction,
+                                slices=list(slices), exclude=list(exclude), source=reference)
+        path = result.save(Path(out) if out else settings.resolved_contract_path)
+    click.echo(f"wrote {path}: {len(result.features)} features "
+               f"({', '.join(f'{f.name}:{f.kind}' for f in result.features)})")
+
+
+@main.command()
+@click.argument("reference", type=click.Path(dir_okay=False))
+@click.option("--no-promote", is_flag=True, help="Register the model without making it production.")
+@_common
+@click.pass_context
+def bootstrap(ctx: click.Context, reference: str, no_promote: bool, home: str | None, config: str | None,
+              model: str | None) -> None:
+    """Train the first model on a labelled reference file and make it production.
+
+    With no champion to beat, the gate judges it against absolute floors (gate.floor_roc_auc).
+    """
+    _quiet_prefect(ctx.obj["verbose"])
+    with _errors(), _progress():
+        from flows.bootstrap import bootstrap_flow
+
+        result = bootstrap_flow(reference=reference, promote=not no_promote, **_flow_args(home, config, model))
+    _print_retrain(result)
+
+
+@main.command()
+@click.argument("batches", nargs=-1, required=True)
+@click.option("--labels", multiple=True, help="Label file or glob keyed by entity id (repeatable).")
+@click.option("--retrain/--no-retrain", default=True, show_default=True,
+              help="Act on a RETRAIN decision at once (retrain, gate, promote on pass).")
+@_common
+@click.pass_context
+def monitor(ctx: click.Context, batches: tuple[str, ...], labels: tuple[str, ...], retrain: bool,
+            home: str | None, config: str | None, model: str | None) -> None:
+    """Monitor batch files or globs (Parquet/CSV).
+
+    Batches may carry the model's probability column or not; without it they are scored by the
+    production model first. Each batch is validated against the contract, profiled (data quality,
+    drift per feature), its performance estimated (NannyML CBPE) and, with labels, realized; the policy
+    decides NONE / ALERT / BLOCK / RETRAIN, and everything lands in the audit store and a report.
+    """
+    _quiet_prefect(ctx.obj["verbose"])
+    with _errors(), _progress():
+        if retrain:
+            from flows.cycle import cycle_flow
+
+            result = cycle_flow(batches=list(batches), labels=list(labels) or None, **_flow_args(home, config, model))
+            outcomes, retrained = result["monitor"], result["retrain"]
+        else:
+            from flows.monitor import monitor_flow
+
+            outcomes = monitor_flow(batches=list(batches), labels=list(labels) or None,
+                                    **_flow_args(home, config, model))
+            retrained = None
+    for o in outcomes:
+        est = "n/a" if o["estimated"] is None else f"{o['estimated']:.4f}"
+        real = "n/a" if o["realized"] is None else f"{o['realized']:.4f}"
+        click.echo(f"{o['batch_id']}: {o['action']:<7} est. AUC {est} realized {real} "
+                   f"drifted {list(o['drifted_features'])} — {o['reasons'][-1]}")
+        click.echo(f"    report: {o['report_path']}")
+    if retrained:
+        _print_retrain(retrained)
+
+
+@main.command()
+@click.option("--window-start", default=None, help="ISO time; default: the newest labelled rows.")
+@click.option("--window-end", default=None, help="ISO time.")
+@click.option("--reason", default="manual retrain", show_default=True)
+@click.option("--no-promote", is_flag=True, help="Register and gate only; never move production.")
+@_common
+@click.pass_context
+def retrain(ctx: click.Context, window_start: str | None, window_end: str | None, reason: str, no_promote: bool,
+            home: str | None, config: str | None, model: str | None) -> None:
+    """Retrain on the labelled window of monitored batches, gate against the champion, promote on pass."""
+    _quiet_prefect(ctx.obj["verbose"])
+    with _errors(), _progress():
+        from flows.retrain import retrain_flow
+
+        result = retrain_flow(window_start=window_start, window_end=window_end, reason=reason,
+                              auto_promote=not no_promote, actor=os.environ.get("USER", "cli"),
+                              **_flow_args(home, config, model))
+    _print_retrain(result)
+
+
+@main.command()
+@click.argument("version")
+@click.option("--reason", default="manual promotion", show_default=True)
+@_common
+@click.pass_context
+def promote(ctx: click.Context, version: str, reason: str, home: str | None, config: str | None,
+            model: str | None) -> None:
+    """Promote VERSION (e.g. v3) through staging and canary to production."""
+    _quiet_prefect(ctx.obj["verbose"])
+    with _errors():
+        from flows.promote import promote_flow
+
+        moved = promote_flow(version=version, reason=reason, actor=os.environ.get("USER", "cli"),
+                             **_flow_args(home, config, model))
+    click.echo(f"{version}: moved {' → '.join(moved)}")
+
+
+@main.command()
+@click.option("--reason", default="manual rollback", show_default=True)
+@_common
+@click.pass_context
+def rollback(ctx: click.Context, reason: str, home: str | None, config: str | None, model: str | None) -> None:
+    """Restore production to the last known good version (previous-production) in one step."""
+    _quiet_prefect(ctx.obj["verbose"])
+    with _errors():
+        from flows.rollback import rollback_flow
+
+        result = rollback_flow(reason=reason, actor=os.environ.get("USER", "cli"), **_flow_args(home, config, model))
+    click.echo(f"production: {result['from']} → {result['to']}")
+
+
+@main.command()
+@click.option("--at", "at", default=None, help="ISO time: which version held each alias then.")
+@click.option("--limit", default=20, show_default=True, help="Ledger entries and decisions to show.")
+@_common
+def history(at: str | None, limit: int, home: str | None, config: str | None, model: str | None) -> None:
+    """Show aliases, the alias ledger and recent decisions (no Prefect needed)."""
+    with _errors():
+        from datetime import UTC, datetime
+
+        from tasks.settings import load_settings
+        from tasks.workspace import open_workspace
+
+        ws = open_workspace(load_settings(Path(config) if config else None, home=home, model_name=model))
+        if at:
+            moment = datetime.fromisoformat(at)
+            moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+            click.secho(f"aliases of {ws.model} at {moment.isoformat()}:", bold=True)
+            for alias, version in sorted(ws.registry.aliases_at(ws.model, moment).items()):
+                click.echo(f"  {alias:<20} {version}")
+            return
+        click.secho(f"aliases of {ws.model}:", bold=True)
+        for alias, version in sorted(ws.registry.aliases(ws.model).items()):
+            click.echo(f"  {alias:<20} {version}")
+        click.secho("ledger (newest last):", bold=True)
+        for entry in ws.registry.ledger(ws.model)[-limit:]:
+            moves = ", ".join(f"{m.alias}: {m.from_version}→{m.to_version}" for m in entry.moves)
+            click.echo(f"  #{entry.seq} {entry.at:%Y-%m-%d %H:%M:%S} {entry.action:<8} {entry.outcome:<8} "
+                       f"{entry.actor}: {moves} — {entry.reason}")
+        click.secho("decisions (newest last):", bold=True)
+        for row in ws.store.decisions(ws.model)[-limit:]:
+            click.echo(f"  {row['at']:%Y-%m-%d %H:%M:%S} {row['kind']:<10} {row['outcome']:<11} "
+                       f"{row.get('batch_id') or row.get('version') or ''} — {'; '.join(row['reasons'])[:110]}")
+        ws.close()
+
+
+def _print_retrain(result: dict[str, Any]) -> None:
+    if result.get("duplicate"):
+        click.echo("retrain skipped: this window was already retrained")
+        return
+    verdict = click.style("PASSED", fg="green") if result["gate_passed"] else click.style("FAILED", fg="red")
+    champion = result.get("champion_version") or "(none)"
+    click.echo(f"candidate {result['candidate_version']} vs champion {champion}: gate {verdict}")
+    for reason in result["reasons"]:
+        click.echo(f"  - {reason}")
+    click.echo(f"  report: {result['report_path']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""Demo flow: the whole loop on NannyML's car-loan data with a seeded scenario (see tasks/demo.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+
+from flows._common import banner
+from flows.bootstrap import bootstrap_flow
+from flows.cycle import cycle_flow
+from flows.retrain import retrain_flow
+from flows.rollback import rollback_flow
+from tasks import demo, progress
+
+
+@flow(name="driftgate-demo", log_prints=True)
+def demo_flow(home: str, seed: int = 7, rows_per_batch: int = 4000, n_trials: int = 5) -> dict[str, Any]:
+    banner("prepare: contract, reference, seeded batches and delayed labels")
+    plan = demo.prepare(Path(home), seed=seed, rows_per_batch=rows_per_batch, n_trials=n_trials)
+    cfg = dict(home=str(plan.home), config=str(plan.config))
+    total = len(plan.batches) + 3
+    progress.report("demo", 0, total, "bootstrap")
+    banner("1. champion: first model from the reference, promoted to production")
+    first = bootstrap_flow(reference=str(plan.reference), **cfg)
+    cycles = []
+    for done, item in enumerate(plan.batches, start=1):
+        banner(f"day {done}: {item.phase} batch")
+        progress.report("demo", done, total, f"day {done} ({item.phase})")
+        cycles.append(cycle_flow(batches=[item.batch], labels=[item.labels], **cfg))
+    banner("5. an operator retrains on the newest window: no real improvement is expected")
+    progress.report("demo", total - 2, total, "operator retrain")
+    operator = retrain_flow(reason="operator retrain on the newest window", actor="operator", **cfg)
+    banner("6. rollback drill: production returns to the last known good version")
+    progress.report("demo", total - 1, total, "rollback")
+    rolled = rollback_flow(reason="demo rollback drill", actor="operator", **cfg)
+    progress.report("demo", total, total, "verify")
+    checks = demo.verify(plan.home, plan.config)
+    return {
+        "home": str(plan.home),
+        "config": str(plan.config),
+        "bootstrap": first,
+        "cycles": cycles,
+        "operator_retrain": operator,
+        "rollback": rolled,
+        "checks": [c.__dict__ for c in checks],
+    }

@@ -1,0 +1,69 @@
+"""Retrain flow: window → Optuna-tuned LightGBM → paired gate vs champion → registered candidate (→ promote)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from prefect import flow
+
+from flows import steps
+from flows._common import banner, workspace
+from flows.promote import promote_flow
+from tasks import progress
+from tasks.retraining import RetrainOutcome
+
+
+@flow(name="driftgate-retrain", log_prints=True)
+def retrain_flow(
+    window_start: str | None = None,
+    window_end: str | None = None,
+    idempotency_key: str | None = None,
+    reason: str = "retrain requested",
+    priority_class: str | None = None,
+    auto_promote: bool = True,
+    actor: str = "driftgate",
+    home: str | None = None,
+    config: str | None = None,
+    model: str | None = None,
+) -> dict[str, Any]:
+    """Retrain on the labelled window [window_start, window_end] (ISO times; default: the newest rows)."""
+    ws = workspace(home, config, model)
+    banner(f"claim {idempotency_key or 'manual retrain'} ({priority_class or 'unprioritised'})")
+    if not steps.claim_window(ws, idempotency_key):
+        ws.close()
+        return asdict(
+            RetrainOutcome(None, None, False, ("duplicate request: this window was already retrained",), None,
+                           idempotency_key, duplicate=True)
+        )
+    start = datetime.fromisoformat(window_start) if window_start else None
+    end = datetime.fromisoformat(window_end) if window_end else None
+    banner("collect the labelled window")
+    frame = steps.collect_window(ws, start, end)
+    train_frame, holdout = steps.split_holdout(ws, frame)
+    banner(f"tune and train on {train_frame.height} rows ({ws.settings.training.n_trials} trials)")
+    trained = steps.train(
+        ws, train_frame, study_name=f"{ws.model}-{idempotency_key or 'manual'}", progress=progress.trial_reporter("tune")
+    )
+    banner(f"gate: candidate vs champion on {holdout.height} paired holdout rows")
+    champion = ws.registry.resolve(ws.model, "production")
+    judgement = steps.evaluate(ws, trained, holdout, champion)
+    version = steps.register(ws, trained, judgement, reason=reason, actor=actor)
+    report = steps.record_retrain(ws, trained, judgement, version, key=idempotency_key, reason=reason)
+    gate = judgement.gate
+    outcome = RetrainOutcome(
+        candidate_version=version.version,
+        champion_version=champion.version if champion else None,
+        gate_passed=gate.passed,
+        reasons=gate.reasons,
+        report_path=str(report),
+        idempotency_key=idempotency_key,
+        candidate_metric=gate.candidate_metric,
+        champion_metric=gate.champion_metric,
+    )
+    ws.close()
+    if gate.passed and auto_promote:
+        promote_flow(version=version.version, reason=f"gate passed: {reason}", actor=actor, evidence=str(report),
+                     home=home, config=config, model=model)
+    return asdict(outcome)

@@ -1,0 +1,23 @@
+"""Rollback flow: production returns to the last known good version in one step."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from flows import steps
+from flows._common import banner, workspace
+
+
+@flow(name="driftgate-rollback", log_prints=True)
+def rollback_flow(
+    reason: str = "manual rollback",
+    actor: str = "driftgate",
+    home: str | None = None,
+    config: str | None = None,
+    model: str | None = None,
+) -> dict[str, str | None]:
+    ws = workspace(home, config, model)
+    banner(f"roll back production of {ws.model}")
+    before, after = steps.rollback(ws, actor=actor, reason=reason)
+    ws.close()
+    return {"from": before, "to": after}

@@ -1,0 +1,30 @@
+"""Prefect task wrappers of the stage functions in tasks/ (no caching: inputs are frames and resources)."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks import monitoring, retraining
+
+
+prepare_context = task(name="prepare-monitoring", cache_policy=NO_CACHE, persist_result=False)(
+    monitoring.prepare_context
+)
+load_batch = task(name="load-batch", cache_policy=NO_CACHE, persist_result=False)(monitoring.load_batch)
+profile = task(name="profile-batch", cache_policy=NO_CACHE, persist_result=False)(monitoring.profile)
+estimate = task(name="estimate-performance", cache_policy=NO_CACHE, persist_result=False)(monitoring.estimate)
+judge = task(name="policy-decide", cache_policy=NO_CACHE, persist_result=False)(monitoring.judge)
+record_monitoring = task(name="record-monitoring", cache_policy=NO_CACHE, persist_result=False)(monitoring.record)
+announce = task(name="emit-events", cache_policy=NO_CACHE, persist_result=False)(monitoring.announce)
+report_monitoring = task(name="report-batch", cache_policy=NO_CACHE, persist_result=False)(monitoring.report)
+
+claim_window = task(name="claim-window", cache_policy=NO_CACHE, persist_result=False)(retraining.claim)
+collect_window = task(name="collect-window", cache_policy=NO_CACHE, persist_result=False)(retraining.collect_window)
+split_holdout = task(name="split-holdout", cache_policy=NO_CACHE, persist_result=False)(retraining.split_holdout)
+train = task(name="train-candidate", cache_policy=NO_CACHE, persist_result=False)(retraining.train)
+evaluate = task(name="gate-candidate", cache_policy=NO_CACHE, persist_result=False)(retraining.evaluate)
+register = task(name="register-candidate", cache_policy=NO_CACHE, persist_result=False)(retraining.register)
+record_retrain = task(name="record-retrain", cache_policy=NO_CACHE, persist_result=False)(retraining.record)
+promote = task(name="move-aliases", cache_policy=NO_CACHE, persist_result=False)(retraining.promote)
+rollback = task(name="rollback-alias", cache_policy=NO_CACHE, persist_result=False)(retraining.rollback)

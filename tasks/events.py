@@ -1,0 +1,74 @@
+"""driftgate's Prefect events: names, resource ids, idempotency keys, and emission."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+BATCH_PROFILED = "driftgate.batch.profiled"
+DRIFT_DETECTED = "driftgate.drift.detected"
+PERFORMANCE_DEGRADED = "driftgate.performance.degraded"
+RETRAIN_REQUESTED = "driftgate.retrain.requested"
+CANDIDATE_REGISTERED = "driftgate.candidate.registered"
+GATE_PASSED = "driftgate.gate.passed"
+GATE_FAILED = "driftgate.gate.failed"
+MODEL_PROMOTED = "driftgate.model.promoted"
+MODEL_ROLLED_BACK = "driftgate.model.rolled_back"
+
+ALL_EVENTS = (
+    BATCH_PROFILED,
+    DRIFT_DETECTED,
+    PERFORMANCE_DEGRADED,
+    RETRAIN_REQUESTED,
+    CANDIDATE_REGISTERED,
+    GATE_PASSED,
+    GATE_FAILED,
+    MODEL_PROMOTED,
+    MODEL_ROLLED_BACK,
+)
+
+
+def resource_id(model: str) -> str:
+    return f"driftgate.model.{model}"
+
+
+def retrain_key(model: str, window_start: datetime | None, window_end: datetime | None) -> str:
+    """One retrain per (model, data window): a repeated event maps to the same key."""
+    raw = f"{model}|{window_start.isoformat() if window_start else ''}|{window_end.isoformat() if window_end else ''}"
+    return "retrain-" + hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+
+def emit(name: str, model: str, payload: dict[str, Any]) -> str | None:
+    """Emit a Prefect event about a model; returns the event id, or None when no API is configured."""
+    from prefect.events import emit_event
+
+    event = emit_event(
+        event=name,
+        resource={"prefect.resource.id": resource_id(model), "prefect.resource.name": model},
+        payload=_jsonable(payload),
+    )
+    return str(event.id) if event is not None else None
+
+
+def flush(timeout: float = 5.0) -> None:
+    """Deliver queued events before a short-lived process exits (sync callers only)."""
+    from prefect.events.worker import EventsWorker
+
+    import inspect
+
+    result = EventsWorker.drain_all(timeout=timeout)
+    if inspect.iscoroutine(result):  # called from async code: the caller's loop must drain instead
+        result.close()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, float | int | str | bool) or value is None:
+        return value
+    return str(value)

@@ -1,0 +1,94 @@
+"""The resources one driftgate home holds, each chosen by settings (registry, store, tracker, lake)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from tasks.errors import VersionNotFoundError
+from tasks.schema import ModelContract
+from tasks.settings import DriftgateSettings
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from tasks.lake import BatchLake
+    from tasks.registry import LocalRegistry, ModelVersion
+    from tasks.store import AuditStore
+    from tasks.tracking import Tracker
+
+MODEL_FILE = "model.txt"
+REFERENCE_FILE = "reference.parquet"
+CONTRACT_FILE = "contract.yaml"
+
+
+@dataclass
+class Workspace:
+    settings: DriftgateSettings
+    _closers: list[object] = field(default_factory=list, repr=False)
+
+    @property
+    def model(self) -> str:
+        return self.settings.model_name
+
+    @cached_property
+    def contract(self) -> ModelContract:
+        return ModelContract.load(self.settings.resolved_contract_path)
+
+    @cached_property
+    def registry(self) -> LocalRegistry:
+        from tasks.registry import LocalRegistry
+
+        return LocalRegistry(self.settings.registry_dir)
+
+    @cached_property
+    def store(self) -> AuditStore:
+        from tasks.store import AuditStore
+
+        return AuditStore(self.settings.resolved_store_url)
+
+    @cached_property
+    def tracker(self) -> Tracker:
+        from tasks.tracking import make_tracker
+
+        return make_tracker(self.settings)
+
+    @cached_property
+    def lake(self) -> BatchLake:
+        from tasks.lake import BatchLake
+
+        return BatchLake(self.settings.home / "batches" / self.model)
+
+    def production(self) -> ModelVersion:
+        version = self.registry.resolve(self.model, "production")
+        if version is None:
+            raise VersionNotFoundError(
+                f"model {self.model!r} has no 'production' version in {self.settings.registry_dir}; "
+                "register one with `driftgate bootstrap` (or run `driftgate demo`)"
+            )
+        return version
+
+    def model_text(self, version: ModelVersion) -> str:
+        return self.registry.read_file(version, MODEL_FILE).decode()
+
+    def reference_of(self, version: ModelVersion) -> pl.DataFrame:
+        """The monitoring reference that travels with a version: its holdout, scored by it."""
+        import io
+
+        import polars as pl
+
+        return pl.read_parquet(io.BytesIO(self.registry.read_file(version, REFERENCE_FILE)))
+
+    def close(self) -> None:
+        if "store" in self.__dict__:
+            self.store.close()
+
+
+def open_workspace(settings: DriftgateSettings) -> Workspace:
+    from tasks.telemetry import disable_telemetry
+
+    if not settings.telemetry:
+        disable_telemetry()
+    settings.ensure_dirs()
+    return Workspace(settings)
