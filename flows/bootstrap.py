@@ -39,9 +39,23 @@ def bootstrap_flow(
     report = steps.record_retrain(ws, trained, judgement, version, key=None, reason="first model from reference")
     ws.close()
     if judgement.gate.passed and promote:
-        promote_flow(version=version.version, reason="first model", actor=actor, evidence=str(report), home=home,
-                     config=config, model=model)
+        promote_flow(
+            version=version.version,
+            reason="first model",
+            actor=actor,
+            evidence=str(report),
+            home=home,
+            config=config,
+            model=model,
+        )
     return asdict(
-        RetrainOutcome(version.version, None, judgement.gate.passed, judgement.gate.reasons, str(report), None,
-                       candidate_metric=judgement.gate.candidate_metric)
+        RetrainOutcome(
+            version.version,
+            None,
+            judgement.gate.passed,
+            judgement.gate.reasons,
+            str(report),
+            None,
+            candidate_metric=judgement.gate.candidate_metric,
+        )
     )

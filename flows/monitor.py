@@ -20,10 +20,19 @@ def monitor_flow(
     home: str | None = None,
     config: str | None = None,
     model: str | None = None,
+    only_new: bool = False,
 ) -> list[dict[str, Any]]:
-    """Monitor batch files (names or globs); `labels` are label files keyed by entity id."""
+    """Monitor batch files (names or globs); `labels` are label files keyed by entity id.
+
+    With only_new (the scheduled deployment), batches already in the audit store are skipped and an
+    empty inbox is not an error.
+    """
     ws = workspace(home, config, model)
-    paths = [str(p) for p in expand_paths(batches)]
+    paths = steps.select_batches(ws, batches, only_new)
+    if not paths:
+        banner("no new batches")
+        ws.close()
+        return []
     label_paths = [str(p) for p in expand_paths(labels)] if labels else None
     banner(f"prepare: production model, reference profile and estimator for {ws.model}")
     ctx = steps.prepare_context(ws)

@@ -34,8 +34,15 @@ def retrain_flow(
     if not steps.claim_window(ws, idempotency_key):
         ws.close()
         return asdict(
-            RetrainOutcome(None, None, False, ("duplicate request: this window was already retrained",), None,
-                           idempotency_key, duplicate=True)
+            RetrainOutcome(
+                None,
+                None,
+                False,
+                ("duplicate request: this window was already retrained",),
+                None,
+                idempotency_key,
+                duplicate=True,
+            )
         )
     start = datetime.fromisoformat(window_start) if window_start else None
     end = datetime.fromisoformat(window_end) if window_end else None
@@ -44,7 +51,10 @@ def retrain_flow(
     train_frame, holdout = steps.split_holdout(ws, frame)
     banner(f"tune and train on {train_frame.height} rows ({ws.settings.training.n_trials} trials)")
     trained = steps.train(
-        ws, train_frame, study_name=f"{ws.model}-{idempotency_key or 'manual'}", progress=progress.trial_reporter("tune")
+        ws,
+        train_frame,
+        study_name=f"{ws.model}-{idempotency_key or 'manual'}",
+        progress=progress.trial_reporter("tune"),
     )
     banner(f"gate: candidate vs champion on {holdout.height} paired holdout rows")
     champion = ws.registry.resolve(ws.model, "production")
@@ -64,6 +74,13 @@ def retrain_flow(
     )
     ws.close()
     if gate.passed and auto_promote:
-        promote_flow(version=version.version, reason=f"gate passed: {reason}", actor=actor, evidence=str(report),
-                     home=home, config=config, model=model)
+        promote_flow(
+            version=version.version,
+            reason=f"gate passed: {reason}",
+            actor=actor,
+            evidence=str(report),
+            home=home,
+            config=config,
+            model=model,
+        )
     return asdict(outcome)

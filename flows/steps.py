@@ -7,7 +7,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks import monitoring, retraining
 
-
+select_batches = task(name="select-batches", cache_policy=NO_CACHE, persist_result=False)(monitoring.select_batches)
 prepare_context = task(name="prepare-monitoring", cache_policy=NO_CACHE, persist_result=False)(
     monitoring.prepare_context
 )

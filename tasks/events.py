@@ -53,9 +53,9 @@ def emit(name: str, model: str, payload: dict[str, Any]) -> str | None:
 
 def flush(timeout: float = 5.0) -> None:
     """Deliver queued events before a short-lived process exits (sync callers only)."""
-    from prefect.events.worker import EventsWorker
-
     import inspect
+
+    from prefect.events.worker import EventsWorker
 
     result = EventsWorker.drain_all(timeout=timeout)
     if inspect.iscoroutine(result):  # called from async code: the caller's loop must drain instead

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tasks import events
@@ -54,6 +53,24 @@ class MonitorOutcome:
     report_path: str
     window_start: datetime | None
     window_end: datetime | None
+
+
+def select_batches(ws: Workspace, patterns: list[str], only_new: bool) -> list[str]:
+    """Expand names and globs; with only_new, skip batches the audit store has seen (and allow none)."""
+    from tasks.data import expand_paths
+    from tasks.errors import DataFileError
+    from tasks.lake import batch_id_for
+
+    if not only_new:
+        return [str(p) for p in expand_paths(patterns)]
+    seen = {row["batch_id"] for row in ws.store.batches(ws.model)}
+    found: list[str] = []
+    for pattern in patterns:
+        try:
+            found.extend(str(p) for p in expand_paths(pattern))
+        except DataFileError:
+            continue
+    return [p for p in found if batch_id_for(p) not in seen]
 
 
 def prepare_context(ws: Workspace) -> MonitorContext:
@@ -163,9 +180,7 @@ def judge(
         batch_id=batch.batch_id,
         rows=batch_profile.rows,
         quality_passed=batch_profile.quality.passed,
-        quality_failures=tuple(
-            f"{i.check}:{i.column}" for i in batch_profile.quality.issues if i.severity == "fail"
-        ),
+        quality_failures=tuple(f"{i.check}:{i.column}" for i in batch_profile.quality.issues if i.severity == "fail"),
         drifted_features=tuple(batch_profile.drifted_features),
         drift_share=batch_profile.drift_share,
         estimated_drop=est.reference_value - est.value,
@@ -193,47 +208,88 @@ def record(
     start, end = batch_profile.window_start, batch_profile.window_end
     signals = [
         SignalRecord(
-            model=model, batch_id=batch.batch_id, kind="drift", name=d.feature, method=d.method,
-            value=d.statistic, threshold=d.threshold, alert=d.alert, window_start=start, window_end=end,
+            model=model,
+            batch_id=batch.batch_id,
+            kind="drift",
+            name=d.feature,
+            method=d.method,
+            value=d.statistic,
+            threshold=d.threshold,
+            alert=d.alert,
+            window_start=start,
+            window_end=end,
         )
         for d in batch_profile.drift
     ]
     signals.append(
         SignalRecord(
-            model=model, batch_id=batch.batch_id, kind="quality", name="data_quality", method="checks",
-            value=float(len(batch_profile.quality.issues)), threshold=None, alert=not batch_profile.quality.passed,
-            window_start=start, window_end=end,
+            model=model,
+            batch_id=batch.batch_id,
+            kind="quality",
+            name="data_quality",
+            method="checks",
+            value=float(len(batch_profile.quality.issues)),
+            threshold=None,
+            alert=not batch_profile.quality.passed,
+            window_start=start,
+            window_end=end,
             payload={"issues": [asdict(i) for i in batch_profile.quality.issues]},
         )
     )
     signals.append(
         SignalRecord(
-            model=model, batch_id=batch.batch_id, kind="estimate", name=est.metric, method=est.method,
-            value=est.value, threshold=est.lower_threshold, alert=est.alert, window_start=start, window_end=end,
+            model=model,
+            batch_id=batch.batch_id,
+            kind="estimate",
+            name=est.metric,
+            method=est.method,
+            value=est.value,
+            threshold=est.lower_threshold,
+            alert=est.alert,
+            window_start=start,
+            window_end=end,
             payload={"lower": est.lower, "upper": est.upper, "reference": est.reference_value},
         )
     )
     if realized is not None and realized.value is not None:
         signals.append(
             SignalRecord(
-                model=model, batch_id=batch.batch_id, kind="realized", name=realized.metric, method="labels",
-                value=realized.value, threshold=est.lower_threshold, alert=False, window_start=start,
-                window_end=end, payload={"rows_labelled": realized.rows_labelled},
+                model=model,
+                batch_id=batch.batch_id,
+                kind="realized",
+                name=realized.metric,
+                method="labels",
+                value=realized.value,
+                threshold=est.lower_threshold,
+                alert=False,
+                window_start=start,
+                window_end=end,
+                payload={"rows_labelled": realized.rows_labelled},
             )
         )
-    key = events.retrain_key(model, decision.window_start, decision.window_end) if (
-        decision.action == Action.RETRAIN
-    ) else None
+    key = (
+        events.retrain_key(model, decision.window_start, decision.window_end)
+        if (decision.action == Action.RETRAIN)
+        else None
+    )
     payload: dict[str, Any] = decision.to_dict()
     payload["scored_by"] = batch.scored_by
     payload["retrain_key"] = key
     with ws.store.transaction() as conn:
-        ws.store.record_batch(model, batch.batch_id, batch.source, batch_profile.rows, start, end, "monitored",
-                              conn=conn)
+        ws.store.record_batch(
+            model, batch.batch_id, batch.source, batch_profile.rows, start, end, "monitored", conn=conn
+        )
         ws.store.record_signals(signals, conn=conn)
         ws.store.record_decision(
-            DecisionRecord(model=model, kind="policy", outcome=decision.action.value, reasons=decision.reasons,
-                           batch_id=batch.batch_id, version=batch.scored_by, payload=payload),
+            DecisionRecord(
+                model=model,
+                kind="policy",
+                outcome=decision.action.value,
+                reasons=decision.reasons,
+                batch_id=batch.batch_id,
+                version=batch.scored_by,
+                payload=payload,
+            ),
             conn=conn,
         )
     ws.lake.save(batch.batch_id, batch.frame)
@@ -262,8 +318,7 @@ def announce(ws: Workspace, batch: LoadedBatch, decision: PolicyDecision, key: s
         events.emit(
             events.RETRAIN_REQUESTED,
             ws.model,
-            {**base, "priority": decision.priority, "priority_class": decision.priority_class,
-             "idempotency_key": key},
+            {**base, "priority": decision.priority, "priority_class": decision.priority_class, "idempotency_key": key},
         )
         sent.append(events.RETRAIN_REQUESTED)
     for name in sent:
@@ -285,17 +340,32 @@ def report(
     folder = ws.settings.reports_dir / "monitor"
     png = drift_chart(batch_profile, folder / f"{batch.batch_id}-drift.png", title=f"drift — {batch.batch_id}")
     markdown = monitor_markdown(
-        model=ws.model, batch_id=batch.batch_id, source=batch.source, scored_by=batch.scored_by,
-        profile=batch_profile, estimate=est, realized=realized, decision=decision, drift_png=png,
+        model=ws.model,
+        batch_id=batch.batch_id,
+        source=batch.source,
+        scored_by=batch.scored_by,
+        profile=batch_profile,
+        estimate=est,
+        realized=realized,
+        decision=decision,
+        drift_png=png,
     )
     path = write_report(folder / f"{batch.batch_id}.md", markdown)
     publish_markdown(markdown, key=f"monitor-{ws.model}-{batch.batch_id}", description=f"monitor {batch.batch_id}")
     return MonitorOutcome(
-        batch_id=batch.batch_id, source=batch.source, rows=batch_profile.rows, scored_by=batch.scored_by,
-        action=decision.action.value, reasons=decision.reasons, priority_class=decision.priority_class,
-        drifted_features=tuple(batch_profile.drifted_features), estimated=est.value,
-        realized=realized.value if realized else None, quality_passed=batch_profile.quality.passed,
-        retrain_key=key, report_path=str(path), window_start=decision.window_start, window_end=decision.window_end,
+        batch_id=batch.batch_id,
+        source=batch.source,
+        rows=batch_profile.rows,
+        scored_by=batch.scored_by,
+        action=decision.action.value,
+        reasons=decision.reasons,
+        priority_class=decision.priority_class,
+        drifted_features=tuple(batch_profile.drifted_features),
+        estimated=est.value,
+        realized=realized.value if realized else None,
+        quality_passed=batch_profile.quality.passed,
+        retrain_key=key,
+        report_path=str(path),
+        window_start=decision.window_start,
+        window_end=decision.window_end,
     )
-
-

@@ -1,0 +1,14 @@
+# Sourced by scripts/demo.sh and scripts/test.sh: install uv if needed and the locked environment.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export UV_PYTHON_DOWNLOADS=never   # use the machine's Python 3.11; no toolchain downloads
+export PATH="$HOME/.local/bin:$PATH"
+if ! command -v uv >/dev/null 2>&1; then
+  echo "== installing uv"
+  python3 -m pip install --quiet --user uv 2>/dev/null || python3 -m pip install --quiet uv
+fi
+echo "== installing the locked environment (uv sync --frozen)"
+uv sync --frozen --quiet
+# Dependency telemetry off (NannyML, Prefect, W&B) for everything started from here.
+export NML_DISABLE_USAGE_LOGGING=1 DO_NOT_TRACK=1 PREFECT_SERVER_ANALYTICS_ENABLED=false
+export WANDB_ERROR_REPORTING=false WANDB__DISABLE_STATS=true WANDB__DISABLE_MACHINE_INFO=true

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# One command: set up this machine and run lint, type checks and every test (integration included).
+#   bash scripts/test.sh [pytest options]
+source "$(dirname "${BASH_SOURCE[0]}")/_setup.sh"
+echo "== ruff"
+uv run --frozen ruff check .
+uv run --frozen ruff format --check .
+echo "== mypy (tasks/, flows/)"
+uv run --frozen mypy
+echo "== pytest"
+exec uv run --frozen pytest -p no:cacheprovider "$@"
