@@ -18,7 +18,9 @@ HOME_HELP = "State directory (registry, audit store, W&B offline runs, reports).
 def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--home", type=click.Path(file_okay=False), default=None, help=HOME_HELP)(fn)
     fn = click.option(
-        "--config", type=click.Path(dir_okay=False, exists=True), default=None,
+        "--config",
+        type=click.Path(dir_okay=False, exists=True),
+        default=None,
         help="YAML settings file (same keys as the DRIFTGATE_* variables). Env: DRIFTGATE_CONFIG.",
     )(fn)
     fn = click.option("--model", default=None, help="Model (registry collection) name. Env: DRIFTGATE_MODEL_NAME.")(fn)
@@ -42,8 +44,12 @@ def _progress() -> Iterator[None]:
 
     bars: dict[str, Any] = {}
     with Progress(
-        TextColumn("[bold]{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("{task.fields[detail]}"), transient=False,
+        TextColumn("[bold]{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[detail]}"),
+        transient=False,
     ) as display:
 
         def update(task: str, done: int, total: int, detail: str) -> None:
@@ -109,8 +115,12 @@ def main(ctx: click.Context, verbose: bool) -> None:
 
 
 @main.command()
-@click.option("--home", type=click.Path(file_okay=False), default=None,
-              help="Base state directory; each demo run gets its own folder <home>/demo/<run>. Default ./.driftgate.")
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Base state directory; each demo run gets its own folder <home>/demo/<run>. Default ./.driftgate.",
+)
 @click.option("--seed", default=7, show_default=True, help="Seed of the scenario generator.")
 @click.option("--rows-per-batch", default=4000, show_default=True, help="Rows in each daily batch.")
 @click.option("--trials", default=5, show_default=True, help="Optuna trial budget per retrain.")
@@ -162,11 +172,24 @@ def demo(ctx: click.Context, home: str | None, seed: int, rows_per_batch: int, t
 @click.option("--prediction", default="y_pred", show_default=True, help="Model prediction column.")
 @click.option("--slice", "slices", multiple=True, help="Segment column judged separately by the gate (repeatable).")
 @click.option("--exclude", multiple=True, help="Column to leave out of the features (repeatable).")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Where to write (default <home>/contract.yaml).")
+@click.option(
+    "--out", type=click.Path(dir_okay=False), default=None, help="Where to write (default <home>/contract.yaml)."
+)
 @_common
-def contract(reference: str, target: str, entity_id: str, timestamp: str | None, probability: str,
-             prediction: str, slices: tuple[str, ...], exclude: tuple[str, ...], out: str | None,
-             home: str | None, config: str | None, model: str | None) -> None:
+def contract(
+    reference: str,
+    target: str,
+    entity_id: str,
+    timestamp: str | None,
+    probability: str,
+    prediction: str,
+    slices: tuple[str, ...],
+    exclude: tuple[str, ...],
+    out: str | None,
+    home: str | None,
+    config: str | None,
+    model: str | None,
+) -> None:
     """Write the model contract from a reference Parquet/CSV file.
 
     Every column other than target, id, timestamp, probability and prediction becomes a feature;
@@ -179,12 +202,22 @@ def contract(reference: str, target: str, entity_id: str, timestamp: str | None,
 
         settings = load_settings(Path(config) if config else None, home=home, model_name=model)
         frame = read_file(reference)
-        result = infer_contract(frame, name=settings.model_name, target=target, entity_id=entity_id,
-                                timestamp=timestamp, probability=probability, prediction=prediction,
-                                slices=list(slices), exclude=list(exclude), source=reference)
+        result = infer_contract(
+            frame,
+            name=settings.model_name,
+            target=target,
+            entity_id=entity_id,
+            timestamp=timestamp,
+            probability=probability,
+            prediction=prediction,
+            slices=list(slices),
+            exclude=list(exclude),
+            source=reference,
+        )
         path = result.save(Path(out) if out else settings.resolved_contract_path)
-    click.echo(f"wrote {path}: {len(result.features)} features "
-               f"({', '.join(f'{f.name}:{f.kind}' for f in result.features)})")
+    click.echo(
+        f"wrote {path}: {len(result.features)} features ({', '.join(f'{f.name}:{f.kind}' for f in result.features)})"
+    )
 
 
 @main.command()
@@ -192,8 +225,9 @@ def contract(reference: str, target: str, entity_id: str, timestamp: str | None,
 @click.option("--no-promote", is_flag=True, help="Register the model without making it production.")
 @_common
 @click.pass_context
-def bootstrap(ctx: click.Context, reference: str, no_promote: bool, home: str | None, config: str | None,
-              model: str | None) -> None:
+def bootstrap(
+    ctx: click.Context, reference: str, no_promote: bool, home: str | None, config: str | None, model: str | None
+) -> None:
     """Train the first model on a labelled reference file and make it production.
 
     With no champion to beat, the gate judges it against absolute floors (gate.floor_roc_auc).
@@ -209,12 +243,23 @@ def bootstrap(ctx: click.Context, reference: str, no_promote: bool, home: str | 
 @main.command()
 @click.argument("batches", nargs=-1, required=True)
 @click.option("--labels", multiple=True, help="Label file or glob keyed by entity id (repeatable).")
-@click.option("--retrain/--no-retrain", default=True, show_default=True,
-              help="Act on a RETRAIN decision at once (retrain, gate, promote on pass).")
+@click.option(
+    "--retrain/--no-retrain",
+    default=True,
+    show_default=True,
+    help="Act on a RETRAIN decision at once (retrain, gate, promote on pass).",
+)
 @_common
 @click.pass_context
-def monitor(ctx: click.Context, batches: tuple[str, ...], labels: tuple[str, ...], retrain: bool,
-            home: str | None, config: str | None, model: str | None) -> None:
+def monitor(
+    ctx: click.Context,
+    batches: tuple[str, ...],
+    labels: tuple[str, ...],
+    retrain: bool,
+    home: str | None,
+    config: str | None,
+    model: str | None,
+) -> None:
     """Monitor batch files or globs (Parquet/CSV).
 
     Batches may carry the model's probability column or not; without it they are scored by the
@@ -232,14 +277,17 @@ def monitor(ctx: click.Context, batches: tuple[str, ...], labels: tuple[str, ...
         else:
             from flows.monitor import monitor_flow
 
-            outcomes = monitor_flow(batches=list(batches), labels=list(labels) or None,
-                                    **_flow_args(home, config, model))
+            outcomes = monitor_flow(
+                batches=list(batches), labels=list(labels) or None, **_flow_args(home, config, model)
+            )
             retrained = None
     for o in outcomes:
         est = "n/a" if o["estimated"] is None else f"{o['estimated']:.4f}"
         real = "n/a" if o["realized"] is None else f"{o['realized']:.4f}"
-        click.echo(f"{o['batch_id']}: {o['action']:<7} est. AUC {est} realized {real} "
-                   f"drifted {list(o['drifted_features'])} — {o['reasons'][-1]}")
+        click.echo(
+            f"{o['batch_id']}: {o['action']:<7} est. AUC {est} realized {real} "
+            f"drifted {list(o['drifted_features'])} — {o['reasons'][-1]}"
+        )
         click.echo(f"    report: {o['report_path']}")
     if retrained:
         _print_retrain(retrained)
@@ -252,16 +300,29 @@ def monitor(ctx: click.Context, batches: tuple[str, ...], labels: tuple[str, ...
 @click.option("--no-promote", is_flag=True, help="Register and gate only; never move production.")
 @_common
 @click.pass_context
-def retrain(ctx: click.Context, window_start: str | None, window_end: str | None, reason: str, no_promote: bool,
-            home: str | None, config: str | None, model: str | None) -> None:
+def retrain(
+    ctx: click.Context,
+    window_start: str | None,
+    window_end: str | None,
+    reason: str,
+    no_promote: bool,
+    home: str | None,
+    config: str | None,
+    model: str | None,
+) -> None:
     """Retrain on the labelled window of monitored batches, gate against the champion, promote on pass."""
     _quiet_prefect(ctx.obj["verbose"])
     with _errors(), _progress():
         from flows.retrain import retrain_flow
 
-        result = retrain_flow(window_start=window_start, window_end=window_end, reason=reason,
-                              auto_promote=not no_promote, actor=os.environ.get("USER", "cli"),
-                              **_flow_args(home, config, model))
+        result = retrain_flow(
+            window_start=window_start,
+            window_end=window_end,
+            reason=reason,
+            auto_promote=not no_promote,
+            actor=os.environ.get("USER", "cli"),
+            **_flow_args(home, config, model),
+        )
     _print_retrain(result)
 
 
@@ -270,15 +331,17 @@ def retrain(ctx: click.Context, window_start: str | None, window_end: str | None
 @click.option("--reason", default="manual promotion", show_default=True)
 @_common
 @click.pass_context
-def promote(ctx: click.Context, version: str, reason: str, home: str | None, config: str | None,
-            model: str | None) -> None:
+def promote(
+    ctx: click.Context, version: str, reason: str, home: str | None, config: str | None, model: str | None
+) -> None:
     """Promote VERSION (e.g. v3) through staging and canary to production."""
     _quiet_prefect(ctx.obj["verbose"])
     with _errors():
         from flows.promote import promote_flow
 
-        moved = promote_flow(version=version, reason=reason, actor=os.environ.get("USER", "cli"),
-                             **_flow_args(home, config, model))
+        moved = promote_flow(
+            version=version, reason=reason, actor=os.environ.get("USER", "cli"), **_flow_args(home, config, model)
+        )
     click.echo(f"{version}: moved {' → '.join(moved)}")
 
 
@@ -322,12 +385,16 @@ def history(at: str | None, limit: int, home: str | None, config: str | None, mo
         click.secho("ledger (newest last):", bold=True)
         for entry in ws.registry.ledger(ws.model)[-limit:]:
             moves = ", ".join(f"{m.alias}: {m.from_version}→{m.to_version}" for m in entry.moves)
-            click.echo(f"  #{entry.seq} {entry.at:%Y-%m-%d %H:%M:%S} {entry.action:<8} {entry.outcome:<8} "
-                       f"{entry.actor}: {moves} — {entry.reason}")
+            click.echo(
+                f"  #{entry.seq} {entry.at:%Y-%m-%d %H:%M:%S} {entry.action:<8} {entry.outcome:<8} "
+                f"{entry.actor}: {moves} — {entry.reason}"
+            )
         click.secho("decisions (newest last):", bold=True)
         for row in ws.store.decisions(ws.model)[-limit:]:
-            click.echo(f"  {row['at']:%Y-%m-%d %H:%M:%S} {row['kind']:<10} {row['outcome']:<11} "
-                       f"{row.get('batch_id') or row.get('version') or ''} — {'; '.join(row['reasons'])[:110]}")
+            click.echo(
+                f"  {row['decided_at']:%Y-%m-%d %H:%M:%S} {row['kind']:<10} {row['outcome']:<11} "
+                f"{row.get('batch_id') or row.get('version') or ''} — {'; '.join(row['reasons'])[:110]}"
+            )
         ws.close()
 
 

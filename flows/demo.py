@@ -13,31 +13,34 @@ from flows.cycle import cycle_flow
 from flows.retrain import retrain_flow
 from flows.rollback import rollback_flow
 from tasks import demo, progress
+from tasks.reporting import write_report
 
 
 @flow(name="driftgate-demo", log_prints=True)
 def demo_flow(home: str, seed: int = 7, rows_per_batch: int = 4000, n_trials: int = 5) -> dict[str, Any]:
     banner("prepare: contract, reference, seeded batches and delayed labels")
     plan = demo.prepare(Path(home), seed=seed, rows_per_batch=rows_per_batch, n_trials=n_trials)
-    cfg = dict(home=str(plan.home), config=str(plan.config))
+    home_dir, config = str(plan.home), str(plan.config)
     total = len(plan.batches) + 3
     progress.report("demo", 0, total, "bootstrap")
     banner("1. champion: first model from the reference, promoted to production")
-    first = bootstrap_flow(reference=str(plan.reference), **cfg)
+    first = bootstrap_flow(reference=str(plan.reference), home=home_dir, config=config)
     cycles = []
     for done, item in enumerate(plan.batches, start=1):
         banner(f"day {done}: {item.phase} batch")
         progress.report("demo", done, total, f"day {done} ({item.phase})")
-        cycles.append(cycle_flow(batches=[item.batch], labels=[item.labels], **cfg))
+        cycles.append(cycle_flow(batches=[item.batch], labels=[item.labels], home=home_dir, config=config))
     banner("5. an operator retrains on the newest window: no real improvement is expected")
     progress.report("demo", total - 2, total, "operator retrain")
-    operator = retrain_flow(reason="operator retrain on the newest window", actor="operator", **cfg)
+    operator = retrain_flow(
+        reason="operator retrain on the newest window", actor="operator", home=home_dir, config=config
+    )
     banner("6. rollback drill: production returns to the last known good version")
     progress.report("demo", total - 1, total, "rollback")
-    rolled = rollback_flow(reason="demo rollback drill", actor="operator", **cfg)
+    rolled = rollback_flow(reason="demo rollback drill", actor="operator", home=home_dir, config=config)
     progress.report("demo", total, total, "verify")
     checks = demo.verify(plan.home, plan.config)
-    return {
+    result = {
         "home": str(plan.home),
         "config": str(plan.config),
         "bootstrap": first,
@@ -46,3 +49,5 @@ def demo_flow(home: str, seed: int = 7, rows_per_batch: int = 4000, n_trials: in
         "rollback": rolled,
         "checks": [c.__dict__ for c in checks],
     }
+    write_report(plan.home / "reports" / "demo.md", demo.summary_markdown(result, checks))
+    return result

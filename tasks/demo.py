@@ -43,7 +43,8 @@ def demo_settings(home: Path, n_trials: int) -> dict[str, Any]:
         "profiling": {"chunk_size": 4000},
         "policy": {"persistence": 2, "min_new_rows": 2000, "performance_drop": 0.02},
         "training": {"n_trials": n_trials, "timeout_seconds": 30, "window_rows": 12000, "num_boost_round": 200},
-        "gate": {"n_bootstrap": 500, "min_effect": 0.0},
+        # A model swap must buy at least one AUC point: smaller, merely significant gains are not worth it.
+        "gate": {"n_bootstrap": 500, "min_effect": 0.01},
     }
 
 
@@ -146,3 +147,37 @@ def verify(home: Path, config: Path) -> list[Check]:
         return checks
     finally:
         ws.close()
+
+
+def summary_markdown(result: dict[str, Any], checks: list[Check]) -> str:
+    """The demo's own report: the outcomes, then every decision with a link to its report."""
+    lines = ["# driftgate demo", "", "## Outcomes (read back from the audit store and the registry)", ""]
+    lines += [f"{i}. {'✔' if c.ok else '✘'} **{c.outcome}** — {c.detail}" for i, c in enumerate(checks, 1)]
+    lines += [
+        "",
+        "## Daily batches",
+        "",
+        "| batch | decision | est. AUC | realized AUC | drifted | report |",
+        "|---|---|---|---|---|---|",
+    ]
+    for cycle in result["cycles"]:
+        for o in cycle["monitor"]:
+            est = "n/a" if o["estimated"] is None else f"{o['estimated']:.4f}"
+            real = "n/a" if o["realized"] is None else f"{o['realized']:.4f}"
+            report = Path(o["report_path"]).relative_to(Path(result["home"]) / "reports")
+            lines.append(
+                f"| {o['batch_id']} | {o['action']} | {est} | {real} | {', '.join(o['drifted_features'])} "
+                f"| [{report}]({report}) |"
+            )
+    lines += ["", "## Retrains", ""]
+    retrains = [result["bootstrap"]] + [c["retrain"] for c in result["cycles"] if c["retrain"]]
+    retrains.append(result["operator_retrain"])
+    for r in retrains:
+        report = Path(r["report_path"]).relative_to(Path(result["home"]) / "reports")
+        verdict = "passed" if r["gate_passed"] else "failed"
+        lines.append(
+            f"- {r['candidate_version']} vs {r['champion_version'] or '(none)'}: gate **{verdict}** "
+            f"— [{report}]({report})"
+        )
+    lines += ["", f"Rollback: production {result['rollback']['from']} → {result['rollback']['to']}.", ""]
+    return "\n".join(lines)

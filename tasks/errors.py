@@ -87,3 +87,7 @@ class IntegrityError(RegistryError):
 
 class StoreError(DriftgateError):
     """The audit store cannot be reached or written."""
+
+
+class TrackingError(DriftgateError):
+    """The experiment tracker (W&B) cannot start a run or record what it was given."""

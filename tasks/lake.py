@@ -51,7 +51,6 @@ class BatchLake:
         """Join delayed labels into every stored batch that holds their entity ids; returns rows labelled."""
         import polars as pl
 
-
         labelled = 0
         keys = labels.select(contract.entity_id, pl.col(contract.target).alias("__label"))
         for batch_id in self.batch_ids():

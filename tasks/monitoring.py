@@ -83,7 +83,11 @@ def prepare_context(ws: Workspace) -> MonitorContext:
         version=version,
         model_text=ws.model_text(version),
         reference_profile=fit_reference_profile(reference, ws.contract, ws.settings.profiling),
-        estimator=fit_estimator(reference, ws.contract, chunk_size=ws.settings.profiling.chunk_size),
+        # CBPE's thresholds come from the spread across reference chunks; a retrained model's reference (its
+        # holdout) can be small, so keep at least three chunks.
+        estimator=fit_estimator(
+            reference, ws.contract, chunk_size=min(ws.settings.profiling.chunk_size, reference.height // 3)
+        ),
     )
 
 
@@ -144,7 +148,7 @@ def policy_state(ws: Workspace, now: datetime) -> PolicyState:
     """Rebuild what the policy remembers from the audit store."""
     policy_rows = ws.store.decisions(ws.model, kind="policy")
     retrains = ws.store.decisions(ws.model, kind="retrain")
-    last_retrain = retrains[-1]["at"] if retrains else None
+    last_retrain = retrains[-1]["decided_at"] if retrains else None
     streak = 0
     stretch_start: datetime | None = None
     for row in reversed(policy_rows):
@@ -156,12 +160,12 @@ def policy_state(ws: Workspace, now: datetime) -> PolicyState:
     labelled = sum(
         int(row["payload"].get("evidence", {}).get("labelled_rows", 0))
         for row in policy_rows
-        if last_retrain is None or row["at"] > last_retrain
+        if last_retrain is None or row["decided_at"] > last_retrain
     )
     return PolicyState(
         consecutive_degraded=streak,
         last_retrain_at=last_retrain,
-        retrains_last_24h=sum(1 for r in retrains if r["at"] >= now - timedelta(hours=24)),
+        retrains_last_24h=sum(1 for r in retrains if r["decided_at"] >= now - timedelta(hours=24)),
         labelled_rows_since_retrain=labelled,
         degraded_window_start=stretch_start,
     )

@@ -136,7 +136,8 @@ def decide(evidence: PolicyEvidence, state: PolicyState, settings: PolicySetting
     drop = max(drops) if drops else 0.0
     est_degraded = evidence.estimated_drop is not None and evidence.estimated_drop >= settings.performance_drop
     real_degraded = evidence.realized_drop is not None and evidence.realized_drop >= settings.performance_drop
-    degraded = est_degraded or real_degraded or evidence.estimate_alert
+    # NannyML's own alert is reported but not decisive: its band depends on chunk size, the drop does not.
+    degraded = est_degraded or real_degraded
     perf_detail = (
         f"estimated drop {_fmt(evidence.estimated_drop)}, realized drop {_fmt(evidence.realized_drop)}, "
         f"estimate alert {evidence.estimate_alert}; threshold {settings.performance_drop:.3f}"

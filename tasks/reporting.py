@@ -83,9 +83,10 @@ def drift_chart(profile: BatchProfile, path: Path, *, title: str) -> Path:
 
     primary: dict[str, Any] = {}
     for d in profile.drift:
+        if not d.primary:  # the deciding method per feature, so colours agree with drifted_features
+            continue
         ratio = d.statistic / d.threshold if d.threshold > 0 else 0.0
-        if d.feature not in primary or ratio > primary[d.feature][0]:
-            primary[d.feature] = (ratio, d.method, d.alert)
+        primary[d.feature] = (ratio, d.method, d.alert)
     names = list(primary)
     ratios = [primary[n][0] for n in names]
     colors = ["#d62728" if primary[n][2] else "#1f77b4" for n in names]
@@ -148,9 +149,13 @@ def gate_markdown(
 
 def forest_plot(gate: GateDecision, path: Path, *, title: str) -> Path | None:
     """Per-slice difference (candidate - champion) with its interval; the margin as a dashed line."""
-    rows = [("overall", gate.diff, gate.ci_low, gate.ci_high, gate.passed)]
-    rows += [(f"{s.column}={s.value}", s.diff, s.ci_low, s.ci_high, s.verdict == "pass") for s in gate.slices]
-    rows = [r for r in rows if r[1] is not None and r[2] is not None and r[3] is not None]
+    candidates = [("overall", gate.diff, gate.ci_low, gate.ci_high, gate.passed)]
+    candidates += [(f"{s.column}={s.value}", s.diff, s.ci_low, s.ci_high, s.verdict == "pass") for s in gate.slices]
+    rows = [
+        (name, diff, low, high, ok)
+        for name, diff, low, high, ok in candidates
+        if diff is not None and low is not None and high is not None
+    ]
     if not rows:
         return None
     import matplotlib

@@ -174,27 +174,54 @@ def record(
     folder = ws.settings.reports_dir / "gate"
     png = forest_plot(gate, folder / f"{version.version}-slices.png", title=f"{version.version} vs {champion}")
     markdown = gate_markdown(
-        model=ws.model, candidate_version=version.version, champion_version=champion, trained=trained, gate=gate,
+        model=ws.model,
+        candidate_version=version.version,
+        champion_version=champion,
+        trained=trained,
+        gate=gate,
         forest_png=png,
     )
     path = write_report(folder / f"{version.version}.md", markdown)
     ws.registry.annotate(ws.model, version.version, "gate_report", str(path))
-    payload = {"gate": gate.to_dict(), "idempotency_key": key, "champion": champion, "trained": _trained_summary(trained)}
+    payload = {
+        "gate": gate.to_dict(),
+        "idempotency_key": key,
+        "champion": champion,
+        "trained": _trained_summary(trained),
+    }
     with ws.store.transaction() as conn:
         ws.store.record_decision(
-            DecisionRecord(model=ws.model, kind="retrain", outcome="trained", reasons=(reason,),
-                           version=version.version, payload={"idempotency_key": key, **_trained_summary(trained)}),
+            DecisionRecord(
+                model=ws.model,
+                kind="retrain",
+                outcome="trained",
+                reasons=(reason,),
+                version=version.version,
+                payload={"idempotency_key": key, **_trained_summary(trained)},
+            ),
             conn=conn,
         )
         ws.store.record_decision(
-            DecisionRecord(model=ws.model, kind="gate", outcome="passed" if gate.passed else "failed",
-                           reasons=gate.reasons, version=version.version, payload=payload),
+            DecisionRecord(
+                model=ws.model,
+                kind="gate",
+                outcome="passed" if gate.passed else "failed",
+                reasons=gate.reasons,
+                version=version.version,
+                payload=payload,
+            ),
             conn=conn,
         )
     run = ws.tracker.start_run(job_type="retrain", name=f"retrain-{version.version}", config=trained.params)
     try:
-        run.log({"validation_auc": trained.validation_auc, "holdout_auc": gate.candidate_metric,
-                 "gate_passed": float(gate.passed), **({"gate_diff": gate.diff} if gate.diff is not None else {})})
+        run.log(
+            {
+                "validation_auc": trained.validation_auc,
+                "holdout_auc": gate.candidate_metric,
+                "gate_passed": float(gate.passed),
+                **({"gate_diff": gate.diff} if gate.diff is not None else {}),
+            }
+        )
         run.log_model(version, aliases=["candidate", "latest"])
         run.log_file("gate_report.md", path)
         if png is not None:
@@ -206,8 +233,11 @@ def record(
     if ws.settings.emit_events:
         base = {"model": ws.model, "version": version.version, "champion": champion, "idempotency_key": key}
         events.emit(events.CANDIDATE_REGISTERED, ws.model, base)
-        events.emit(events.GATE_PASSED if gate.passed else events.GATE_FAILED, ws.model,
-                    {**base, "diff": gate.diff, "p_value": gate.delong_p})
+        events.emit(
+            events.GATE_PASSED if gate.passed else events.GATE_FAILED,
+            ws.model,
+            {**base, "diff": gate.diff, "p_value": gate.delong_p},
+        )
     return path
 
 
@@ -228,8 +258,14 @@ def promote(ws: Workspace, version: str, *, actor: str, reason: str, evidence: s
     for alias in ("staging", "canary"):
         registry.move_alias(model, alias, None, expected=version, actor=actor, reason="promoted to production")
     ws.store.record_decision(
-        DecisionRecord(model=model, kind="promotion", outcome="promoted", reasons=(reason,), version=version,
-                       payload={"from": before, "to": version, "actor": actor, "evidence": evidence})
+        DecisionRecord(
+            model=model,
+            kind="promotion",
+            outcome="promoted",
+            reasons=(reason,),
+            version=version,
+            payload={"from": before, "to": version, "actor": actor, "evidence": evidence},
+        )
     )
     _track_aliases(ws, "promote", version, ["production"])
     if ws.settings.emit_events:
@@ -245,8 +281,14 @@ def rollback(ws: Workspace, *, actor: str, reason: str) -> tuple[str | None, str
     ws.registry.rollback(ws.model, actor=actor, reason=reason)
     after = ws.registry.aliases(ws.model)["production"]
     ws.store.record_decision(
-        DecisionRecord(model=ws.model, kind="rollback", outcome="rolled_back", reasons=(reason,), version=after,
-                       payload={"from": before, "to": after, "actor": actor})
+        DecisionRecord(
+            model=ws.model,
+            kind="rollback",
+            outcome="rolled_back",
+            reasons=(reason,),
+            version=after,
+            payload={"from": before, "to": after, "actor": actor},
+        )
     )
     _track_aliases(ws, "rollback", after, ["production"])
     if ws.settings.emit_events:

@@ -71,7 +71,7 @@ def test_files_and_globs(tmp_path: Path) -> None:
     with pytest.raises(DataFileError, match="no file matches"):
         expand_paths(str(tmp_path / "*.json"))
     (tmp_path / "c.json").write_text("{}")
-    with pytest.raises(DataFileError, match="c.json"):
+    with pytest.raises(DataFileError, match=r"c\.json"):
         read_file(tmp_path / "c.json")
 
 

@@ -1,0 +1,46 @@
+"""The demo, end to end at a small size, under Prefect's test harness; its six outcomes are checked
+from the audit store and the registry (tasks/demo.verify), and some rows are checked here directly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.demo import demo_flow
+from tasks.settings import load_settings
+from tasks.workspace import open_workspace
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    home = tmp_path_factory.mktemp("demo")
+    return demo_flow(home=str(home), seed=7, rows_per_batch=3000, n_trials=3)
+
+
+def test_demo_shows_the_six_outcomes(demo_run: dict[str, Any]) -> None:
+    failed = [c for c in demo_run["checks"] if not c["ok"]]
+    assert not failed, failed
+    assert len(demo_run["checks"]) >= 6
+
+
+def test_audit_store_and_registry_hold_the_matching_rows(demo_run: dict[str, Any]) -> None:
+    ws = open_workspace(load_settings(Path(demo_run["config"])))
+    try:
+        policy = ws.store.decisions(ws.model, kind="policy")
+        assert len(policy) == 6
+        assert [p["outcome"] for p in policy if "stationary" in p["batch_id"]] != []
+        assert ws.store.signals(ws.model, kind="drift")
+        assert ws.store.signals(ws.model, kind="estimate")
+        assert ws.registry.aliases(ws.model)["production"] == "v0"
+        versions = [v.version for v in ws.registry.versions(ws.model)]
+        assert versions[:3] == ["v0", "v1", "v2"]
+        for version in ws.registry.versions(ws.model):
+            ws.registry.verify(version)
+        reports = list((ws.settings.reports_dir).rglob("*.md"))
+        assert any(r.parent.name == "gate" for r in reports)
+        assert any(r.parent.name == "monitor" for r in reports)
+        assert list(ws.settings.wandb_dir.rglob("*.wandb"))
+    finally:
+        ws.close()
