@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +30,9 @@ ALL_EVENTS = (
 )
 
 
+_NAMESPACE = uuid.UUID("5b0f6c1e-6d1a-4f0e-9a57-6472696674ab")
+
+
 def resource_id(model: str) -> str:
     return f"driftgate.model.{model}"
 
@@ -39,7 +43,12 @@ def retrain_key(model: str, window_start: datetime | None, window_end: datetime 
     return "retrain-" + hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 
-def emit(name: str, model: str, payload: dict[str, Any]) -> str | None:
+def event_id_for(idempotency_key: str) -> uuid.UUID:
+    """Prefect's event store keeps one event per id: a re-sent request collapses into the first one."""
+    return uuid.uuid5(_NAMESPACE, idempotency_key)
+
+
+def emit(name: str, model: str, payload: dict[str, Any], *, idempotency_key: str | None = None) -> str | None:
     """Emit a Prefect event about a model; returns the event id, or None when no API is configured."""
     from prefect.events import emit_event
 
@@ -47,6 +56,7 @@ def emit(name: str, model: str, payload: dict[str, Any]) -> str | None:
         event=name,
         resource={"prefect.resource.id": resource_id(model), "prefect.resource.name": model},
         payload=_jsonable(payload),
+        id=event_id_for(idempotency_key) if idempotency_key else None,
     )
     return str(event.id) if event is not None else None
 

@@ -323,6 +323,7 @@ def announce(ws: Workspace, batch: LoadedBatch, decision: PolicyDecision, key: s
             events.RETRAIN_REQUESTED,
             ws.model,
             {**base, "priority": decision.priority, "priority_class": decision.priority_class, "idempotency_key": key},
+            idempotency_key=key,
         )
         sent.append(events.RETRAIN_REQUESTED)
     for name in sent:

@@ -15,7 +15,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -178,6 +178,66 @@ def _suggest(trial: optuna.Trial, train_rows: int) -> dict[str, Any]:
     }
 
 
+def _trial_seeded_sampler(seed: int, n_startup_trials: int) -> optuna.samplers.BaseSampler:
+    """TPE whose random state is derived from (seed, trial number) rather than from the process.
+
+    One seeded TPESampler per process would make a resumed run replay the first run's draws and
+    make workers sharing a journal study propose the same parameters. Seeding each trial by its
+    number (unique within a study) keeps tuning reproducible for a given history and spreads
+    parallel workers apart.
+    """
+    import optuna
+    from optuna.samplers import TPESampler
+
+    class TrialSeededTPESampler(optuna.samplers.BaseSampler):
+        def __init__(self) -> None:
+            self._trial_number = -1
+            self._sampler = TPESampler(seed=seed, n_startup_trials=n_startup_trials)
+
+        def _for_trial(self, number: int) -> TPESampler:
+            # Every parameter of a trial must come from one sampler so that its RNG advances.
+            if number != self._trial_number:
+                self._trial_number = number
+                self._sampler = TPESampler(seed=seed + number, n_startup_trials=n_startup_trials)
+            return self._sampler
+
+        def infer_relative_search_space(
+            self, study: optuna.Study, trial: optuna.trial.FrozenTrial
+        ) -> dict[str, optuna.distributions.BaseDistribution]:
+            return {}
+
+        def sample_relative(
+            self,
+            study: optuna.Study,
+            trial: optuna.trial.FrozenTrial,
+            search_space: dict[str, optuna.distributions.BaseDistribution],
+        ) -> dict[str, Any]:
+            return {}
+
+        def sample_independent(
+            self,
+            study: optuna.Study,
+            trial: optuna.trial.FrozenTrial,
+            param_name: str,
+            param_distribution: optuna.distributions.BaseDistribution,
+        ) -> Any:
+            return self._for_trial(trial.number).sample_independent(study, trial, param_name, param_distribution)
+
+        def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            self._for_trial(trial.number).before_trial(study, trial)
+
+        def after_trial(
+            self,
+            study: optuna.Study,
+            trial: optuna.trial.FrozenTrial,
+            state: optuna.trial.TrialState,
+            values: Sequence[float] | None,
+        ) -> None:
+            self._for_trial(trial.number).after_trial(study, trial, state, values)
+
+    return TrialSeededTPESampler()
+
+
 def _pruning_callback(trial: optuna.Trial) -> Callable[[Any], None]:
     """LightGBM callback reporting validation AUC to Optuna and raising TrialPruned when told to."""
     import optuna
@@ -253,7 +313,6 @@ def train_candidate(
     import numpy as np
     import optuna
     from optuna.pruners import MedianPruner
-    from optuna.samplers import TPESampler
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
@@ -317,12 +376,7 @@ def train_candidate(
                 f"Optuna study {study_name!r} in {storage_dir} was tuned on other data or settings "
                 f"(fingerprint {known[:12]} vs {fingerprint[:12]}); use a new study name for a new window"
             )
-        # Offsetting the seed by the trials already stored keeps a fresh run reproducible and stops
-        # a resumed run from replaying the first run's draws.
-        study.sampler = TPESampler(
-            seed=settings.seed + len(study.get_trials(deepcopy=False)),
-            n_startup_trials=max(1, min(10, settings.n_trials // 2)),
-        )
+        study.sampler = _trial_seeded_sampler(settings.seed, max(1, min(10, settings.n_trials // 2)))
         study.pruner = MedianPruner(n_startup_trials=3, n_warmup_steps=PRUNER_WARMUP_ROUNDS)
         remaining = settings.n_trials - len(_finished_trials(study))
         if remaining > 0:

@@ -193,14 +193,25 @@ def test_pruning_callback_prunes_a_trial_below_the_median() -> None:
         callback(env(9, 0.6))
 
 
-def _tune_in_subprocess(storage_dir: str, barrier: Any) -> None:
-    import lightgbm  # noqa: F401  (imported before the barrier so that both workers start tuning together)
-    import optuna  # noqa: F401
+def _tune_in_subprocess(storage_dir: str, first_trial_done: Any) -> None:
+    held: list[int] = []
 
-    frame = _window(n=1500)
-    settings = TrainingSettings(n_trials=6, num_boost_round=80, early_stopping_rounds=10, timeout_seconds=60)
-    barrier.wait(timeout=60)
-    train_candidate(frame, CONTRACT, settings, storage_dir=Path(storage_dir), study_name="shared")
+    def hold_after_first_trial(finished: int, budget: int, best: float | None) -> None:
+        # Trials take milliseconds: without this rendezvous one worker could finish the whole
+        # budget before the other has opened the study.
+        if not held:
+            held.append(finished)
+            first_trial_done.wait(timeout=60)
+
+    settings = TrainingSettings(n_trials=6, num_boost_round=40, early_stopping_rounds=5, timeout_seconds=60)
+    train_candidate(
+        _window(n=800),
+        CONTRACT,
+        settings,
+        storage_dir=Path(storage_dir),
+        study_name="shared",
+        progress=hold_after_first_trial,
+    )
 
 
 def test_two_processes_tune_one_journal_study(tmp_path: Path) -> None:
