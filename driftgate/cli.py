@@ -294,6 +294,27 @@ def monitor(
 
 
 @main.command()
+@click.argument("labels", nargs=-1, required=True)
+@_common
+@click.pass_context
+def labels(
+    ctx: click.Context, labels: tuple[str, ...], home: str | None, config: str | None, model: str | None
+) -> None:
+    """Attach delayed label files (or globs), keyed by entity id, to already monitored batches.
+
+    Realized performance of each batch they complete is recorded; retraining windows then include them.
+    """
+    _quiet_prefect(ctx.obj["verbose"])
+    with _errors():
+        from flows.labels import labels_flow
+
+        outcomes = labels_flow(labels=list(labels), **_flow_args(home, config, model))
+    for o in outcomes:
+        value = "n/a" if o["realized"] is None else f"{o['realized']:.4f}"
+        click.echo(f"{o['batch_id']}: {o['rows_labelled']} labelled rows, realized AUC {value}")
+
+
+@main.command()
 @click.option("--window-start", default=None, help="ISO time; default: the newest labelled rows.")
 @click.option("--window-end", default=None, help="ISO time.")
 @click.option("--reason", default="manual retrain", show_default=True)

@@ -47,11 +47,11 @@ class BatchLake:
             return []
         return sorted(p.stem for p in self.root.glob("*.parquet"))
 
-    def attach_labels(self, labels: pl.DataFrame, contract: ModelContract, *, source: str) -> int:
-        """Join delayed labels into every stored batch that holds their entity ids; returns rows labelled."""
+    def attach_labels(self, labels: pl.DataFrame, contract: ModelContract, *, source: str) -> dict[str, int]:
+        """Join delayed labels into every stored batch that holds their entity ids; returns rows labelled per batch."""
         import polars as pl
 
-        labelled = 0
+        labelled: dict[str, int] = {}
         keys = labels.select(contract.entity_id, pl.col(contract.target).alias("__label"))
         for batch_id in self.batch_ids():
             frame = pl.read_parquet(self.path(batch_id))
@@ -64,8 +64,8 @@ class BatchLake:
             else:
                 merged = pl.col("__label").cast(pl.Int8)
             self.save(batch_id, joined.with_columns(merged.alias(contract.target)).drop("__label"))
-            labelled += int(hits)
-        if labelled == 0:
+            labelled[batch_id] = int(hits)
+        if not labelled:
             raise DataError("no label matches a monitored batch's entity id", source=source, column=contract.entity_id)
         return labelled
 

@@ -374,3 +374,47 @@ def report(
         window_start=decision.window_start,
         window_end=decision.window_end,
     )
+
+
+@dataclass(frozen=True)
+class LabelOutcome:
+    batch_id: str
+    rows_labelled: int
+    realized: float | None
+
+
+def attach_labels(ws: Workspace, label_paths: list[str]) -> list[LabelOutcome]:
+    """Delayed labels: join them into the monitored batches they belong to and record realized performance."""
+    import polars as pl
+
+    from tasks.data import read_file
+    from tasks.estimation import realized_performance
+    from tasks.store import SignalRecord
+
+    contract = ws.contract
+    touched: set[str] = set()
+    for path in label_paths:
+        labels = validate_labels(read_file(path), ws, source=path)
+        touched |= set(ws.lake.attach_labels(labels, contract, source=path))
+    outcomes: list[LabelOutcome] = []
+    signals: list[SignalRecord] = []
+    for batch_id in sorted(touched):
+        frame = pl.read_parquet(ws.lake.path(batch_id))
+        realized = realized_performance(frame, contract)
+        outcomes.append(LabelOutcome(batch_id, realized.rows_labelled, realized.value))
+        if realized.value is not None:
+            signals.append(
+                SignalRecord(
+                    model=ws.model,
+                    batch_id=batch_id,
+                    kind="realized",
+                    name=realized.metric,
+                    method="labels",
+                    value=realized.value,
+                    threshold=None,
+                    alert=False,
+                    payload={"rows_labelled": realized.rows_labelled, "delayed": True},
+                )
+            )
+    ws.store.record_signals(signals)
+    return outcomes

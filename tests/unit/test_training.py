@@ -235,6 +235,8 @@ def test_two_processes_tune_one_journal_study(tmp_path: Path) -> None:
     # The budget is the study's: each worker stops once six trials are done (a trial in flight may add one).
     assert 6 <= len(finished) <= 7
     assert len({t.user_attrs["worker"] for t in finished}) == 2
+    # Trials are seeded by their number, not by the process: the workers did not duplicate draws.
+    assert len({tuple(sorted(t.params.items())) for t in finished}) == len(finished)
 
 
 def test_predict_proba_caches_boosters_and_checks_inputs(trained: tuple[Any, list[Any]]) -> None:
