@@ -91,3 +91,7 @@ class StoreError(DriftgateError):
 
 class TrackingError(DriftgateError):
     """The experiment tracker (W&B) cannot start a run or record what it was given."""
+
+
+class OrchestrationError(DriftgateError):
+    """A Prefect server, worker or deployment command failed to start or answer (names the command and its log)."""

@@ -1,0 +1,91 @@
+"""Validate prefect.yaml against the code: entrypoints exist, parameters and trigger templates name real
+flow parameters, triggers listen to driftgate events, and queues are the ones driftgate uses.
+
+    python -m deployments.validate [prefect.yaml]
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+QUEUES = {"urgent", "normal", "low"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    deployment: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.deployment}: {self.detail}"
+
+
+def load(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text())
+    if not isinstance(data, dict) or "deployments" not in data:
+        raise ValueError(f"{path} has no 'deployments' list")
+    return data
+
+
+def validate(path: Path) -> list[Problem]:
+    from tasks.events import ALL_EVENTS
+
+    root = path.parent
+    problems: list[Problem] = []
+    for dep in load(path)["deployments"]:
+        name = dep.get("name", "<unnamed>")
+        entrypoint = dep.get("entrypoint", "")
+        file_part, _, func = entrypoint.partition(":")
+        if not (root / file_part).is_file() or not func:
+            problems.append(Problem(name, f"entrypoint {entrypoint!r} does not name a file:function"))
+            continue
+        module = importlib.import_module(file_part.removesuffix(".py").replace("/", "."))
+        flow = getattr(module, func, None)
+        if flow is None or not hasattr(flow, "fn"):
+            problems.append(Problem(name, f"{entrypoint!r} is not a Prefect flow"))
+            continue
+        accepted = set(inspect.signature(flow.fn).parameters)
+        for key in dep.get("parameters") or {}:
+            if key not in accepted:
+                problems.append(Problem(name, f"parameter {key!r} is not a parameter of {func}"))
+        for trigger in dep.get("triggers") or []:
+            for key in trigger.get("parameters") or {}:
+                if key not in accepted:
+                    problems.append(Problem(name, f"trigger parameter {key!r} is not a parameter of {func}"))
+            for event in trigger.get("expect") or []:
+                if event not in ALL_EVENTS:
+                    problems.append(Problem(name, f"trigger expects unknown event {event!r}"))
+            for key, value in (trigger.get("parameters") or {}).items():
+                if (
+                    isinstance(value, str)
+                    and "{{" in value
+                    and value.strip() != value.strip().strip("{} ").join(["{{ ", " }}"])
+                ):
+                    problems.append(
+                        Problem(name, f"trigger parameter {key!r} mixes text and a template; use __prefect_kind: jinja")
+                    )
+        queue = (dep.get("work_pool") or {}).get("work_queue_name")
+        if queue is not None and queue not in QUEUES:
+            problems.append(Problem(name, f"work queue {queue!r} is not one of {sorted(QUEUES)}"))
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argv if argv is not None else sys.argv[1:]
+    path = Path(args[0]) if args else Path(__file__).resolve().parent.parent / "prefect.yaml"
+    problems = validate(path)
+    for problem in problems:
+        print(f"problem: {problem}")
+    print(f"{path}: {'ok' if not problems else f'{len(problems)} problem(s)'}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
