@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import yaml
 
 QUEUES = {"urgent", "normal", "low"}
+_BARE_TEMPLATE = re.compile(r"\{\{\s*[\w.]+\s*\}\}")
 
 
 @dataclass(frozen=True)
@@ -63,11 +65,8 @@ def validate(path: Path) -> list[Problem]:
                 if event not in ALL_EVENTS:
                     problems.append(Problem(name, f"trigger expects unknown event {event!r}"))
             for key, value in (trigger.get("parameters") or {}).items():
-                if (
-                    isinstance(value, str)
-                    and "{{" in value
-                    and value.strip() != value.strip().strip("{} ").join(["{{ ", " }}"])
-                ):
+                # Prefect keeps the type only of a bare "{{ x }}"; anything else is rendered via tojson and may fail.
+                if isinstance(value, str) and "{{" in value and not _BARE_TEMPLATE.fullmatch(value.strip()):
                     problems.append(
                         Problem(name, f"trigger parameter {key!r} mixes text and a template; use __prefect_kind: jinja")
                     )

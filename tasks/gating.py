@@ -320,9 +320,15 @@ def _slice_values(column: str, values: Any, n_rows: int) -> np.ndarray:
     if array.ndim != 1 or array.size != n_rows:
         raise GateError(f"slice column {column!r} has {array.size} values; the holdout has {n_rows} rows")
     if array.dtype.kind == "f":
-        text = np.array([f"{v:g}" for v in array], dtype=object)
-        text[np.isnan(array)] = MISSING_SLICE_VALUE
-        return text.astype(str)
+        # Integral floats print as integers (1.0 -> "1"); others keep full precision so that two
+        # distinct values never share a label.
+        return np.asarray(
+            [
+                MISSING_SLICE_VALUE if math.isnan(v) else str(int(v)) if v.is_integer() else repr(v)
+                for v in array.tolist()
+            ],
+            dtype=str,
+        )
     if array.dtype.kind in "iub":
         return array.astype(str)
     as_text = [
