@@ -374,8 +374,10 @@ def _spawn(name: str, command: list[str], *, env: Mapping[str, str], log_path: P
 
 
 def _healthy(api_url: str) -> bool:
+    # A proxy from the environment must not see (or break) a request to 127.0.0.1.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
+        with opener.open(f"{api_url}/health", timeout=2) as response:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError):
         return False

@@ -44,3 +44,16 @@ def test_audit_store_and_registry_hold_the_matching_rows(demo_run: dict[str, Any
         assert list(ws.settings.wandb_dir.rglob("*.wandb"))
     finally:
         ws.close()
+
+
+def test_walkthrough_notebook_runs_on_the_demo_store(demo_run: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    root = Path(__file__).resolve().parents[2]
+    notebook = nbformat.read(root / "notebooks" / "walkthrough.ipynb", as_version=4)
+    monkeypatch.setenv("DRIFTGATE_CONFIG", demo_run["config"])
+    monkeypatch.setenv("PYTHONPATH", str(root))
+    NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(root)}}).execute()
+    last = notebook.cells[-1].outputs[0]["data"]["text/plain"]
+    assert "'production': 'v0'" in last
