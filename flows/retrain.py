@@ -33,6 +33,7 @@ def retrain_flow(
     banner(f"claim {idempotency_key or 'manual retrain'} ({priority_class or 'unprioritised'})")
     if not steps.claim_window(ws, idempotency_key):
         ws.close()
+        banner(f"duplicate request: {idempotency_key} was already claimed, nothing to retrain")
         return asdict(
             RetrainOutcome(
                 None,

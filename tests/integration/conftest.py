@@ -1,0 +1,170 @@
+"""One real Prefect server, the driftgate work pool and deployments, and a process worker for the session.
+
+Everything runs on 127.0.0.1 with a temporary PREFECT_HOME (SQLite) and a temporary driftgate home that already
+holds a production champion. The server and worker are stopped by their recorded PIDs, even when a test fails.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+from uuid import UUID
+
+import pytest
+import yaml
+
+from deployments.local_server import LocalPrefect, client_settings
+
+if TYPE_CHECKING:
+    import polars as pl
+    from prefect.client.schemas.objects import FlowRun
+
+REPO = Path(__file__).resolve().parents[2]
+POOL = "driftgate"
+QUEUES = {"urgent": 1, "normal": 2, "low": 3}  # prefect.yaml routes rollback to `urgent`, the rest to `normal`
+RETRAIN_DEPLOYMENT = "driftgate-retrain/retrain"
+MODEL = "car-loan"
+REFERENCE_ROWS = 8000
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Stack:
+    prefect: LocalPrefect
+    home: Path
+    config: Path
+    retrain_deployment_id: UUID
+    analysis: pl.DataFrame
+
+    def retrain_runs(self, key: str | None = None) -> list[FlowRun]:
+        """Flow runs of the retrain deployment (optionally those whose idempotency_key parameter is `key`)."""
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[self.retrain_deployment_id]))
+            )
+        return [r for r in runs if key is None or r.parameters.get("idempotency_key") == key]
+
+    def flow_run(self, run_id: UUID) -> FlowRun:
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            return client.read_flow_run(run_id)
+
+    def wait_until_final(self, run_id: UUID, timeout: float) -> FlowRun:
+        run = poll(lambda: _final_or_none(self.flow_run(run_id)), timeout, f"flow run {run_id} to finish", self)
+        return run
+
+    def flow_run_logs(self, run_id: UUID) -> list[str]:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+        with get_client(sync_client=True) as client:
+            logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+        return [log.message for log in logs]
+
+    def events(self, name: str) -> list[Any]:
+        """Events of `name` about the model that the server has persisted (newest first)."""
+        from prefect.client.orchestration import get_client
+        from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+
+        event_filter = EventFilter(
+            event=EventNameFilter(name=[name]),
+            resource=EventResourceFilter(id=[f"driftgate.model.{MODEL}"]),
+        )
+        with get_client(sync_client=True) as client:
+            return list(client.read_events(event_filter, limit=50).events)
+
+    def registry_versions(self) -> list[str]:
+        from tasks.settings import load_settings
+        from tasks.workspace import open_workspace
+
+        ws = open_workspace(load_settings(self.config))
+        try:
+            return [v.version for v in ws.registry.versions(ws.model)]
+        finally:
+            ws.close()
+
+
+def poll(probe: Callable[[], T | None], timeout: float, what: str, stack: Stack | None = None) -> T:
+    """Call `probe` every 0.2 s until it returns something other than None; fail with the server logs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = probe()
+        if found is not None:
+            return found
+        if time.monotonic() > deadline:
+            logs = stack.prefect.logs() if stack is not None else ""
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{logs}")
+        time.sleep(0.2)
+
+
+def _final_or_none(run: FlowRun) -> FlowRun | None:
+    return run if run.state is not None and run.state.is_final() else None
+
+
+def write_home(home: Path) -> tuple[Path, Path, pl.DataFrame]:
+    """Contract, labelled reference and settings of a small driftgate home; returns (config, reference, analysis)."""
+    from tasks.data import load_car_loan
+    from tasks.schema import infer_contract
+
+    home.mkdir(parents=True, exist_ok=True)
+    reference, analysis = load_car_loan()
+    reference = reference.head(REFERENCE_ROWS)
+    infer_contract(reference, name=MODEL, target="repaid", entity_id="id", timestamp="timestamp").save(
+        home / "contract.yaml"
+    )
+    reference_path = home / "reference.parquet"
+    reference.write_parquet(reference_path)
+    settings = {
+        "home": str(home),
+        "model_name": MODEL,
+        "num_threads": 1,
+        # One degraded, labelled batch is enough to ask for a retrain.
+        "policy": {"persistence": 1, "min_new_rows": 500, "cooldown_hours": 0},
+        "training": {"n_trials": 2, "timeout_seconds": 20, "num_boost_round": 60},
+        "gate": {"n_bootstrap": 200},
+    }
+    config = home / "driftgate.yaml"
+    config.write_text(yaml.safe_dump(settings, sort_keys=False))
+    return config, reference_path, analysis
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    from prefect.client.orchestration import get_client
+
+    from flows.bootstrap import bootstrap_flow
+
+    root = tmp_path_factory.mktemp("integration")
+    home = root / "home"
+    # The server takes ~20 s to become healthy: prepare the driftgate home meanwhile.
+    local = LocalPrefect.launch(root / "prefect-home")
+    try:
+        config, reference, analysis = write_home(home)
+        local.wait_healthy(timeout=150)
+        local.create_pool(POOL, queues=QUEUES)
+        local.start_worker(
+            POOL,
+            env={"DRIFTGATE_HOME": str(home), "DRIFTGATE_CONFIG": str(config), "WANDB_MODE": "offline"},
+            cwd=REPO,
+            query_seconds=1,
+            prefetch_seconds=2,
+        )
+        local.deploy_all(REPO)
+        with client_settings(local.api_url):
+            bootstrap_flow(reference=str(reference), home=str(home), config=str(config))
+            with get_client(sync_client=True) as client:
+                deployment_id = client.read_deployment_by_name(RETRAIN_DEPLOYMENT).id
+            local.wait_for_worker(POOL, timeout=60)
+            yield Stack(
+                prefect=local, home=home, config=config, retrain_deployment_id=deployment_id, analysis=analysis
+            )
+    finally:
+        local.stop()

@@ -1,0 +1,183 @@
+"""The retrain deployment's event trigger on a real Prefect server with a process worker.
+
+A stationary batch starts nothing; a degraded, labelled batch makes the monitor decide RETRAIN and emit
+`driftgate.retrain.requested`, whose trigger creates exactly one retrain flow run that the worker completes; the
+same event re-sent is ignored, and a new event for the same window completes as a no-op.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.monitor import monitor_flow
+from tasks import events
+from tasks.data import STATIONARY, ScenarioGenerator, Shift, split_labels, write_frame
+from tasks.demo import DRIFT
+from tests.integration.conftest import MODEL, Stack, poll
+
+pytestmark = pytest.mark.integration
+
+BATCH_ROWS = 3000
+RUN_CREATED_TIMEOUT = 30.0  # measured 0.1-0.3 s from emit to flow run
+RUN_FINISHED_TIMEOUT = 150.0  # worker poll + subprocess start + a two-trial retrain on 2 shared cores
+NO_RUN_GRACE = 4.0  # how long "nothing was created" is watched after the server has the event
+
+
+@dataclass(frozen=True)
+class RetrainRequest:
+    outcome: dict[str, Any]
+    key: str
+    run_id: uuid.UUID
+    versions_after: list[str]
+
+
+def _write_batch(stack: Stack, name: str, shift: Shift, seed: int) -> tuple[str, str]:
+    # The first half of the analysis period is unseen by the champion and drawn like its reference.
+    generator = ScenarioGenerator(stack.analysis.head(25_000), seed=seed)
+    frame = generator.batch(BATCH_ROWS, shift)
+    features, labels = split_labels(frame, entity_id="id", target="repaid")
+    folder = stack.home / "inputs"
+    return (
+        str(write_frame(features, folder / f"{name}.parquet")),
+        str(write_frame(labels, folder / f"{name}-labels.parquet")),
+    )
+
+
+def _monitor(stack: Stack, name: str, shift: Shift, seed: int) -> dict[str, Any]:
+    batch, labels = _write_batch(stack, name, shift, seed)
+    (outcome,) = monitor_flow(batches=[batch], labels=[labels], home=str(stack.home), config=str(stack.config))
+    return outcome
+
+
+def _persisted(stack: Stack, name: str, batch_id: str) -> list[Any] | None:
+    found = [e for e in stack.events(name) if e.payload.get("batch_id") == batch_id]
+    return found or None
+
+
+def _assert_no_new_run(stack: Stack, key: str | None, expected: int) -> None:
+    deadline = time.monotonic() + NO_RUN_GRACE
+    while time.monotonic() < deadline:
+        runs = stack.retrain_runs(key)
+        assert len(runs) == expected, [(r.name, r.parameters) for r in runs]
+        time.sleep(0.25)
+
+
+def test_stationary_batch_starts_no_retrain(stack: Stack) -> None:
+    before = len(stack.retrain_runs())
+    outcome = _monitor(stack, "stationary", STATIONARY, seed=11)
+
+    assert outcome["action"] in {"NONE", "ALERT"}, outcome["reasons"]
+    assert outcome["retrain_key"] is None
+    # The server has the batch's events, so the absence of a run below is not a lost event.
+    poll(lambda: _persisted(stack, events.BATCH_PROFILED, outcome["batch_id"]), 30, "batch.profiled", stack)
+    assert _persisted(stack, events.RETRAIN_REQUESTED, outcome["batch_id"]) is None
+    _assert_no_new_run(stack, None, before)
+
+
+@pytest.fixture(scope="module")
+def retrain_request(stack: Stack) -> RetrainRequest:
+    """A degraded batch decides RETRAIN; its event (not flushed by hand) starts one run, which completes."""
+    versions_before = stack.registry_versions()
+    outcome = _monitor(stack, "degraded", DRIFT, seed=12)
+    assert outcome["action"] == "RETRAIN", outcome["reasons"]
+    key = outcome["retrain_key"]
+    assert key
+
+    runs = poll(lambda: stack.retrain_runs(key) or None, RUN_CREATED_TIMEOUT, f"a retrain run for {key}", stack)
+    assert len(runs) == 1, [r.name for r in runs]
+    final = stack.wait_until_final(runs[0].id, RUN_FINISHED_TIMEOUT)
+    assert final.state is not None and final.state.is_completed(), (final.state, stack.prefect.logs())
+    versions_after = stack.registry_versions()
+    assert len(versions_after) == len(versions_before) + 1, (versions_before, versions_after)
+    return RetrainRequest(outcome=outcome, key=key, run_id=runs[0].id, versions_after=versions_after)
+
+
+def test_retrain_event_runs_the_retrain_deployment(stack: Stack, retrain_request: RetrainRequest) -> None:
+    run = stack.flow_run(retrain_request.run_id)
+    outcome = retrain_request.outcome
+    assert run.parameters["idempotency_key"] == retrain_request.key
+    assert run.parameters["window_start"] == outcome["window_start"].isoformat()
+    assert run.parameters["window_end"] == outcome["window_end"].isoformat()
+    assert run.parameters["model"] == MODEL
+    assert run.parameters["priority_class"] == outcome["priority_class"]
+    assert run.parameters["reason"] == f"policy RETRAIN on batch {outcome['batch_id']}"
+    assert run.work_queue_name == "normal"
+
+    (event,) = _persisted(stack, events.RETRAIN_REQUESTED, outcome["batch_id"]) or []
+    assert event.id == events.event_id_for(retrain_request.key)
+    assert event.payload["idempotency_key"] == retrain_request.key
+    assert run.created is not None and run.created >= event.occurred
+
+
+def test_repeated_event_starts_no_second_run_and_a_new_event_is_a_no_op(
+    stack: Stack, retrain_request: RetrainRequest
+) -> None:
+    key = retrain_request.key
+    (event,) = _persisted(stack, events.RETRAIN_REQUESTED, retrain_request.outcome["batch_id"]) or []
+
+    # 1. The same event again (same payload, same id): Prefect has seen this id, no trigger fires.
+    assert events.emit(events.RETRAIN_REQUESTED, MODEL, dict(event.payload), idempotency_key=key) == str(event.id)
+    # 2. A new event for the same window: a second run, which the flow's claim turns into a no-op. Events are
+    # evaluated in order, so once this run exists the repeated event above has been judged too.
+    from prefect.events import emit_event
+
+    fresh = emit_event(
+        event=events.RETRAIN_REQUESTED,
+        resource=dict(event.resource),
+        payload=dict(event.payload),
+        id=uuid.uuid4(),
+    )
+    assert fresh is not None
+    runs = poll(
+        lambda: (found if len(found := stack.retrain_runs(key)) >= 2 else None),
+        RUN_CREATED_TIMEOUT,
+        "the second run for the same key",
+        stack,
+    )
+    _assert_no_new_run(stack, key, 2)
+    (second,) = [r for r in runs if r.id != retrain_request.run_id]
+    final = stack.wait_until_final(second.id, RUN_FINISHED_TIMEOUT)
+    assert final.state is not None and final.state.is_completed(), final.state
+    assert stack.registry_versions() == retrain_request.versions_after
+    logs = poll(
+        lambda: [m for m in stack.flow_run_logs(second.id) if "duplicate request" in m] or None,
+        30,
+        "the duplicate banner in the run's logs",
+        stack,
+    )
+    assert key in logs[0]
+
+
+def test_null_window_arrives_as_none(stack: Stack, tmp_path: Path) -> None:
+    """A request without a window (a contract without timestamps) templates to None, not the string 'None'."""
+    from tasks.settings import load_settings
+    from tasks.workspace import open_workspace
+
+    key = f"retrain-null-window-{uuid.uuid4().hex[:8]}"
+    ws = open_workspace(load_settings(stack.config))
+    try:
+        assert ws.store.claim(key, purpose="retrain")  # already retrained: the run will be a no-op
+    finally:
+        ws.close()
+    payload = {
+        "model": MODEL,
+        "batch_id": "no-window",
+        "window_start": None,
+        "window_end": None,
+        "priority": 0.0,
+        "priority_class": "low",
+        "idempotency_key": key,
+    }
+    events.emit(events.RETRAIN_REQUESTED, MODEL, payload, idempotency_key=key)
+    (run,) = poll(lambda: stack.retrain_runs(key) or None, RUN_CREATED_TIMEOUT, f"a run for {key}", stack)
+    assert run.parameters["window_start"] is None
+    assert run.parameters["window_end"] is None
+    assert run.parameters["priority_class"] == "low"
+    final = stack.wait_until_final(run.id, RUN_FINISHED_TIMEOUT)
+    assert final.state is not None and final.state.is_completed(), final.state
