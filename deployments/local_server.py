@@ -27,9 +27,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, TYPE_CHECKING, Any, Self
 
 from tasks.errors import OrchestrationError
+
+if TYPE_CHECKING:
+    from prefect._internal.concurrency.services import QueueService
 
 TELEMETRY_OFF = {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 # Quiet server defaults for a short-lived local server: no UI bundle to prepare, events persisted quickly
@@ -325,17 +328,20 @@ def client_settings(api_url: str) -> Iterator[None]:
     _drain_client_workers(EventsWorker, APILogWorker)
     EventsWorker.set_client_override(PrefectEventsClient, api_url=api_url)
     try:
-        with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(temporary_settings(updates={PREFECT_API_URL: api_url}))
             # Code that runs in a context copied before this block (threads of the global loop) sees the
             # process-global settings context, so point that one at the server too.
-            with prefect.context._temporary_global_settings_context(prefect.context.get_settings_context()):
-                yield
+            stack.enter_context(
+                prefect.context._temporary_global_settings_context(prefect.context.get_settings_context())
+            )
+            yield
     finally:
         _drain_client_workers(EventsWorker, APILogWorker)
         EventsWorker.set_client_override(None)
 
 
-def _drain_client_workers(*services: type) -> None:
+def _drain_client_workers(*services: type[QueueService[Any]]) -> None:
     import inspect
 
     for service in services:

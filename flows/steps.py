@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks import monitoring, retraining
+from tasks import monitoring, promotion, retraining
 
 select_batches = task(name="select-batches", cache_policy=NO_CACHE, persist_result=False)(monitoring.select_batches)
 prepare_context = task(name="prepare-monitoring", cache_policy=NO_CACHE, persist_result=False)(
@@ -26,5 +26,5 @@ train = task(name="train-candidate", cache_policy=NO_CACHE, persist_result=False
 evaluate = task(name="gate-candidate", cache_policy=NO_CACHE, persist_result=False)(retraining.evaluate)
 register = task(name="register-candidate", cache_policy=NO_CACHE, persist_result=False)(retraining.register)
 record_retrain = task(name="record-retrain", cache_policy=NO_CACHE, persist_result=False)(retraining.record)
-promote = task(name="move-aliases", cache_policy=NO_CACHE, persist_result=False)(retraining.promote)
-rollback = task(name="rollback-alias", cache_policy=NO_CACHE, persist_result=False)(retraining.rollback)
+promote = task(name="move-aliases", cache_policy=NO_CACHE, persist_result=False)(promotion.promote)
+rollback = task(name="rollback-alias", cache_policy=NO_CACHE, persist_result=False)(promotion.rollback)

@@ -163,8 +163,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             with get_client(sync_client=True) as client:
                 deployment_id = client.read_deployment_by_name(RETRAIN_DEPLOYMENT).id
             local.wait_for_worker(POOL, timeout=60)
-            yield Stack(
-                prefect=local, home=home, config=config, retrain_deployment_id=deployment_id, analysis=analysis
-            )
+            yield Stack(prefect=local, home=home, config=config, retrain_deployment_id=deployment_id, analysis=analysis)
     finally:
         local.stop()

@@ -135,7 +135,7 @@ def test_repeated_event_starts_no_second_run_and_a_new_event_is_a_no_op(
     )
     assert fresh is not None
     runs = poll(
-        lambda: (found if len(found := stack.retrain_runs(key)) >= 2 else None),
+        lambda: found if len(found := stack.retrain_runs(key)) >= 2 else None,
         RUN_CREATED_TIMEOUT,
         "the second run for the same key",
         stack,
