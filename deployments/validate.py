@@ -1,5 +1,6 @@
 """Validate prefect.yaml against the code: entrypoints exist, parameters and trigger templates name real
-flow parameters, triggers listen to driftgate events, and queues are the ones driftgate uses.
+flow parameters, triggers listen to driftgate events, queues are the ones driftgate uses, and every priority
+class of a retrain request is routed to exactly one deployment, on the queue of its name, with a concurrency limit.
 
     python -m deployments.validate [prefect.yaml]
 """
@@ -41,7 +42,9 @@ def validate(path: Path) -> list[Problem]:
 
     root = path.parent
     problems: list[Problem] = []
-    for dep in load(path)["deployments"]:
+    deployments = load(path)["deployments"]
+    problems += _retrain_routing(deployments)
+    for dep in deployments:
         name = dep.get("name", "<unnamed>")
         entrypoint = dep.get("entrypoint", "")
         file_part, _, func = entrypoint.partition(":")
@@ -73,6 +76,39 @@ def validate(path: Path) -> list[Problem]:
         queue = (dep.get("work_pool") or {}).get("work_queue_name")
         if queue is not None and queue not in QUEUES:
             problems.append(Problem(name, f"work queue {queue!r} is not one of {sorted(QUEUES)}"))
+    return problems
+
+
+def _retrain_routing(deployments: list[dict[str, Any]]) -> list[Problem]:
+    """Each priority class reaches one retrain deployment whose queue bears its name; none is left unrouted."""
+    from tasks.events import PRIORITY_CLASSES, PRIORITY_LABEL, RETRAIN_REQUESTED
+
+    problems: list[Problem] = []
+    routed: dict[str, list[str]] = {klass: [] for klass in PRIORITY_CLASSES}
+    for dep in deployments:
+        name = dep.get("name", "<unnamed>")
+        for trigger in dep.get("triggers") or []:
+            if RETRAIN_REQUESTED not in (trigger.get("expect") or []):
+                continue
+            wanted = (trigger.get("match") or {}).get(PRIORITY_LABEL)
+            classes = [wanted] if isinstance(wanted, str) else list(wanted or [])
+            if not classes:
+                problems.append(Problem(name, f"retrain trigger does not match on the {PRIORITY_LABEL!r} label"))
+                continue
+            queue = (dep.get("work_pool") or {}).get("work_queue_name")
+            for klass in classes:
+                if klass not in routed:
+                    problems.append(Problem(name, f"unknown priority class {klass!r}; one of {list(PRIORITY_CLASSES)}"))
+                    continue
+                routed[klass].append(name)
+                if queue != klass:
+                    problems.append(Problem(name, f"priority {klass!r} runs on queue {queue!r}, not on {klass!r}"))
+            if not dep.get("concurrency_limit"):
+                problems.append(Problem(name, "a retrain deployment needs a concurrency_limit"))
+    for klass, names in routed.items():
+        if len(names) != 1:
+            where = f"deployments {names}" if names else "no deployment"
+            problems.append(Problem("retrain routing", f"priority {klass!r} reaches {where}; exactly one is needed"))
     return problems
 
 

@@ -32,6 +32,8 @@ def _quiet_prefect(verbose: bool) -> None:
 
     disable_telemetry()
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    # The local (ephemeral) API needs 8-26 s to start, more on a loaded machine; Prefect's default gives up at 20 s.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     # Prefect's console logs would interleave with the progress display; the run logs still reach the API.
     os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "true")
 
@@ -350,34 +352,216 @@ def retrain(
 @main.command()
 @click.argument("version")
 @click.option("--reason", default="manual promotion", show_default=True)
+@click.option(
+    "--approve/--require-approval",
+    "auto_approve",
+    default=None,
+    help="Approve by policy, or pause for an approver (`driftgate approve`). Default: promotion.auto_approve.",
+)
+@click.option("--watch", "watch_batches", multiple=True, help="Batch file scored with the canary split (repeatable).")
+@click.option("--labels", multiple=True, help="Label file for the watched batches, keyed by entity id (repeatable).")
+@click.option("--force", is_flag=True, help="Promote a version that did not pass the gate.")
 @_common
 @click.pass_context
 def promote(
-    ctx: click.Context, version: str, reason: str, home: str | None, config: str | None, model: str | None
+    ctx: click.Context,
+    version: str,
+    reason: str,
+    auto_approve: bool | None,
+    watch_batches: tuple[str, ...],
+    labels: tuple[str, ...],
+    force: bool,
+    home: str | None,
+    config: str | None,
+    model: str | None,
 ) -> None:
-    """Promote VERSION (e.g. v3) through staging and canary to production."""
+    """Promote VERSION (e.g. v3): staging → approval → canary → watch window → production.
+
+    A canary that misses a threshold (estimated or realized AUC, error rate, scoring time) is withdrawn
+    and production does not move; with promotion.watch_hours > 0 the canary stays and `driftgate watch`
+    decides once the window has passed.
+    """
     _quiet_prefect(ctx.obj["verbose"])
     with _errors():
         from flows.promote import promote_flow
 
-        moved = promote_flow(
-            version=version, reason=reason, actor=os.environ.get("USER", "cli"), **_flow_args(home, config, model)
+        result = promote_flow(
+            version=version,
+            reason=reason,
+            actor=os.environ.get("USER", "cli"),
+            watch_batches=list(watch_batches) or None,
+            labels=list(labels) or None,
+            auto_approve=auto_approve,
+            force=force,
+            **_flow_args(home, config, model),
         )
-    click.echo(f"{version}: moved {' → '.join(moved)}")
+    colour = {"promoted": "green", "watching": "yellow"}.get(result["status"], "red")
+    click.echo(f"{version}: {click.style(result['status'].upper(), fg=colour)} (moved {' → '.join(result['steps'])})")
+    for reason_line in result["reasons"]:
+        click.echo(f"  - {reason_line}")
+    for label, key in (("canary report", "report_path"), ("audit", "audit_path")):
+        if result.get(key):
+            click.echo(f"  {label}: {result[key]}")
+
+
+def _prefect_api_configured() -> bool:
+    """PREFECT_API_URL from the environment or the active Prefect profile, read without importing Prefect (~2 s)."""
+    import tomllib
+
+    if os.environ.get("PREFECT_API_URL"):
+        return True
+    prefect_home = Path(os.environ.get("PREFECT_HOME", "~/.prefect")).expanduser()
+    profiles = Path(os.environ.get("PREFECT_PROFILES_PATH", prefect_home / "profiles.toml")).expanduser()
+    try:
+        data = tomllib.loads(profiles.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+    active = os.environ.get("PREFECT_PROFILE") or data.get("active", "ephemeral")
+    return bool(data.get("profiles", {}).get(active, {}).get("PREFECT_API_URL"))
 
 
 @main.command()
 @click.option("--reason", default="manual rollback", show_default=True)
+@click.option(
+    "--flow/--no-flow",
+    "use_flow",
+    default=None,
+    help="Run as a Prefect flow run (default when a Prefect API is configured) or directly (default otherwise: "
+    "an ephemeral Prefect API would take 8-26 s to start before production moves).",
+)
 @_common
 @click.pass_context
-def rollback(ctx: click.Context, reason: str, home: str | None, config: str | None, model: str | None) -> None:
+def rollback(
+    ctx: click.Context, reason: str, use_flow: bool | None, home: str | None, config: str | None, model: str | None
+) -> None:
     """Restore production to the last known good version (previous-production) in one step."""
+    actor = os.environ.get("USER", "cli")
+    if use_flow is None:
+        use_flow = _prefect_api_configured()
+    with _errors():
+        if use_flow:
+            _quiet_prefect(ctx.obj["verbose"])
+            from flows.rollback import rollback_flow
+
+            result = rollback_flow(reason=reason, actor=actor, **_flow_args(home, config, model))
+            before, after = result["from"], result["to"]
+        else:
+            from tasks.promotion import rollback as rollback_now
+            from tasks.settings import load_settings
+            from tasks.workspace import open_workspace
+
+            ws = open_workspace(load_settings(Path(config) if config else None, home=home, model_name=model))
+            try:
+                before, after = rollback_now(ws, actor=actor, reason=reason)
+            finally:
+                ws.close()
+    click.echo(f"production: {before} → {after}")
+
+
+@main.command()
+@click.argument("batches", nargs=-1, required=True)
+@click.option("--labels", multiple=True, help="Label file or glob keyed by entity id (repeatable).")
+@_common
+@click.pass_context
+def score(
+    ctx: click.Context,
+    batches: tuple[str, ...],
+    labels: tuple[str, ...],
+    home: str | None,
+    config: str | None,
+    model: str | None,
+) -> None:
+    """Score batch files by alias: production, and the canary for canary_share of entities (stable hash of the id).
+
+    Predictions are stored under <home>/predictions/<model>/ with the version that made each one.
+    """
     _quiet_prefect(ctx.obj["verbose"])
     with _errors():
-        from flows.rollback import rollback_flow
+        from flows.score import score_flow
 
-        result = rollback_flow(reason=reason, actor=os.environ.get("USER", "cli"), **_flow_args(home, config, model))
-    click.echo(f"production: {result['from']} → {result['to']}")
+        results = score_flow(batches=list(batches), labels=list(labels) or None, **_flow_args(home, config, model))
+    for r in results:
+        routed = ", ".join(f"{v}: {n}" for v, n in sorted(r["routed"].items()))
+        errors = sum(r["errors"].values())
+        click.echo(f"{r['batch_id']}: {r['rows']} rows ({routed}; {errors} canary errors) → {r['path']}")
+
+
+@main.command()
+@click.option("--labels", multiple=True, help="Label file or glob for the scored predictions (repeatable).")
+@_common
+@click.pass_context
+def watch(ctx: click.Context, labels: tuple[str, ...], home: str | None, config: str | None, model: str | None) -> None:
+    """Judge the running canary (promote, withdraw, or wait) or audit the latest promotion (roll back if it fails)."""
+    _quiet_prefect(ctx.obj["verbose"])
+    with _errors():
+        from flows.watch import watch_flow
+
+        result = watch_flow(
+            labels=list(labels) or None, actor=os.environ.get("USER", "cli"), **_flow_args(home, config, model)
+        )
+    click.echo(f"{result['action']}: {result['version'] or '-'}")
+    for reason_line in result["reasons"]:
+        click.echo(f"  - {reason_line}")
+    if result.get("report_path"):
+        click.echo(f"  report: {result['report_path']}")
+
+
+@main.command()
+@click.option("--keep-sandbox", is_flag=True, help="Keep the sandbox copy of the registry for inspection.")
+@_common
+@click.pass_context
+def drill(ctx: click.Context, keep_sandbox: bool, home: str | None, config: str | None, model: str | None) -> None:
+    """Rehearse rollback and roll-forward on a sandbox copy of the registry; verify digests, time the restore."""
+    _quiet_prefect(ctx.obj["verbose"])
+    with _errors():
+        from flows.drill import drill_flow
+
+        result = drill_flow(keep_sandbox=keep_sandbox, **_flow_args(home, config, model))
+    verdict = click.style("PASSED", fg="green") if result["ok"] else click.style("FAILED", fg="red")
+    click.echo(f"rollback drill {verdict}: {result['versions_verified']} versions verified")
+    for step in result["steps"]:
+        click.echo(
+            f"  {step['name']}: {step['from_version']} → {step['to_version']} in {step['seconds_to_restore']:.3f} s"
+        )
+    for problem in result["problems"]:
+        click.echo(f"  - {problem}")
+    click.echo(f"  report: {result['report_path']}")
+    if not result["ok"]:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("flow_run_id")
+@click.option("--approver", default=lambda: os.environ.get("USER", "cli"), help="Who approves (lands in the ledger).")
+@click.option("--comment", default="", help="Why (lands in the ledger).")
+@click.option("--reject", is_flag=True, help="Refuse the promotion instead.")
+def approve(flow_run_id: str, approver: str, comment: str, reject: bool) -> None:
+    """Answer a promotion paused for approval (needs the Prefect API the flow runs on: PREFECT_API_URL)."""
+    from uuid import UUID
+
+    from prefect.flow_runs import resume_flow_run
+
+    try:
+        resume_flow_run(UUID(flow_run_id), run_input={"approver": approver, "comment": comment, "approved": not reject})
+    except Exception as exc:  # Prefect raises NotPausedError, FlowPauseTimeout or HTTP errors
+        _fail(RuntimeError(f"cannot resume flow run {flow_run_id}: {exc}"))
+    click.echo(f"flow run {flow_run_id}: {'rejected' if reject else 'approved'} by {approver}")
+
+
+@main.command()
+@_common
+def reconcile(home: str | None, config: str | None, model: str | None) -> None:
+    """Make the W&B Registry match the ledger (registry_backend: wandb): publish missing versions, move aliases."""
+    with _errors():
+        from tasks.settings import load_settings
+        from tasks.workspace import open_workspace
+
+        ws = open_workspace(load_settings(Path(config) if config else None, home=home, model_name=model))
+        try:
+            changes = ws.registry.reconcile(ws.model, actor=os.environ.get("USER", "cli"))
+        finally:
+            ws.close()
+    click.echo("\n".join(changes) if changes else "the mirror already matches the ledger (or there is none)")
 
 
 @main.command()
@@ -417,6 +601,121 @@ def history(at: str | None, limit: int, home: str | None, config: str | None, mo
                 f"{row.get('batch_id') or row.get('version') or ''} — {'; '.join(row['reasons'])[:110]}"
             )
         ws.close()
+
+
+@main.command()
+@click.option("--truth", type=click.Path(dir_okay=False, exists=True), default=None, help="YAML truth file.")
+@click.option(
+    "--degraded", default=None, help="Regular expression of the truly degraded batch ids (instead of --truth)."
+)
+@click.option(
+    "--set", "overrides", multiple=True, help="Candidate policy setting key=value, e.g. persistence=3 (repeatable)."
+)
+@click.option(
+    "--candidate",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="Settings file whose `policy:` section is the candidate policy.",
+)
+@click.option(
+    "--clock",
+    type=click.Choice(["decided", "window"]),
+    default="decided",
+    show_default=True,
+    help="Time the replayed policy sees per batch: when it was decided, or the end of its data window.",
+)
+@click.option("--scenario", is_flag=True, help="First monitor a seeded scenario with a known shift point, then replay.")
+@click.option("--stationary", default=8, show_default=True, help="Scenario: stationary batches before the shift.")
+@click.option("--drifted", default=6, show_default=True, help="Scenario: drifted (degraded) batches after it.")
+@click.option("--seed", default=7, show_default=True, help="Scenario: seed of the generator.")
+@click.option("--rows-per-batch", default=4000, show_default=True, help="Scenario: rows per batch.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+@_common
+@click.pass_context
+def replay(
+    ctx: click.Context,
+    truth: str | None,
+    degraded: str | None,
+    overrides: tuple[str, ...],
+    candidate: str | None,
+    clock: str,
+    scenario: bool,
+    stationary: int,
+    drifted: int,
+    seed: int,
+    rows_per_batch: int,
+    as_json: bool,
+    home: str | None,
+    config: str | None,
+    model: str | None,
+) -> None:
+    """Replay the policy over the recorded batches and score it against known truth: false alarms, missed
+    degradations and detection delay, under the current settings and (with --set/--candidate) a candidate.
+
+    \b
+    Recorded history:  driftgate replay --home H --degraded 'drifted' --set persistence=3
+    Seeded scenario:   driftgate replay --scenario --set persistence=3   (demo data, shift after 8 days)
+
+    The truth file holds `degraded: [batch ids]`, `degraded_pattern: regex` or `batches: {id: true|false}`.
+    """
+    import json
+
+    _quiet_prefect(ctx.obj["verbose"])
+    with _errors(), _progress():
+        if scenario:
+            from flows.replay import replay_scenario_flow
+            from tasks.settings import load_settings
+
+            base = load_settings(home=home).home
+            run_home = base / "replay" / time.strftime("run-%Y%m%d-%H%M%S")
+            result = replay_scenario_flow(
+                home=str(run_home),
+                seed=seed,
+                stationary=stationary,
+                drifted=drifted,
+                rows_per_batch=rows_per_batch,
+                overrides=list(overrides) or None,
+                candidate_config=candidate,
+            )
+        else:
+            from flows.replay import replay_flow
+
+            result = replay_flow(
+                truth=truth,
+                degraded=degraded,
+                overrides=list(overrides) or None,
+                candidate_config=candidate,
+                clock=clock,  # type: ignore[arg-type]
+                **_flow_args(home, config, model),
+            )
+    if as_json:
+        click.echo(json.dumps(result, default=str, indent=2))
+        return
+    rows = [
+        ("degraded stretches", "episodes"),
+        ("detected", "detected"),
+        ("missed degradations", "missed"),
+        ("false alarms (RETRAIN)", "false_alarms"),
+        ("false alerts (ALERT)", "false_alerts"),
+        ("mean delay (batches)", "mean_delay"),
+        ("max delay (batches)", "max_delay"),
+    ]
+    current, proposed = result["current"]["score"], (result["candidate"] or {}).get("score")
+    click.secho(f"{'':<26}{'current':>10}" + (f"{'candidate':>12}" if proposed else ""), bold=True)
+    for label, key in rows:
+        line = f"{label:<26}{_cell(current[key]):>10}"
+        if proposed:
+            line += f"{_cell(proposed[key]):>12}"
+        click.echo(line)
+    click.echo(f"report: {result['report']}")
+    if scenario:
+        click.echo(f"scenario home: {result['home']}  (replay it again: driftgate replay --home {result['home']} ...)")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
 def _print_retrain(result: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ from tasks import progress, retraining
 from tasks.retraining import RetrainOutcome
 
 load_labelled = task(name="load-reference", cache_policy=NO_CACHE, persist_result=False)(retraining.load_labelled)
+keep_reference = task(name="keep-reference", cache_policy=NO_CACHE, persist_result=False)(retraining.keep_reference)
 
 
 @flow(name="driftgate-bootstrap", log_prints=True)
@@ -30,11 +31,13 @@ def bootstrap_flow(
     ws = workspace(home, config, model)
     banner(f"load the labelled reference {reference}")
     frame = load_labelled(ws, reference)
-    train_frame, holdout = steps.split_holdout(ws, frame)
-    banner(f"tune and train the first model on {train_frame.height} rows")
-    trained = steps.train(ws, train_frame, study_name=f"{ws.model}-bootstrap", progress=progress.trial_reporter("tune"))
+    kept = keep_reference(ws, frame, source=reference)
+    banner(f"reference kept at {kept} (reference-plus-recent windows and the gate's back-test read it)")
+    window = steps.split_holdout(ws, frame, with_reference=False)
+    banner(f"tune and train the first model on {window.train.height} rows")
+    trained = steps.train(ws, window, study_name=f"{ws.model}-bootstrap", progress=progress.trial_reporter("tune"))
     banner("gate: absolute floors (no champion yet)")
-    judgement = steps.evaluate(ws, trained, holdout, None)
+    judgement = steps.evaluate(ws, trained, window, None)
     version = steps.register(ws, trained, judgement, reason="first model from reference", actor=actor)
     report = steps.record_retrain(ws, trained, judgement, version, key=None, reason="first model from reference")
     ws.close()

@@ -1,11 +1,40 @@
-"""Promote flow: candidate → staging → canary → production, old production kept as previous-production."""
+"""Promote flow: gate pass → staging → approval → canary → watch window → production (old one kept as
+previous-production). A canary that misses a threshold is withdrawn and production never moves."""
 
 from __future__ import annotations
 
-from prefect import flow
+from dataclasses import asdict
+from typing import Any
 
-from flows import steps
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+
 from flows._common import banner, workspace
+from tasks import canary, promotion
+from tasks.promotion import AUTO_APPROVER, Approval, PromotionOutcome
+from tasks.workspace import Workspace
+
+_tasks = promotion.prefect_tasks()
+check_candidate = _tasks["check_candidate"]
+stage = _tasks["stage"]
+record_approval = _tasks["record_approval"]
+reject = _tasks["reject"]
+start_canary = _tasks["start_canary"]
+decide_canary = _tasks["decide_canary"]
+track_moves = _tasks["track_moves"]
+score_file = task(name="score-batch", cache_policy=NO_CACHE, persist_result=False)(canary.score_file)
+attach_labels = task(name="attach-prediction-labels", cache_policy=NO_CACHE, persist_result=False)(canary.attach_labels)
+
+
+class ApprovalInput(RunInput):
+    """What the approver answers when a promotion pauses (Prefect UI form, or `driftgate approve`)."""
+
+    approver: str
+    comment: str = ""
+    approved: bool = True
 
 
 @flow(name="driftgate-promote", log_prints=True)
@@ -17,9 +46,73 @@ def promote_flow(
     home: str | None = None,
     config: str | None = None,
     model: str | None = None,
-) -> list[str]:
+    watch_batches: list[str] | None = None,
+    labels: list[str] | None = None,
+    auto_approve: bool | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Stage, approve (pause for typed input unless auto-approved), canary, watch, then production.
+
+    watch_batches are scored with the canary split during the watch window (labels joined by id);
+    with ``promotion.watch_hours`` > 0 the canary stays in place and `driftgate watch` decides later.
+    """
     ws = workspace(home, config, model)
-    banner(f"promote {ws.model}:{version} (evidence: {evidence or 'none'})")
-    moved = steps.promote(ws, version, actor=actor, reason=reason, evidence=evidence)
-    ws.close()
-    return moved
+    try:
+        settings = ws.settings.promotion
+        banner(f"promote {ws.model}:{version} (evidence: {evidence or 'none'})")
+        check_candidate(ws, version, force=force)
+        before = ws.registry.aliases(ws.model).get(promotion.PRODUCTION)
+        entries = [stage(ws, version, actor=actor, reason=reason, evidence=evidence)]
+        if settings.auto_approve if auto_approve is None else auto_approve:
+            approval = Approval(AUTO_APPROVER, f"policy allows automatic approval (requested by {actor})")
+        else:
+            banner(f"approval: waiting up to {settings.approval_timeout_seconds} s for an approver")
+            approval = _wait_for_approval(
+                ws, version, settings.approval_timeout_seconds, settings.approval_poll_seconds
+            )
+        entries.append(record_approval(ws, version, approval, evidence=evidence))
+        if not approval.approved:
+            entries += reject(ws, version, approval)
+            track_moves(ws, entries, job="promote", name=f"promote-{version}-rejected")
+            return asdict(
+                PromotionOutcome(version, "rejected", ("staging",), before, approval.approver, (approval.comment,))
+            )
+        banner(
+            f"canary: {ws.settings.canary_share:.0%} of entities routed to {version} (approved by {approval.approver})"
+        )
+        entries.append(start_canary(ws, version, actor=approval.approver, reason=reason, evidence=evidence))
+        for batch in watch_batches or []:
+            scored = score_file(ws, batch)
+            print(f"scored {scored.batch_id}: {scored.routed} routed, {scored.errors} errors")
+        if labels:
+            attach_labels(ws, labels)
+        banner("watch window: judge the canary")
+        outcome = decide_canary(
+            ws,
+            version,
+            actor=approval.approver,
+            reason=f"{reason} (approved by {approval.approver})",
+            evidence=evidence,
+            expected_production=before,
+            earlier=entries,
+        )
+        if outcome.status == "watching":
+            track_moves(ws, entries, job="promote", name=f"promote-{version}-canary")
+        banner(f"{version}: {outcome.status} — {outcome.reasons[0]}")
+        return asdict(outcome)
+    finally:
+        ws.close()
+
+
+def _wait_for_approval(ws: Workspace, version: str, timeout: int, poll: int) -> Approval:
+    """Pause for typed input; a timeout is recorded as a refusal (staging cleared) and fails the flow run."""
+    try:
+        answer = pause_flow_run(
+            wait_for_input=ApprovalInput, timeout=timeout, poll_interval=poll, key=f"approve-{version}"
+        )
+    except FlowPauseTimeout:
+        refused = Approval("approval-timeout", f"no approval within {timeout} s", approved=False)
+        record_approval(ws, version, refused, evidence=None)
+        reject(ws, version, refused)
+        raise
+    return Approval(answer.approver, answer.comment, answer.approved)

@@ -49,17 +49,20 @@ def retrain_flow(
     end = datetime.fromisoformat(window_end) if window_end else None
     banner("collect the labelled window")
     frame = steps.collect_window(ws, start, end)
-    train_frame, holdout = steps.split_holdout(ws, frame)
-    banner(f"tune and train on {train_frame.height} rows ({ws.settings.training.n_trials} trials)")
+    window = steps.split_holdout(ws, frame)
+    banner(
+        f"tune and train on a {window.kind} window of {window.train.height} rows "
+        f"({window.reference_rows} from the reference; {ws.settings.training.n_trials} trials)"
+    )
     trained = steps.train(
         ws,
-        train_frame,
+        window,
         study_name=f"{ws.model}-{idempotency_key or 'manual'}",
         progress=progress.trial_reporter("tune"),
     )
-    banner(f"gate: candidate vs champion on {holdout.height} paired holdout rows")
+    banner(f"gate: candidate vs champion on {window.holdout.height} paired holdout rows")
     champion = ws.registry.resolve(ws.model, "production")
-    judgement = steps.evaluate(ws, trained, holdout, champion)
+    judgement = steps.evaluate(ws, trained, window, champion)
     version = steps.register(ws, trained, judgement, reason=reason, actor=actor)
     report = steps.record_retrain(ws, trained, judgement, version, key=idempotency_key, reason=reason)
     gate = judgement.gate

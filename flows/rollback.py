@@ -15,9 +15,12 @@ def rollback_flow(
     home: str | None = None,
     config: str | None = None,
     model: str | None = None,
+    evidence: str | None = None,
 ) -> dict[str, str | None]:
     ws = workspace(home, config, model)
-    banner(f"roll back production of {ws.model}")
-    before, after = steps.rollback(ws, actor=actor, reason=reason)
-    ws.close()
+    try:
+        banner(f"roll back production of {ws.model}")
+        before, after = steps.rollback(ws, actor=actor, reason=reason, evidence=evidence)
+    finally:
+        ws.close()
     return {"from": before, "to": after}

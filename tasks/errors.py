@@ -95,3 +95,7 @@ class TrackingError(DriftgateError):
 
 class OrchestrationError(DriftgateError):
     """A Prefect server, worker or deployment command failed to start or answer (names the command and its log)."""
+
+
+class UnknownClassError(DataError):
+    """A label or prediction names a class that the model's probability outputs do not cover."""

@@ -48,13 +48,27 @@ def event_id_for(idempotency_key: str) -> uuid.UUID:
     return uuid.uuid5(_NAMESPACE, idempotency_key)
 
 
+PRIORITY_LABEL = "driftgate.priority"
+PRIORITY_CLASSES = ("urgent", "normal", "low")
+
+
+def resource_of(name: str, model: str, payload: dict[str, Any]) -> dict[str, str]:
+    """The event's resource. A retrain request also carries its priority class as a label: Prefect triggers match
+    resource labels (not payloads), so prefect.yaml routes each class to the retrain deployment of its queue."""
+    resource = {"prefect.resource.id": resource_id(model), "prefect.resource.name": model}
+    if name == RETRAIN_REQUESTED:
+        klass = payload.get("priority_class")
+        resource[PRIORITY_LABEL] = klass if klass in PRIORITY_CLASSES else "normal"
+    return resource
+
+
 def emit(name: str, model: str, payload: dict[str, Any], *, idempotency_key: str | None = None) -> str | None:
     """Emit a Prefect event about a model; returns the event id, or None when no API is configured."""
     from prefect.events import emit_event
 
     event = emit_event(
         event=name,
-        resource={"prefect.resource.id": resource_id(model), "prefect.resource.name": model},
+        resource=resource_of(name, model, payload),
         payload=_jsonable(payload),
         id=event_id_for(idempotency_key) if idempotency_key else None,
     )

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from tasks import events
-from tasks.policy import Action, PolicyDecision, PolicyEvidence, PolicyState, decide
+from tasks.policy import (
+    Action,
+    ConceptDriftEvidence,
+    PastDecision,
+    PolicyDecision,
+    PolicyEvidence,
+    PolicyState,
+    SliceEvidence,
+    decide,
+    state_from_history,
+)
 
 if TYPE_CHECKING:
     import polars as pl
@@ -145,30 +155,140 @@ def estimate(
 
 
 def policy_state(ws: Workspace, now: datetime) -> PolicyState:
-    """Rebuild what the policy remembers from the audit store."""
+    """Rebuild what the policy remembers from the audit store (the replay harness derives it the same way)."""
     policy_rows = ws.store.decisions(ws.model, kind="policy")
     retrains = ws.store.decisions(ws.model, kind="retrain")
-    last_retrain = retrains[-1]["decided_at"] if retrains else None
-    streak = 0
-    stretch_start: datetime | None = None
-    for row in reversed(policy_rows):
-        if not row["payload"].get("degraded"):
-            break
-        streak += 1
-        start = row["payload"].get("window_start")
-        stretch_start = datetime.fromisoformat(start) if start else stretch_start
-    labelled = sum(
-        int(row["payload"].get("evidence", {}).get("labelled_rows", 0))
+    past = [
+        PastDecision(
+            decided_at=row["decided_at"],
+            degraded=bool(row["payload"].get("degraded")),
+            window_start=datetime.fromisoformat(row["payload"]["window_start"])
+            if row["payload"].get("window_start")
+            else None,
+            labelled_rows=int(row["payload"].get("evidence", {}).get("labelled_rows", 0)),
+        )
         for row in policy_rows
-        if last_retrain is None or row["decided_at"] > last_retrain
+    ]
+    return state_from_history(
+        past,
+        [row["decided_at"] for row in retrains],
+        now,
+        pending_concept_drift=_late_label_alarm(ws, policy_rows[-1]["decided_at"] if policy_rows else None),
     )
-    return PolicyState(
-        consecutive_degraded=streak,
-        last_retrain_at=last_retrain,
-        retrains_last_24h=sum(1 for r in retrains if r["decided_at"] >= now - timedelta(hours=24)),
-        labelled_rows_since_retrain=labelled,
-        degraded_window_start=stretch_start,
+
+
+CONCEPT_SIGNAL = "concept_drift"
+
+
+def _late_label_alarm(ws: Workspace, since: datetime | None) -> ConceptDriftEvidence | None:
+    """A concept-drift alarm raised by delayed labels (`driftgate labels`) after the last policy decision."""
+    for row in reversed(ws.store.signals(ws.model, kind="drift")):
+        if row["name"] != CONCEPT_SIGNAL or (since is not None and row["recorded_at"] <= since):
+            continue
+        payload = row["payload"] or {}
+        if payload.get("source") == "labels" and row["alert"]:
+            return ConceptDriftEvidence(
+                method=str(row["method"]),
+                detected=True,
+                statistic=float(row["value"] or 0.0),
+                threshold=float(row["threshold"] or 0.0),
+                rows=int(payload.get("rows", 0)),
+                detail=str(payload.get("detail", "")),
+            )
+    return None
+
+
+def _concept_drift(ws: Workspace, frame: pl.DataFrame, version: str, source: str) -> ConceptDriftEvidence | None:
+    """Feed the labelled rows (in time order) to the detector of this model version, continuing its stored state.
+
+    Each production version has its own error stream: a new champion starts a fresh detector.
+    """
+    import polars as pl
+
+    from tasks.concept_drift import config_from_settings, error_stream, update
+
+    settings = ws.settings.policy.concept_drift
+    contract = ws.contract
+    if settings.method == "off" or contract.target not in frame.columns or contract.probability not in frame.columns:
+        return None
+    if contract.timestamp and contract.timestamp in frame.columns:
+        frame = frame.sort(contract.timestamp, maintain_order=True)
+    labelled = frame.filter(pl.col(contract.target).is_not_null() & pl.col(contract.probability).is_not_null())
+    if labelled.height == 0:
+        return None
+    previous = next(
+        (
+            row
+            for row in reversed(ws.store.signals(ws.model, kind="drift"))
+            if row["name"] == CONCEPT_SIGNAL and (row["payload"] or {}).get("version") == version
+        ),
+        None,
     )
+    errors = error_stream(
+        labelled.get_column(contract.target).to_numpy(),
+        labelled.get_column(contract.probability).to_numpy(),
+        settings.error,
+    )
+    result = update(config_from_settings(settings), (previous or {}).get("payload", {}).get("state"), errors)
+    return ConceptDriftEvidence(
+        method=result.method,
+        detected=result.detected,
+        statistic=result.statistic,
+        threshold=result.threshold,
+        rows=result.rows,
+        detail=f"{result.detail()} [{source}, model {version}]",
+        state_json=result.state_json,
+    )
+
+
+def _concept_signal(
+    ws: Workspace, batch_id: str, concept: ConceptDriftEvidence, version: str, source: str, window: tuple[Any, Any]
+) -> Any:
+    from tasks.store import SignalRecord
+
+    return SignalRecord(
+        model=ws.model,
+        batch_id=batch_id,
+        kind="drift",
+        name=CONCEPT_SIGNAL,
+        method=concept.method,
+        value=concept.statistic,
+        threshold=concept.threshold,
+        alert=concept.detected,
+        window_start=window[0],
+        window_end=window[1],
+        payload={
+            "version": version,
+            "source": source,
+            "rows": concept.rows,
+            "detail": concept.detail,
+            "state": concept.state_json,
+        },
+    )
+
+
+def _slice_evidence(est: PerformanceEstimate, realized: RealizedPerformance | None) -> tuple[SliceEvidence, ...]:
+    realized_by_slice = {(r.column, r.value): r for r in (realized.slices if realized else ())}
+    out = []
+    for item in est.slices:
+        real = realized_by_slice.get((item.column, item.value))
+        realized_drop = (
+            item.reference_value - real.realized
+            if real is not None and real.realized is not None and item.reference_value is not None
+            else None
+        )
+        out.append(
+            SliceEvidence(
+                column=item.column,
+                value=item.value,
+                rows=item.rows,
+                estimated_drop=item.drop,
+                realized_drop=realized_drop,
+                sampling_error=item.sampling_error,
+                labelled_rows=real.rows_labelled if real is not None else 0,
+            )
+        )
+    return tuple(out)
 
 
 def judge(
@@ -193,6 +313,8 @@ def judge(
         labelled_rows=realized.rows_labelled if realized else 0,
         window_start=batch_profile.window_start,
         window_end=batch_profile.window_end,
+        concept_drift=_concept_drift(ws, batch.frame, batch.scored_by, "monitor"),
+        slices=_slice_evidence(est, realized),
     )
     return decide(evidence, policy_state(ws, now), ws.settings.policy, now)
 
@@ -268,9 +390,12 @@ def record(
                 alert=False,
                 window_start=start,
                 window_end=end,
-                payload={"rows_labelled": realized.rows_labelled},
+                payload={"rows_labelled": realized.rows_labelled, **_estimate_error(est.value, est, realized.value)},
             )
         )
+    concept = decision.evidence.concept_drift
+    if concept is not None:
+        signals.append(_concept_signal(ws, batch.batch_id, concept, batch.scored_by, "monitor", (start, end)))
     key = (
         events.retrain_key(model, decision.window_start, decision.window_end)
         if (decision.action == Action.RETRAIN)
@@ -279,6 +404,9 @@ def record(
     payload: dict[str, Any] = decision.to_dict()
     payload["scored_by"] = batch.scored_by
     payload["retrain_key"] = key
+    if payload["evidence"].get("concept_drift"):
+        # The detector's state is kept once, in its signal, not in every decision.
+        payload["evidence"]["concept_drift"].pop("state_json", None)
     with ws.store.transaction() as conn:
         ws.store.record_batch(
             model, batch.batch_id, batch.source, batch_profile.rows, start, end, "monitored", conn=conn
@@ -297,7 +425,22 @@ def record(
             conn=conn,
         )
     ws.lake.save(batch.batch_id, batch.frame)
+    from tasks.performance_plots import write_performance_chart
+
+    write_performance_chart(ws)
     return key
+
+
+def _estimate_error(estimated: float | None, est: Any, realized: float | None) -> dict[str, Any]:
+    """The running error of the estimate, stored with each realized value (est: a PerformanceEstimate or None)."""
+    if estimated is None or realized is None:
+        return {}
+    lower, upper = getattr(est, "lower", None), getattr(est, "upper", None)
+    return {
+        "estimated": estimated,
+        "error": realized - estimated,
+        "within_band": None if lower is None or upper is None else bool(lower <= realized <= upper),
+    }
 
 
 def announce(ws: Workspace, batch: LoadedBatch, decision: PolicyDecision, key: str | None) -> list[str]:
@@ -316,13 +459,30 @@ def announce(ws: Workspace, batch: LoadedBatch, decision: PolicyDecision, key: s
         events.emit(events.DRIFT_DETECTED, ws.model, {**base, "features": list(decision.evidence.drifted_features)})
         sent.append(events.DRIFT_DETECTED)
     if decision.degraded:
-        events.emit(events.PERFORMANCE_DEGRADED, ws.model, {**base, "reasons": list(decision.reasons)})
+        events.emit(
+            events.PERFORMANCE_DEGRADED,
+            ws.model,
+            {
+                **base,
+                "reasons": list(decision.reasons),
+                "degraded_slices": list(decision.degraded_slices),
+                "concept_drift": decision.concept_drift,
+            },
+        )
         sent.append(events.PERFORMANCE_DEGRADED)
     if decision.action == Action.RETRAIN and key is not None:
+        # emit() also puts priority_class on the resource as a label: prefect.yaml routes on it to a queue.
         events.emit(
             events.RETRAIN_REQUESTED,
             ws.model,
-            {**base, "priority": decision.priority, "priority_class": decision.priority_class, "idempotency_key": key},
+            {
+                **base,
+                "priority": decision.priority,
+                "priority_class": decision.priority_class,
+                "idempotency_key": key,
+                "degraded_slices": list(decision.degraded_slices),
+                "window_basis": decision.window_basis,
+            },
             idempotency_key=key,
         )
         sent.append(events.RETRAIN_REQUESTED)
@@ -340,10 +500,21 @@ def report(
     decision: PolicyDecision,
     key: str | None,
 ) -> MonitorOutcome:
+    from tasks.drift_plots import distribution_overlays, drift_heatmap, history_frame
     from tasks.reporting import drift_chart, monitor_markdown, publish_markdown, write_report
 
     folder = ws.settings.reports_dir / "monitor"
     png = drift_chart(batch_profile, folder / f"{batch.batch_id}-drift.png", title=f"drift — {batch.batch_id}")
+    # This batch's signals are already recorded, so the heat map ends with it.
+    heatmap = drift_heatmap(
+        history_frame(ws.store.signals(ws.model, kind="drift"), batch_profile),
+        folder / f"{batch.batch_id}-heatmap.png",
+        title=f"drift by batch — {ws.model}",
+        xlabel="monitored batch",
+    )
+    overlays = distribution_overlays(
+        batch_profile, folder / f"{batch.batch_id}-distributions.png", title=f"reference vs {batch.batch_id}"
+    )
     markdown = monitor_markdown(
         model=ws.model,
         batch_id=batch.batch_id,
@@ -354,6 +525,8 @@ def report(
         realized=realized,
         decision=decision,
         drift_png=png,
+        heatmap_png=heatmap,
+        overlays_png=overlays,
     )
     path = write_report(folder / f"{batch.batch_id}.md", markdown)
     publish_markdown(markdown, key=f"monitor-{ws.model}-{batch.batch_id}", description=f"monitor {batch.batch_id}")
@@ -384,25 +557,33 @@ class LabelOutcome:
 
 
 def attach_labels(ws: Workspace, label_paths: list[str]) -> list[LabelOutcome]:
-    """Delayed labels: join them into the monitored batches they belong to and record realized performance."""
+    """Delayed labels: join them into the monitored batches they belong to and record realized performance,
+    the error of the batch's earlier estimate, and the concept-drift detector fed with the newly labelled rows."""
     import polars as pl
 
     from tasks.data import read_file
     from tasks.estimation import realized_performance
+    from tasks.performance_plots import write_performance_chart
     from tasks.store import SignalRecord
 
     contract = ws.contract
     touched: set[str] = set()
+    arrived: list[pl.Series] = []
     for path in label_paths:
         labels = validate_labels(read_file(path), ws, source=path)
         touched |= set(ws.lake.attach_labels(labels, contract, source=path))
+        arrived.append(labels.get_column(contract.entity_id))
+    new_ids = pl.concat(arrived).unique() if arrived else None
+    versions = {row["batch_id"]: row["version"] for row in ws.store.decisions(ws.model, kind="policy")}
     outcomes: list[LabelOutcome] = []
     signals: list[SignalRecord] = []
     for batch_id in sorted(touched):
         frame = pl.read_parquet(ws.lake.path(batch_id))
         realized = realized_performance(frame, contract)
         outcomes.append(LabelOutcome(batch_id, realized.rows_labelled, realized.value))
+        estimate = next(iter(reversed(ws.store.signals(ws.model, batch_id=batch_id, kind="estimate"))), None)
         if realized.value is not None:
+            band = _StoredBand(estimate)
             signals.append(
                 SignalRecord(
                     model=ws.model,
@@ -413,8 +594,39 @@ def attach_labels(ws: Workspace, label_paths: list[str]) -> list[LabelOutcome]:
                     value=realized.value,
                     threshold=None,
                     alert=False,
-                    payload={"rows_labelled": realized.rows_labelled, "delayed": True},
+                    payload={
+                        "rows_labelled": realized.rows_labelled,
+                        "delayed": True,
+                        **_estimate_error(band.value, band, realized.value),
+                    },
                 )
             )
+        version = versions.get(batch_id)
+        if version is not None and new_ids is not None:
+            fresh = frame.filter(pl.col(contract.entity_id).is_in(new_ids.implode()))
+            concept = _concept_drift(ws, fresh, version, "labels")
+            if concept is not None:
+                # Recorded at once, so the next batch of the same labels file sees the detector's new state.
+                ws.store.record_signals([_concept_signal(ws, batch_id, concept, version, "labels", (None, None))])
     ws.store.record_signals(signals)
+    write_performance_chart(ws)
     return outcomes
+
+
+@dataclass(frozen=True)
+class _StoredBand:
+    """An estimate signal row read back as (value, lower, upper)."""
+
+    row: dict[str, Any] | None
+
+    @property
+    def value(self) -> float | None:
+        return None if self.row is None else self.row["value"]
+
+    @property
+    def lower(self) -> float | None:
+        return None if self.row is None else (self.row["payload"] or {}).get("lower")
+
+    @property
+    def upper(self) -> float | None:
+        return None if self.row is None else (self.row["payload"] or {}).get("upper")

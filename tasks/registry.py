@@ -15,6 +15,14 @@ without its terminating newline is a write torn by a crash: readers ignore it an
 locked writer truncates it. There is no alias cache to drift away from the ledger: replaying
 a few thousand lines takes milliseconds, and it answers "what held each alias at T" for free.
 Models are stored byte for byte as given (LightGBM text); nothing is ever pickled.
+
+A registry may carry a *mirror* (:class:`AliasMirror`, e.g. the W&B Registry in
+``tasks.wandb_registry``): a second place that must show the same aliases. The ledger stays the
+source of truth. Under the model's lock, every move first re-reads the mirror and refuses
+(``AliasConflictError``, recorded in the ledger) when an alias there no longer matches the ledger,
+e.g. after a move in the W&B UI; then the move is applied to the mirror, and only then appended
+to the ledger. A mirror failure moves nothing locally; :meth:`LocalRegistry.reconcile` makes the
+mirror match the ledger again.
 """
 
 from __future__ import annotations
@@ -33,7 +41,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from tasks.errors import AliasConflictError, ConfigError, IntegrityError, RegistryError, VersionNotFoundError
+from tasks.errors import (
+    AliasConflictError,
+    ConfigError,
+    DriftgateError,
+    IntegrityError,
+    RegistryError,
+    VersionNotFoundError,
+)
 
 if TYPE_CHECKING:
     from tasks.settings import DriftgateSettings
@@ -47,10 +62,16 @@ MANIFEST_FORMAT: Final = 1
 
 LATEST: Final = "latest"
 CANDIDATE: Final = "candidate"
+STAGING: Final = "staging"
+CANARY: Final = "canary"
 PRODUCTION: Final = "production"
 PREVIOUS_PRODUCTION: Final = "previous-production"
 # Only promote/rollback may move these two, so the last-known-good bookkeeping stays right.
 _PROMOTION_ALIASES: Final = frozenset({PRODUCTION, PREVIOUS_PRODUCTION})
+# Ledger entries that move nothing but belong to the history: approvals, audits, drills, mirror repairs.
+NOTE_ACTIONS: Final = frozenset({"approve", "reject", "audit", "drill", "watch", "mirror"})
+# W&B maintains "latest" itself; mirroring it would fight the server.
+_UNMIRRORED: Final = frozenset({LATEST})
 
 _ALIAS_RE: Final = re.compile(r"^[a-z][a-z0-9-]*$")
 _VERSION_RE: Final = re.compile(r"^v(0|[1-9][0-9]*)$")
@@ -112,6 +133,21 @@ class LedgerEntry:
     outcome: str
 
 
+class AliasMirror(Protocol):
+    """A second home of versions and aliases (the W&B Registry) that must agree with the ledger."""
+
+    @property
+    def name(self) -> str: ...
+
+    def publish(self, version: ModelVersion, aliases: Sequence[str]) -> None: ...
+
+    def versions(self, model: str) -> set[str]: ...
+
+    def aliases(self, model: str) -> dict[str, str]: ...
+
+    def apply(self, model: str, moves: Sequence[AliasMove]) -> None: ...
+
+
 class Registry(Protocol):
     """What flows need from a registry; :class:`LocalRegistry` is the offline implementation."""
 
@@ -157,7 +193,9 @@ class Registry(Protocol):
         expected_production: str | Unchecked | None = ANY,
     ) -> LedgerEntry: ...
 
-    def rollback(self, model: str, *, actor: str, reason: str) -> LedgerEntry: ...
+    def rollback(self, model: str, *, actor: str, reason: str, evidence: str | None = None) -> LedgerEntry: ...
+
+    def note(self, model: str, action: str, *, actor: str, reason: str, evidence: str | None = None) -> LedgerEntry: ...
 
     def ledger(self, model: str) -> list[LedgerEntry]: ...
 
@@ -377,11 +415,13 @@ def _read_ledger(path: Path) -> _LedgerState:
 class LocalRegistry:
     """Registry on a local (or shared POSIX) filesystem; safe across processes via flock."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, mirror: AliasMirror | None = None) -> None:
         self.root = Path(root).expanduser().resolve()
+        self.mirror = mirror
 
     def __repr__(self) -> str:
-        return f"LocalRegistry({str(self.root)!r})"
+        suffix = f", mirror={self.mirror.name!r}" if self.mirror is not None else ""
+        return f"{type(self).__name__}({str(self.root)!r}{suffix})"
 
     # paths ---------------------------------------------------------------------------
     def _model_dir(self, model: str) -> Path:
@@ -502,10 +542,13 @@ class LocalRegistry:
                 manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
                 _write_durably(staging / MANIFEST_NAME, manifest_bytes, model)
                 _fsync_dir(staging)
-                os.rename(staging, model_dir / version)
-                _fsync_dir(model_dir)
                 current = state.aliases()
                 moves = [AliasMove(alias, current.get(alias), version) for alias in requested]
+                self._check_mirror(
+                    model_dir, state, model=model, moves=moves, actor=actor, reason=reason, evidence=None
+                )
+                os.rename(staging, model_dir / version)
+                _fsync_dir(model_dir)
                 self._append(
                     model_dir,
                     state,
@@ -517,10 +560,13 @@ class LocalRegistry:
                     evidence=None,
                     extra={"version": version, "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest()},
                 )
+                registered = self.get(model, version)
+                if self.mirror is not None:
+                    self._publish(model_dir, state, registered, [m.alias for m in moves], actor=actor)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        return self.get(model, version)
+        return registered
 
     def _remove_abandoned_staging(self, model_dir: Path, keep: Path) -> None:
         for path in model_dir.glob(f"{STAGING_PREFIX}*"):
@@ -646,7 +692,7 @@ class LocalRegistry:
                     reason=reason,
                     evidence=evidence,
                 )
-            return self._append(
+            return self._commit(
                 model_dir,
                 state,
                 model=model,
@@ -668,7 +714,7 @@ class LocalRegistry:
         expected_production: str | Unchecked | None = ANY,
     ) -> LedgerEntry:
         model_dir = self._existing_model_dir(model)
-        self.get(model, version)
+        self.verify(self.get(model, version))  # a tampered version never reaches production
         with self._locked(model_dir) as state:
             current = state.aliases()
             production = current.get(PRODUCTION)
@@ -690,7 +736,7 @@ class LocalRegistry:
             moves = [AliasMove(PRODUCTION, production, version)]
             if production is not None:
                 moves.append(AliasMove(PREVIOUS_PRODUCTION, current.get(PREVIOUS_PRODUCTION), production))
-            return self._append(
+            return self._commit(
                 model_dir,
                 state,
                 model=model,
@@ -701,7 +747,7 @@ class LocalRegistry:
                 evidence=evidence,
             )
 
-    def rollback(self, model: str, *, actor: str, reason: str) -> LedgerEntry:
+    def rollback(self, model: str, *, actor: str, reason: str, evidence: str | None = None) -> LedgerEntry:
         model_dir = self._existing_model_dir(model)
         with self._locked(model_dir) as state:
             current = state.aliases()
@@ -712,8 +758,24 @@ class LocalRegistry:
                     f"cannot roll back model {model!r}: no 'previous-production' version to return to "
                     f"(production is {production or 'unset'}; known-good versions were used up or never existed)"
                 )
+            moves = [AliasMove(PRODUCTION, production, restored)]
+            try:
+                self.verify(self.get(model, restored))
+            except RegistryError as exc:
+                self._append(
+                    model_dir,
+                    state,
+                    model=model,
+                    action="rollback",
+                    moves=moves,
+                    actor=actor,
+                    reason=f"{reason} [rejected: {restored} failed verification: {exc}]",
+                    evidence=evidence,
+                    outcome="rejected",
+                )
+                raise
             next_previous = last_known_good([r.entry for r in state.records], restored, production)
-            return self._append(
+            return self._commit(
                 model_dir,
                 state,
                 model=model,
@@ -724,8 +786,196 @@ class LocalRegistry:
                 ],
                 actor=actor,
                 reason=reason,
-                evidence=None,
+                evidence=evidence,
             )
+
+    def note(self, model: str, action: str, *, actor: str, reason: str, evidence: str | None = None) -> LedgerEntry:
+        """Append an entry that moves nothing (an approval, an audit, a drill) to the model's history."""
+        if action not in NOTE_ACTIONS:
+            raise RegistryError(f"ledger note {action!r} for model {model!r}: use one of {sorted(NOTE_ACTIONS)}")
+        model_dir = self._existing_model_dir(model)
+        with self._locked(model_dir) as state:
+            return self._append(
+                model_dir, state, model=model, action=action, moves=(), actor=actor, reason=reason, evidence=evidence
+            )
+
+    # mirror --------------------------------------------------------------------------
+    def _commit(
+        self,
+        model_dir: Path,
+        state: _LedgerState,
+        *,
+        model: str,
+        action: str,
+        moves: Sequence[AliasMove],
+        actor: str,
+        reason: str,
+        evidence: str | None,
+    ) -> LedgerEntry:
+        """Apply checked moves: to the mirror first (if any), then to the ledger, all under the lock."""
+        if self.mirror is not None:
+            self._check_mirror(
+                model_dir, state, model=model, moves=moves, actor=actor, reason=reason, evidence=evidence
+            )
+            self._apply_to_mirror(model_dir, state, model=model, moves=moves, actor=actor, reason=reason)
+        return self._append(
+            model_dir,
+            state,
+            model=model,
+            action=action,
+            moves=moves,
+            actor=actor,
+            reason=reason,
+            evidence=evidence,
+        )
+
+    def _mirror_aliases(self, model: str) -> dict[str, str]:
+        assert self.mirror is not None
+        try:
+            return self.mirror.aliases(model)
+        except DriftgateError:
+            raise
+        except Exception as exc:  # the mirror's client raises its own network/HTTP errors
+            raise RegistryError(f"cannot read the aliases of {model!r} from {self.mirror.name}: {exc}") from exc
+
+    def _check_mirror(
+        self,
+        model_dir: Path,
+        state: _LedgerState,
+        *,
+        model: str,
+        moves: Sequence[AliasMove],
+        actor: str,
+        reason: str,
+        evidence: str | None,
+    ) -> None:
+        """Refuse a move when the mirror no longer shows what the ledger says (someone moved it outside driftgate)."""
+        if self.mirror is None:
+            return
+        mirrored = [m for m in moves if m.alias not in _UNMIRRORED]
+        if not mirrored:
+            return
+        remote = self._mirror_aliases(model)
+        local = state.aliases()
+        diverged = [m.alias for m in mirrored if remote.get(m.alias) != local.get(m.alias)]
+        if not diverged:
+            return
+        detail = ", ".join(
+            f"{alias!r} is on {remote.get(alias) or 'nothing'} there, on {local.get(alias) or 'nothing'} in the ledger"
+            for alias in diverged
+        )
+        self._append(
+            model_dir,
+            state,
+            model=model,
+            action="conflict",
+            moves=moves,
+            actor=actor,
+            reason=f"{reason} [rejected: {self.mirror.name} diverged from the ledger: {detail}]",
+            evidence=evidence,
+            outcome="rejected",
+        )
+        raise AliasConflictError(
+            f"alias move of model {model!r} rejected: {self.mirror.name} diverged from the ledger ({detail}); "
+            "an alias was moved outside driftgate: check, then `driftgate reconcile` to make it match the ledger"
+        )
+
+    def _apply_to_mirror(
+        self,
+        model_dir: Path,
+        state: _LedgerState,
+        *,
+        model: str,
+        moves: Sequence[AliasMove],
+        actor: str,
+        reason: str,
+    ) -> None:
+        assert self.mirror is not None
+        mirrored = [m for m in moves if m.alias not in _UNMIRRORED]
+        if not mirrored:
+            return
+        try:
+            self.mirror.apply(model, mirrored)
+        except Exception as exc:  # the mirror's client raises its own network/HTTP errors
+            undo = [AliasMove(m.alias, m.to_version, m.from_version) for m in reversed(mirrored)]
+            with contextlib.suppress(Exception):  # best effort: the move is refused either way
+                self.mirror.apply(model, undo)
+            self._append(
+                model_dir,
+                state,
+                model=model,
+                action="mirror",
+                moves=moves,
+                actor=actor,
+                reason=f"{reason} [rejected: {self.mirror.name} failed to apply the move: {exc}]",
+                evidence=None,
+                outcome="rejected",
+            )
+            raise RegistryError(
+                f"alias move of model {model!r} not applied: {self.mirror.name} failed ({exc}); the ledger is "
+                "unchanged; if the mirror was left half-moved, `driftgate reconcile` makes it match the ledger"
+            ) from exc
+
+    def _publish(
+        self, model_dir: Path, state: _LedgerState, version: ModelVersion, aliases: Sequence[str], *, actor: str
+    ) -> None:
+        assert self.mirror is not None
+        try:
+            self.mirror.publish(version, [a for a in aliases if a not in _UNMIRRORED])
+        except Exception as exc:  # the mirror's client raises its own network/HTTP errors
+            self._append(
+                model_dir,
+                _read_ledger(model_dir / LEDGER_NAME),
+                model=version.model,
+                action="mirror",
+                moves=(),
+                actor=actor,
+                reason=f"{version.version} registered locally but not published to {self.mirror.name}: {exc}",
+                evidence=None,
+                outcome="failed",
+            )
+            raise RegistryError(
+                f"{version.model}:{version.version} is registered locally but {self.mirror.name} refused it ({exc}); "
+                "`driftgate reconcile` publishes it and re-applies the aliases"
+            ) from exc
+
+    def reconcile(self, model: str, *, actor: str) -> list[str]:
+        """Make the mirror match the ledger: publish missing versions, move diverged aliases; returns what changed."""
+        if self.mirror is None:
+            return []
+        model_dir = self._existing_model_dir(model)
+        with self._locked(model_dir) as state:
+            local = state.aliases()
+            changes: list[str] = []
+            try:
+                published = self.mirror.versions(model)
+                for version in self._scan_versions(model_dir):
+                    if version.version not in published:
+                        held = sorted(a for a, v in local.items() if v == version.version and a not in _UNMIRRORED)
+                        self.mirror.publish(version, held)
+                        changes.append(f"published {version.version} with {held}")
+                remote = self.mirror.aliases(model)
+                fixes = [
+                    AliasMove(alias, remote.get(alias), local.get(alias))
+                    for alias in sorted((set(remote) | set(local)) - _UNMIRRORED)
+                    if remote.get(alias) != local.get(alias)
+                ]
+                self.mirror.apply(model, fixes)
+            except Exception as exc:  # the mirror's client raises its own network/HTTP errors
+                raise RegistryError(f"reconciling {model!r} with {self.mirror.name} failed: {exc}") from exc
+            changes += [f"{m.alias}: {m.from_version or 'nothing'} → {m.to_version or 'nothing'}" for m in fixes]
+            if changes:
+                self._append(
+                    model_dir,
+                    state,
+                    model=model,
+                    action="mirror",
+                    moves=(),
+                    actor=actor,
+                    reason=f"reconciled {self.mirror.name} with the ledger: {'; '.join(changes)}",
+                    evidence=None,
+                )
+            return changes
 
     # integrity -----------------------------------------------------------------------
     def read_file(self, version: ModelVersion, name: str) -> bytes:
@@ -811,14 +1061,15 @@ class LocalRegistry:
         return notes
 
 
-def make_registry(settings: DriftgateSettings) -> Registry:
-    """The registry chosen by ``settings.registry_backend``."""
+def make_registry(settings: DriftgateSettings) -> LocalRegistry:
+    """The registry chosen by ``settings.registry_backend``: the local ledger, mirrored to W&B for ``wandb``."""
     if settings.registry_backend == "local":
         return LocalRegistry(settings.registry_dir)
-    raise ConfigError(
-        f"DRIFTGATE_REGISTRY_BACKEND={settings.registry_backend!r}: only 'local' ships in this version; "
-        "W&B runs still receive every version as a model artifact through tasks.tracking"
-    )
+    if settings.registry_backend == "wandb":
+        from tasks.wandb_registry import WandbRegistry
+
+        return WandbRegistry.from_settings(settings)
+    raise ConfigError(f"DRIFTGATE_REGISTRY_BACKEND={settings.registry_backend!r} is not one of ['local', 'wandb']")
 
 
 # --- flow-facing functions (each opens the registry by path, so Prefect can pass them around) ---
@@ -852,8 +1103,10 @@ def promote_model(
     )
 
 
-def rollback_model(registry_dir: Path, model: str, *, actor: str, reason: str) -> LedgerEntry:
-    return LocalRegistry(registry_dir).rollback(model, actor=actor, reason=reason)
+def rollback_model(
+    registry_dir: Path, model: str, *, actor: str, reason: str, evidence: str | None = None
+) -> LedgerEntry:
+    return LocalRegistry(registry_dir).rollback(model, actor=actor, reason=reason, evidence=evidence)
 
 
 def move_model_alias(

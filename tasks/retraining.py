@@ -1,4 +1,10 @@
-"""Retraining, gating, registration, promotion and rollback stages (the acting half of the loop)."""
+"""Retraining, gating, registration and recording stages (the acting half of the loop).
+
+Data the stages read, besides the monitored batches in the lake: the labelled *reference* the first
+model was trained on. ``bootstrap`` keeps a copy at ``settings.resolved_reference_path`` (see
+:func:`keep_reference`); reference-plus-recent and expanding windows train on it, and the gate's
+back-test draws older rows from it and from the lake.
+"""
 
 from __future__ import annotations
 
@@ -19,10 +25,15 @@ from tasks.workspace import CONTRACT_FILE, MODEL_FILE, REFERENCE_FILE
 if TYPE_CHECKING:
     import polars as pl
 
-    from tasks.gating import GateDecision
+    from tasks.gating import BacktestData, GateDecision
     from tasks.registry import ModelVersion
     from tasks.training import TrainedModel
+    from tasks.windows import TrainingWindow
     from tasks.workspace import Workspace
+
+# Row keys (entity id, timestamp) of the rows a version was trained on: the back-test leaves them out.
+TRAINING_ROWS_FILE = "training_rows.parquet"
+GATE_FILE = "gate.json"
 
 Progress = Callable[[int, int, float | None], None]
 
@@ -45,6 +56,8 @@ class Judgement:
     gate: GateDecision
     holdout_scored: pl.DataFrame  # scored by the candidate: the monitoring reference it will carry
     champion: ModelVersion | None
+    training_keys: pl.DataFrame | None = None  # row keys of the candidate's training rows
+    window: dict[str, Any] | None = None  # TrainingWindow.summary()
 
 
 def claim(ws: Workspace, key: str | None) -> bool:
@@ -53,7 +66,12 @@ def claim(ws: Workspace, key: str | None) -> bool:
 
 
 def collect_window(ws: Workspace, start: datetime | None = None, end: datetime | None = None) -> pl.DataFrame:
-    frame = ws.lake.window(ws.contract, start=start, end=end, max_rows=ws.settings.training.window_rows)
+    """The recent labelled rows of the lake: the newest training.window_rows, or all of them for an expanding window."""
+    training = ws.settings.training
+    expanding = training.window == "expanding"
+    frame = ws.lake.window(
+        ws.contract, start=None if expanding else start, end=end, max_rows=None if expanding else training.window_rows
+    )
     minimum = max(200, int(1 / ws.settings.training.holdout_fraction) * 50)
     if frame.height < minimum:
         raise TrainingError(
@@ -63,84 +81,241 @@ def collect_window(ws: Workspace, start: datetime | None = None, end: datetime |
     return frame
 
 
-def split_holdout(ws: Workspace, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Time-ordered: the newest rows are the gate's holdout and never seen in training or tuning."""
-    from tasks.training import time_ordered_split
+def load_reference(ws: Workspace) -> pl.DataFrame | None:
+    """The kept labelled reference (``settings.resolved_reference_path``), or None when there is none."""
+    from pathlib import Path
 
-    return time_ordered_split(frame, ws.contract, ws.settings.training.holdout_fraction)
+    from tasks.data import read_file
+
+    path = ws.settings.resolved_reference_path
+    if not Path(path).is_file():
+        return None
+    frame = read_file(path)
+    return frame if ws.contract.target in frame.columns else None
 
 
-def train(ws: Workspace, frame: pl.DataFrame, *, study_name: str, progress: Progress | None = None) -> TrainedModel:
+def keep_reference(ws: Workspace, frame: pl.DataFrame, *, source: str) -> str:
+    """Keep the labelled reference the first model is trained on at ``settings.resolved_reference_path``.
+
+    A file the user named with ``reference_path`` is theirs: it is read, never overwritten.
+    """
+    from pathlib import Path
+
+    from tasks.data import write_frame
+
+    target = ws.settings.resolved_reference_path
+    if ws.settings.reference_path is not None or Path(source).resolve() == Path(target).resolve():
+        return target
+    return str(write_frame(frame, Path(target)))
+
+
+def split_holdout(ws: Workspace, frame: pl.DataFrame, *, with_reference: bool = True) -> TrainingWindow:
+    """The training window (``training.window``) around the newest rows of ``frame``, which are the gate's
+    holdout and never seen in training or tuning. A first model (``with_reference=False``) is trained
+    on ``frame`` alone."""
+    from tasks.windows import assemble_window
+
+    settings = ws.settings.training
+    if not with_reference:
+        settings = settings.model_copy(update={"window": "sliding"})
+    reference = load_reference(ws) if with_reference and settings.window != "sliding" else None
+    return assemble_window(frame, reference, ws.contract, settings)
+
+
+def train(ws: Workspace, window: TrainingWindow, *, study_name: str, progress: Progress | None = None) -> TrainedModel:
     from tasks.schema import require_two_classes
-    from tasks.training import train_candidate
+    from tasks.training import WEIGHT_COLUMN, train_candidate
 
-    require_two_classes(frame, ws.contract, source=f"training window of {ws.model}")
+    require_two_classes(window.train, ws.contract, source=f"training window of {ws.model}")
     return train_candidate(
-        frame,
+        window.train,
         ws.contract,
-        ws.settings.training,
+        ws.settings.training.model_copy(update={"validation_fraction": window.validation_fraction}),
         num_threads=ws.settings.num_threads,
         storage_dir=ws.settings.optuna_dir,
         study_name=study_name,
         progress=progress,
+        weight_column=WEIGHT_COLUMN if window.weighted else None,
     )
 
 
-def evaluate(ws: Workspace, trained: TrainedModel, holdout: pl.DataFrame, champion: ModelVersion | None) -> Judgement:
-    """Score the same holdout rows with candidate and champion, then run the gate."""
+def evaluate(ws: Workspace, trained: TrainedModel, window: TrainingWindow, champion: ModelVersion | None) -> Judgement:
+    """Score the same holdout rows with candidate and champion, gather the back-test rows, the stress
+    scenarios and the inference costs, then run the gate."""
     import numpy as np
-    import polars as pl
 
-    from tasks.gating import evaluate_gate
+    from tasks.gating import evaluate_gate, gate_slices
     from tasks.scoring import score_frame
-    from tasks.training import predict_proba
+    from tasks.stress import stress_scenarios, top_features
+    from tasks.training import measure_inference, predict_proba
+    from tasks.windows import row_keys
 
     contract = ws.contract
+    gate_settings = ws.settings.gate
+    threads = ws.settings.num_threads
+    holdout = window.holdout
+    slices = gate_slices(holdout, contract.slices)
     scored = score_frame(
         holdout.drop([c for c in ("model_version",) if c in holdout.columns]),
         trained.model_text,
         contract,
         version="candidate",
-        num_threads=ws.settings.num_threads,
+        num_threads=threads,
     )
     candidate_scores = scored.get_column(contract.probability).to_numpy()
+    models = {"candidate": trained.model_text}
+    importances = [trained.feature_importance]
     champion_scores = None
+    backtest = None
+    training_keys = row_keys(window.train, contract)
     if champion is not None:
-        champion_scores = predict_proba(ws.model_text(champion), holdout, contract, num_threads=ws.settings.num_threads)
-    slices = {
-        column: holdout.get_column(column).cast(pl.String).fill_null("<null>").to_numpy() for column in contract.slices
-    }
+        models["champion"] = ws.model_text(champion)
+        importances.append(champion.metadata.get("feature_importance") or {})
+        champion_scores = predict_proba(models["champion"], holdout, contract, num_threads=threads)
+        backtest = _backtest_data(ws, models, window, training_keys, champion)
+    scenarios = stress_scenarios(
+        holdout,
+        contract,
+        top_features(importances, gate_settings.stress_features) if gate_settings.stress_features else [],
+        shift=gate_settings.stress_shift,
+        category_factor=gate_settings.stress_category_factor,
+    )
+    costs = measure_inference(models, holdout, contract, num_threads=threads)
     gate = evaluate_gate(
         np.asarray(holdout.get_column(contract.target).to_numpy(), dtype=float),
         candidate_scores,
         champion_scores,
         slices,
-        ws.settings.gate,
+        gate_settings,
+        seed=ws.settings.training.seed,
+        backtest=backtest,
+        stress=scenarios,
+        candidate_cost=costs["candidate"],
+        champion_cost=costs.get("champion"),
+    )
+    return Judgement(
+        gate=gate,
+        holdout_scored=scored,
+        champion=champion,
+        training_keys=training_keys,
+        window=window.summary(),
+    )
+
+
+def _backtest_pool(ws: Workspace) -> pl.DataFrame | None:
+    """Every labelled row driftgate keeps: the reference and the monitored batches, in model columns."""
+    import polars as pl
+
+    from tasks.windows import model_columns
+
+    contract = ws.contract
+    parts = []
+    reference = load_reference(ws)
+    if reference is not None:
+        parts.append(reference)
+    if ws.lake.batch_ids():
+        lake = ws.lake.window(contract)
+        if lake.height:
+            parts.append(lake)
+    columns = model_columns(contract)
+    usable = [p.select(columns) for p in parts if all(c in p.columns for c in columns)]
+    if not usable:
+        return None
+    if contract.timestamp:
+        usable = [p.with_columns(pl.col(contract.timestamp).dt.cast_time_unit("us")) for p in usable]
+    return pl.concat(usable, how="vertical_relaxed")
+
+
+def _backtest_data(
+    ws: Workspace,
+    models: dict[str, str],
+    window: TrainingWindow,
+    training_keys: pl.DataFrame,
+    champion: ModelVersion,
+) -> BacktestData:
+    """Older labelled rows neither the candidate nor the champion trained on, scored by both."""
+    import io
+
+    import numpy as np
+    import polars as pl
+
+    from tasks.gating import BacktestData
+    from tasks.training import predict_proba
+    from tasks.windows import older_rows
+
+    contract = ws.contract
+    pool = _backtest_pool(ws)
+    if pool is None:
+        return BacktestData(None, None, None, "n/a", "no labelled reference or monitored rows are kept")
+    trained_on = [training_keys]
+    trained_between: list[tuple[datetime | None, datetime | None]] = []
+    if TRAINING_ROWS_FILE in champion.digests:
+        trained_on.append(pl.read_parquet(io.BytesIO(ws.registry.read_file(champion, TRAINING_ROWS_FILE))))
+    else:
+        span = champion.metadata.get("training_window") or [None, None]
+        trained_between.append(tuple(datetime.fromisoformat(v) if v else None for v in span))  # type: ignore[arg-type]
+    older = older_rows(
+        pool,
+        contract,
+        before=window.recent_start,
+        trained_on=trained_on,
+        trained_between=trained_between,
+        max_rows=ws.settings.gate.backtest_rows,
         seed=ws.settings.training.seed,
     )
-    return Judgement(gate=gate, holdout_scored=scored, champion=champion)
+    rows = older.rows
+    if not rows.height:
+        return BacktestData(None, None, None, "n/a", f"no older row is left: {older.note}")
+    period = "n/a"
+    if contract.timestamp:
+        stamps = rows.get_column(contract.timestamp)
+        period = f"{stamps.min()!s} → {stamps.max()!s}"
+    threads = ws.settings.num_threads
+    note = f"{rows.height} of {older.available} eligible rows sampled; {older.note}"
+    return BacktestData(
+        y_true=np.asarray(rows.get_column(contract.target).to_numpy(), dtype=float),
+        candidate_scores=predict_proba(models["candidate"], rows, contract, num_threads=threads),
+        champion_scores=predict_proba(models["champion"], rows, contract, num_threads=threads),
+        period=period,
+        note=note,
+    )
 
 
 def register(ws: Workspace, trained: TrainedModel, judgement: Judgement, *, reason: str, actor: str) -> ModelVersion:
     """Store the candidate as an immutable version carrying its model, monitoring reference and gate verdict."""
     import io
 
+    gate = judgement.gate
     reference = io.BytesIO()
     judgement.holdout_scored.drop("model_version").write_parquet(reference)
     files: dict[str, bytes] = {
         MODEL_FILE: trained.model_text.encode(),
         REFERENCE_FILE: reference.getvalue(),
         CONTRACT_FILE: ws.settings.resolved_contract_path.read_bytes(),
-        "gate.json": json.dumps(judgement.gate.to_dict(), indent=2, default=str).encode(),
+        GATE_FILE: json.dumps(gate.to_dict(), indent=2, default=str).encode(),
     }
+    if judgement.training_keys is not None:
+        keys = io.BytesIO()
+        judgement.training_keys.write_parquet(keys)
+        files[TRAINING_ROWS_FILE] = keys.getvalue()
     metadata = {
         "params": trained.params,
         "metrics": {
             "validation_auc": trained.validation_auc,
-            "holdout_auc": judgement.gate.candidate_metric,
-            "champion_holdout_auc": judgement.gate.champion_metric,
+            "holdout_auc": gate.candidate_auc,
+            "champion_holdout_auc": gate.champion_auc,
+            f"holdout_{gate.metric}": gate.candidate_metric,
+            f"champion_holdout_{gate.metric}": gate.champion_metric,
         },
-        "gate_passed": judgement.gate.passed,
+        "gate_passed": gate.passed,
+        "gate": {
+            "metric": gate.metric,
+            "diff": gate.diff,
+            "p_value": gate.primary_p,
+            "rules": {r.rule: r.verdict for r in gate.rules if r.verdict != "reported"},
+            "file": GATE_FILE,
+        },
+        "window": judgement.window,
         "training_window": [_iso(trained.window_start), _iso(trained.window_end)],
         "train_rows": trained.train_rows,
         "valid_rows": trained.valid_rows,
@@ -180,9 +355,10 @@ def record(
         trained=trained,
         gate=gate,
         forest_png=png,
+        window=judgement.window,
     )
     path = write_report(folder / f"{version.version}.md", markdown)
-    ws.registry.annotate(ws.model, version.version, "gate_report", str(path))
+    _annotate_report(ws, version, path, markdown, png)
     payload = {
         "gate": gate.to_dict(),
         "idempotency_key": key,
@@ -214,19 +390,20 @@ def record(
         )
     run = ws.tracker.start_run(job_type="retrain", name=f"retrain-{version.version}", config=trained.params)
     try:
-        run.log(
-            {
-                "validation_auc": trained.validation_auc,
-                "holdout_auc": gate.candidate_metric,
-                "gate_passed": float(gate.passed),
-                **({"gate_diff": gate.diff} if gate.diff is not None else {}),
-            }
-        )
+        run.log(_run_metrics(trained, gate))
         run.log_model(version, aliases=["candidate", "latest"])
         run.log_file("gate_report.md", path)
         if png is not None:
             run.log_file("gate_slices.png", png)
-        run.summary({"gate_passed": gate.passed, "candidate_version": version.version, "champion": champion})
+        run.log_table("gate_rules", _rules_table(gate))
+        run.summary(
+            {
+                "gate_passed": gate.passed,
+                "candidate_version": version.version,
+                "champion": champion,
+                "gate_rules": {r.rule: r.verdict for r in gate.rules},
+            }
+        )
     finally:
         run.finish()
     publish_markdown(markdown, key=f"gate-{ws.model}-{version.version}", description=f"gate for {version.version}")
@@ -241,6 +418,48 @@ def record(
     return path
 
 
+def _annotate_report(ws: Workspace, version: ModelVersion, path: Path, markdown: str, png: Path | None) -> None:
+    """Make the gate report reachable from the version: path, text and digests of the markdown and plot."""
+    notes: dict[str, Any] = {
+        "gate_report": str(path),
+        "gate_report_markdown": markdown,
+        "gate_report_sha256": hashlib.sha256(markdown.encode()).hexdigest(),
+        "gate_plot": str(png) if png is not None else None,
+        "gate_plot_sha256": hashlib.sha256(png.read_bytes()).hexdigest() if png is not None else None,
+    }
+    for key, value in notes.items():
+        ws.registry.annotate(ws.model, version.version, key, value)
+
+
+def _run_metrics(trained: TrainedModel, gate: GateDecision) -> dict[str, float]:
+    metrics: dict[str, float | None] = {
+        "validation_auc": trained.validation_auc,
+        "holdout_auc": gate.candidate_auc,
+        f"holdout_{gate.metric}": gate.candidate_metric,
+        "gate_passed": float(gate.passed),
+        "gate_diff": gate.diff,
+        "gate_p_value": gate.primary_p,
+        "backtest_diff": gate.backtest.diff if gate.backtest else None,
+        "stress_worst_extra_loss": max((s.extra_loss for s in gate.stress if s.extra_loss is not None), default=None),
+        "latency_ms_per_10k": gate.inference.candidate_ms_per_10k if gate.inference else None,
+        "model_bytes": float(gate.inference.candidate_bytes) if gate.inference else None,
+    }
+    return {name: float(value) for name, value in metrics.items() if value is not None}
+
+
+def _rules_table(gate: GateDecision) -> pl.DataFrame:
+    import polars as pl
+
+    return pl.DataFrame(
+        {
+            "rule": [r.rule for r in gate.rules],
+            "verdict": [r.verdict for r in gate.rules],
+            "blocking": [r.blocking for r in gate.rules],
+            "detail": [r.detail for r in gate.rules],
+        }
+    )
+
+
 def _trained_summary(trained: TrainedModel) -> dict[str, Any]:
     return {
         "params": trained.params,
@@ -252,6 +471,7 @@ def _trained_summary(trained: TrainedModel) -> dict[str, Any]:
         "valid_rows": trained.valid_rows,
         "window_start": _iso(trained.window_start),
         "window_end": _iso(trained.window_end),
+        "weighted": trained.weighted,
     }
 
 

@@ -128,35 +128,17 @@ class WandbRun:
         self._run.summary.update(_plain_json(values))
 
     def log_model(self, version: ModelVersion, aliases: Sequence[str]) -> None:
-        """Log the registry version as a ``model`` artifact named after the model, with its aliases."""
-        self._check_open(f"log model {version.model}:{version.version}")
-        from tasks.registry import MANIFEST_NAME
+        """Log the registry version as a ``model`` artifact named after the model, with its aliases.
 
-        files = [*sorted(version.digests), MANIFEST_NAME]
-        missing = [name for name in files if not (version.path / name).is_file()]
-        if missing:
-            raise TrackingError(
-                f"cannot log {version.model}:{version.version} to W&B: {missing} absent in {version.path}"
-            )
+        Logging the same version again (same bytes, so the same W&B digest) adds no new artifact
+        version: W&B moves the given aliases onto the existing one. This is how every alias move
+        reaches an offline run, and so ``wandb sync`` replays the alias history.
+        """
+        self._check_open(f"log model {version.model}:{version.version}")
+        artifact_files(version)
         if not self._active:
             return
-        import wandb
-
-        artifact = wandb.Artifact(
-            name=version.model,
-            type="model",
-            description=f"driftgate registry {version.model}:{version.version}",
-            metadata={
-                **_plain_json(version.metadata),
-                "registry_version": version.version,
-                "created_at": version.created_at.isoformat(),
-                "digests": dict(version.digests),
-            },
-        )
-        for name in files:
-            # "immutable": reference the read-only registry file instead of copying it to staging.
-            artifact.add_file(str(version.path / name), name=name, policy="immutable")
-        self._run.log_artifact(artifact, aliases=list(aliases))
+        self._run.log_artifact(model_artifact(version), aliases=list(aliases))
 
     def log_file(self, name: str, path: Path) -> None:
         """Images become ``wandb.Image`` media; anything else (markdown report, JSON) a run file."""
@@ -248,6 +230,38 @@ class WandbTracker:
                 f"(project {self.project!r}, directory {self.directory}): {exc}"
             ) from exc
         return WandbRun(run, active=active)
+
+
+def artifact_files(version: ModelVersion) -> list[str]:
+    """The files of a registry version as W&B receives them (its files plus its manifest), all present."""
+    from tasks.registry import MANIFEST_NAME
+
+    files = [*sorted(version.digests), MANIFEST_NAME]
+    missing = [name for name in files if not (version.path / name).is_file()]
+    if missing:
+        raise TrackingError(f"cannot log {version.model}:{version.version} to W&B: {missing} absent in {version.path}")
+    return files
+
+
+def model_artifact(version: ModelVersion) -> Any:
+    """A W&B ``model`` artifact of a registry version, named after the model, its digests in the metadata."""
+    import wandb
+
+    artifact = wandb.Artifact(
+        name=version.model,
+        type="model",
+        description=f"driftgate registry {version.model}:{version.version}",
+        metadata={
+            **_plain_json(version.metadata),
+            "registry_version": version.version,
+            "created_at": version.created_at.isoformat(),
+            "digests": dict(version.digests),
+        },
+    )
+    for name in artifact_files(version):
+        # "immutable": reference the read-only registry file instead of copying it to staging.
+        artifact.add_file(str(version.path / name), name=name, policy="immutable")
+    return artifact
 
 
 def make_tracker(settings: DriftgateSettings) -> Tracker:

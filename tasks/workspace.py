@@ -27,6 +27,7 @@ CONTRACT_FILE = "contract.yaml"
 class Workspace:
     settings: DriftgateSettings
     _closers: list[object] = field(default_factory=list, repr=False)
+    _verified: set[str] = field(default_factory=set, repr=False)
 
     @property
     def model(self) -> str:
@@ -38,9 +39,10 @@ class Workspace:
 
     @cached_property
     def registry(self) -> LocalRegistry:
-        from tasks.registry import LocalRegistry
+        """The registry of ``settings.registry_backend``: local, or the local ledger mirrored to W&B."""
+        from tasks.registry import make_registry
 
-        return LocalRegistry(self.settings.registry_dir)
+        return make_registry(self.settings)
 
     @cached_property
     def store(self) -> AuditStore:
@@ -70,6 +72,11 @@ class Workspace:
         return version
 
     def model_text(self, version: ModelVersion) -> str:
+        """The LightGBM text of a version, after its whole manifest was verified (a tampered version is refused)."""
+        key = f"{version.model}:{version.version}"
+        if key not in self._verified:
+            self.registry.verify(version)
+            self._verified.add(key)
         return self.registry.read_file(version, MODEL_FILE).decode()
 
     def reference_of(self, version: ModelVersion) -> pl.DataFrame:

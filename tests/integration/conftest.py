@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parents[2]
 POOL = "driftgate"
 QUEUES = {"urgent": 1, "normal": 2, "low": 3}  # prefect.yaml routes rollback to `urgent`, the rest to `normal`
-RETRAIN_DEPLOYMENT = "driftgate-retrain/retrain"
+RETRAIN_FLOW = "driftgate-retrain"  # prefect.yaml deploys it once per priority class, each on its own queue
 MODEL = "car-loan"
 REFERENCE_ROWS = 8000
 
@@ -37,18 +38,17 @@ class Stack:
     prefect: LocalPrefect
     home: Path
     config: Path
-    retrain_deployment_id: UUID
+    retrain_deployments: dict[str, UUID]  # work queue (= priority class) → retrain deployment id
     analysis: pl.DataFrame
 
     def retrain_runs(self, key: str | None = None) -> list[FlowRun]:
-        """Flow runs of the retrain deployment (optionally those whose idempotency_key parameter is `key`)."""
+        """Flow runs of the retrain deployments (optionally those whose idempotency_key parameter is `key`)."""
         from prefect.client.orchestration import get_client
         from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
+        ids = list(self.retrain_deployments.values())
         with get_client(sync_client=True) as client:
-            runs = client.read_flow_runs(
-                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[self.retrain_deployment_id]))
-            )
+            runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=ids)))
         return [r for r in runs if key is None or r.parameters.get("idempotency_key") == key]
 
     def flow_run(self, run_id: UUID) -> FlowRun:
@@ -58,8 +58,7 @@ class Stack:
             return client.read_flow_run(run_id)
 
     def wait_until_final(self, run_id: UUID, timeout: float) -> FlowRun:
-        run = poll(lambda: _final_or_none(self.flow_run(run_id)), timeout, f"flow run {run_id} to finish", self)
-        return run
+        return poll(lambda: _final_or_none(self.flow_run(run_id)), timeout, f"flow run {run_id} to finish", self)
 
     def flow_run_logs(self, run_id: UUID) -> list[str]:
         from prefect.client.orchestration import get_client
@@ -94,14 +93,19 @@ class Stack:
 
 def poll(probe: Callable[[], T | None], timeout: float, what: str, stack: Stack | None = None) -> T:
     """Call `probe` every 0.2 s until it returns something other than None; fail with the server logs."""
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    probes, slowest = 0, 0.0
     while True:
+        probe_started = time.monotonic()
         found = probe()
+        probes, slowest = probes + 1, max(slowest, time.monotonic() - probe_started)
         if found is not None:
             return found
-        if time.monotonic() > deadline:
+        if time.monotonic() - started > timeout:
             logs = stack.prefect.logs() if stack is not None else ""
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{logs}")
+            pytest.fail(
+                f"timed out after {timeout:.0f} s waiting for {what} ({probes} probes, slowest {slowest:.1f} s)\n{logs}"
+            )
         time.sleep(0.2)
 
 
@@ -130,6 +134,8 @@ def write_home(home: Path) -> tuple[Path, Path, pl.DataFrame]:
         "policy": {"persistence": 1, "min_new_rows": 500, "cooldown_hours": 0},
         "training": {"n_trials": 2, "timeout_seconds": 20, "num_boost_round": 60},
         "gate": {"n_bootstrap": 200},
+        # A promotion that paused for a human approval would keep the retrain run from completing.
+        "promotion": {"auto_approve": True},
     }
     config = home / "driftgate.yaml"
     config.write_text(yaml.safe_dump(settings, sort_keys=False))
@@ -139,6 +145,7 @@ def write_home(home: Path) -> tuple[Path, Path, pl.DataFrame]:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 
     from flows.bootstrap import bootstrap_flow
 
@@ -157,12 +164,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             query_seconds=1,
             prefetch_seconds=2,
         )
-        local.deploy_all(REPO)
-        with client_settings(local.api_url):
+        with ThreadPoolExecutor(max_workers=1) as background, client_settings(local.api_url):
+            # `prefect deploy` is a separate process: let it run while the champion trains here.
+            deployed = background.submit(local.deploy_all, REPO)
             bootstrap_flow(reference=str(reference), home=str(home), config=str(config))
+            deployed.result()
             with get_client(sync_client=True) as client:
-                deployment_id = client.read_deployment_by_name(RETRAIN_DEPLOYMENT).id
+                deployments = client.read_deployments(flow_filter=FlowFilter(name=FlowFilterName(any_=[RETRAIN_FLOW])))
+            retrain_deployments = {d.work_queue_name or "": d.id for d in deployments}
+            assert set(QUEUES) <= set(retrain_deployments), retrain_deployments
             local.wait_for_worker(POOL, timeout=60)
-            yield Stack(prefect=local, home=home, config=config, retrain_deployment_id=deployment_id, analysis=analysis)
+            yield Stack(
+                prefect=local, home=home, config=config, retrain_deployments=retrain_deployments, analysis=analysis
+            )
     finally:
         local.stop()

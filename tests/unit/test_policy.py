@@ -4,10 +4,35 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tasks.policy import Action, PolicyEvidence, PolicyState, decide, priority_of
+from tasks.policy import (
+    Action,
+    ConceptDriftEvidence,
+    PolicyDecision,
+    PolicyEvidence,
+    PolicyState,
+    SliceEvidence,
+    decide,
+    degraded_slices,
+    priority_of,
+)
 from tasks.settings import PolicySettings
 
 NOW = datetime(2026, 1, 10, 12, tzinfo=UTC)
+EVIDENCE_RULES = {"drift", "performance", "concept_drift", "slices"}  # evidence may "fail"; guards may not on RETRAIN
+ALARM = ConceptDriftEvidence(method="page_hinkley", detected=True, statistic=130.0, threshold=100.0, rows=4000)
+QUIET = ConceptDriftEvidence(method="page_hinkley", detected=False, statistic=12.0, threshold=100.0, rows=4000)
+
+
+def band(value: str, rows: int = 1000, est: float | None = None, real: float | None = None, se: float = 0.01):
+    return SliceEvidence(
+        column="region",
+        value=value,
+        rows=rows,
+        estimated_drop=est,
+        realized_drop=real,
+        sampling_error=se,
+        labelled_rows=rows if real is not None else 0,
+    )
 
 
 def evidence(**kw: object) -> PolicyEvidence:
@@ -96,6 +121,63 @@ CASES = [
         Action.RETRAIN,
         None,
     ),
+    # concept drift on the error stream (labels arrived)
+    ("concept drift retrains", {"concept_drift": ALARM}, {}, {}, Action.RETRAIN, "concept_drift"),
+    ("quiet detector", {"concept_drift": QUIET}, {}, {}, Action.NONE, None),
+    (
+        "concept drift configured to alert",
+        {"concept_drift": ALARM},
+        {},
+        {"concept_drift": {"action": "alert"}},
+        Action.ALERT,
+        "concept_drift",
+    ),
+    (
+        "detector off ignores an alarm",
+        {"concept_drift": ALARM},
+        {},
+        {"concept_drift": {"method": "off"}},
+        Action.NONE,
+        None,
+    ),
+    ("late labels raised the alarm", {}, {"pending_concept_drift": ALARM}, {}, Action.RETRAIN, "concept_drift"),
+    (
+        "concept drift still obeys persistence",
+        {"concept_drift": ALARM},
+        {},
+        {"persistence": 2},
+        Action.ALERT,
+        "persistence",
+    ),
+    (
+        "bad data blocks despite concept drift",
+        {"quality_passed": False, "concept_drift": ALARM},
+        {},
+        {},
+        Action.BLOCK,
+        "data_quality",
+    ),
+    # slices of the contract
+    (
+        "degraded slice retrains",
+        {"slices": (band("north", est=0.08), band("south", est=0.0))},
+        {},
+        {},
+        Action.RETRAIN,
+        "slices",
+    ),
+    ("slice drop within its noise", {"slices": (band("north", est=0.06, se=0.03),)}, {}, {}, Action.NONE, None),
+    ("small slice is not judged", {"slices": (band("north", rows=100, est=0.3),)}, {}, {}, Action.NONE, None),
+    ("realized slice drop retrains", {"slices": (band("north", real=0.09),)}, {}, {}, Action.RETRAIN, "slices"),
+    (
+        "degraded slice configured to alert",
+        {"slices": (band("north", est=0.08),)},
+        {},
+        {"slice_action": "alert"},
+        Action.ALERT,
+        "slices",
+    ),
+    ("slice evaluation off", {"slices": (band("north", est=0.08),)}, {}, {"slice_action": "off"}, Action.NONE, None),
 ]
 
 
@@ -107,7 +189,7 @@ def test_policy_rules(name: str, ev: dict, state: dict, cfg: dict, expected: Act
     if failing is not None:
         assert any(r.rule == failing and r.outcome == "fail" for r in decision.rules)
     if expected == Action.RETRAIN:
-        assert all(r.outcome != "fail" for r in decision.rules if r.rule not in {"drift", "performance"})
+        assert all(r.outcome != "fail" for r in decision.rules if r.rule not in EVIDENCE_RULES)
 
 
 def test_decision_is_reproducible_and_serialisable() -> None:
@@ -138,3 +220,68 @@ def test_priority_grows_with_impact_and_traffic() -> None:
     assert low_class == "low"
     assert high_class == "urgent"
     assert priority_of(0.03, 5000, PolicySettings(business_weight=3.0))[0] == pytest.approx(3 * mid)
+
+
+def test_skipped_rules_say_why() -> None:
+    decision = decide(evidence(), PolicyState(), PolicySettings(), NOW)
+    concept, slices = decision.rule("concept_drift"), decision.rule("slices")
+    assert concept is not None and concept.outcome == "skip" and "no labelled rows" in concept.detail
+    assert slices is not None and slices.outcome == "skip" and "no slice columns" in slices.detail
+
+
+def test_decision_names_the_degraded_slices_and_the_window() -> None:
+    stretch = NOW - timedelta(days=2)
+    ev = evidence(
+        slices=(band("north", est=0.08), band("south", est=0.01), band("east", rows=50, est=0.5)),
+        window_start=NOW - timedelta(days=1),
+        window_end=NOW,
+    )
+    first = decide(ev, PolicyState(), PolicySettings(), NOW)
+    assert first.action == Action.RETRAIN and first.degraded_slices == ("region=north",)
+    assert first.window_start == ev.window_start and first.window_basis == "this batch, the first degraded one"
+    assert any("region=north" in r and "retrain on the labelled rows" in r for r in first.reasons)
+    later = decide(ev, PolicyState(consecutive_degraded=2, degraded_window_start=stretch), PolicySettings(), NOW)
+    assert later.window_start == stretch and "2 before it" in later.window_basis
+    rule = first.rule("slices")
+    assert rule is not None and "1 of 2 judged" in rule.detail and "1 below 300 rows not judged" in rule.detail
+
+
+def test_slice_judgement_scales_the_realized_noise_by_labelled_rows() -> None:
+    settings = PolicySettings()
+    few_labels = SliceEvidence("region", "north", rows=1000, realized_drop=0.09, sampling_error=0.01, labelled_rows=40)
+    many_labels = SliceEvidence(
+        "region", "north", rows=1000, realized_drop=0.09, sampling_error=0.01, labelled_rows=900
+    )
+    assert degraded_slices((few_labels,), settings)[0] == []  # 0.01 * sqrt(1000/40) * 3 = 0.15 > 0.09
+    assert degraded_slices((many_labels,), settings)[0] == [many_labels]
+
+
+def test_priority_follows_the_largest_impact_including_slices() -> None:
+    settings = PolicySettings()
+    overall = decide(evidence(estimated_drop=0.03), PolicyState(), settings, NOW)
+    with_slice = decide(
+        evidence(estimated_drop=0.03, slices=(band("north", rows=4000, est=0.2),)), PolicyState(), settings, NOW
+    )
+    assert overall.priority == pytest.approx(priority_of(0.03, 5000, settings)[0])
+    assert with_slice.priority == pytest.approx(priority_of(0.2, 4000, settings)[0])
+    assert with_slice.priority_class == "urgent" and overall.priority_class == "normal"
+    custom = PolicySettings(urgent_impact=100.0, normal_impact=50.0)
+    assert priority_of(0.2, 4000, custom)[1] == "low"
+
+
+def test_evidence_round_trips_through_its_stored_form() -> None:
+    ev = evidence(
+        estimated_drop=0.05,
+        realized_drop=0.04,
+        drifted_features=("a",),
+        drift_share=0.5,
+        concept_drift=ALARM,
+        slices=(band("north", est=0.08, real=0.07),),
+        window_start=NOW - timedelta(days=1),
+        window_end=NOW,
+    )
+    decision = decide(ev, PolicyState(), PolicySettings(), NOW)
+    stored = decision.to_dict()
+    assert PolicyEvidence.from_dict(stored["evidence"]) == ev
+    assert stored["concept_drift"] is True and list(stored["degraded_slices"]) == ["region=north"]
+    assert isinstance(decision, PolicyDecision)

@@ -13,6 +13,7 @@ import signal
 import stat
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -475,3 +476,197 @@ def test_prefect_tasks_wrap_the_flow_facing_functions(reg: LocalRegistry) -> Non
     version = tasks["register_model"].fn(reg.root, MODEL, {"model.txt": BOOSTER_TEXT}, {}, actor="t", reason="r")
     entry = tasks["promote_model"].fn(reg.root, MODEL, version.version, actor="t", reason="r")
     assert entry.moves == (AliasMove(PRODUCTION, None, "v0"),)
+
+
+# --- the registry contract: every implementation ---------------------------------------------------
+
+
+class MemoryMirror:
+    """An in-memory AliasMirror: what the W&B Registry would show, with switches for outside moves and outages."""
+
+    name = "memory mirror"
+
+    def __init__(self) -> None:
+        self.published: dict[str, dict[str, list[str]]] = {}  # model -> version -> aliases
+        self.fail_apply_after = -1  # fail the N-th alias edit of the next apply (0 = first); -1 never
+        self.fail_publish = False
+        self.calls: list[str] = []
+
+    def publish(self, version: ModelVersion, aliases: Sequence[str]) -> None:
+        self.calls.append(f"publish {version.version} {sorted(aliases)}")
+        if self.fail_publish:
+            raise ConnectionError("mirror unreachable")
+        versions = self.published.setdefault(version.model, {})
+        for held in versions.values():
+            held[:] = [a for a in held if a not in aliases]
+        versions[version.version] = sorted(aliases)
+
+    def versions(self, model: str) -> set[str]:
+        return set(self.published.get(model, {}))
+
+    def aliases(self, model: str) -> dict[str, str]:
+        return {alias: v for v, held in self.published.get(model, {}).items() for alias in held}
+
+    def apply(self, model: str, moves: Sequence[AliasMove]) -> None:
+        versions = self.published.setdefault(model, {})
+        for count, move in enumerate(moves):
+            if count == self.fail_apply_after:
+                self.fail_apply_after = -1
+                raise TimeoutError("mirror timed out mid-move")
+            self.calls.append(f"apply {move.alias} {move.from_version}->{move.to_version}")
+            if move.from_version is not None and move.from_version in versions:
+                versions[move.from_version] = [a for a in versions[move.from_version] if a != move.alias]
+            if move.to_version is not None:
+                if move.to_version not in versions:
+                    raise KeyError(f"{move.to_version} not published")
+                versions[move.to_version] = sorted({*versions[move.to_version], move.alias})
+
+    def move_outside(self, model: str, alias: str, version: str | None) -> None:
+        """What someone editing aliases in the W&B UI does."""
+        for held in self.published[model].values():
+            if alias in held:
+                held.remove(alias)
+        if version is not None:
+            self.published[model][version].append(alias)
+
+
+@pytest.fixture(params=["local", "mirrored", "wandb"])
+def contract_registry(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[LocalRegistry, str]:
+    """(registry, model) for each implementation of the Registry interface; W&B only with WANDB_API_KEY."""
+    if request.param == "local":
+        return LocalRegistry(tmp_path / "registry"), MODEL
+    if request.param == "mirrored":
+        return LocalRegistry(tmp_path / "registry", mirror=MemoryMirror()), MODEL
+    if not os.environ.get("WANDB_API_KEY"):
+        pytest.skip("W&B Registry contract tests need WANDB_API_KEY (and network); not set here")
+    from tasks.wandb_registry import WandbMirror, WandbRegistry
+
+    mirror = WandbMirror(
+        registry=os.environ.get("DRIFTGATE_TEST_WANDB_REGISTRY", "model"),
+        project=os.environ.get("DRIFTGATE_TEST_WANDB_PROJECT", "driftgate-contract-tests"),
+        entity=os.environ.get("WANDB_ENTITY"),
+        directory=tmp_path / "wandb",
+    )
+    return WandbRegistry(tmp_path / "registry", mirror), f"contract-{os.getpid()}-{time.time_ns()}"
+
+
+def _mirror_agrees(reg: LocalRegistry, model: str) -> None:
+    if reg.mirror is not None:
+        expected = {a: v for a, v in reg.aliases(model).items() if a != "latest"}
+        assert {a: v for a, v in reg.mirror.aliases(model).items() if a != "latest"} == expected
+
+
+def test_contract_versions_are_immutable_and_verified(contract_registry: tuple[LocalRegistry, str]) -> None:
+    reg, model = contract_registry
+    v0 = reg.register(model, {"model.txt": BOOSTER_TEXT}, {"gate_passed": True}, actor="t", reason="first")
+    v1 = reg.register(model, {"model.txt": BOOSTER_TEXT + b"#1"}, {}, actor="t", reason="second")
+    assert [v.version for v in reg.versions(model)] == ["v0", "v1"]
+    assert reg.read_file(v0, "model.txt") == BOOSTER_TEXT
+    assert v0.digests["model.txt"] == hashlib.sha256(BOOSTER_TEXT).hexdigest()
+    assert reg.aliases(model) == {"latest": "v1", "candidate": "v1"}
+    _mirror_agrees(reg, model)
+    os.chmod(v1.path / "model.txt", 0o644)
+    (v1.path / "model.txt").write_bytes(b"tampered")
+    with pytest.raises(IntegrityError, match="tampered or truncated"):
+        reg.read_file(v1, "model.txt")
+    with pytest.raises(IntegrityError, match=f"'model.txt' of {model}:v1"):
+        reg.promote(model, "v1", actor="t", reason="must not reach production")
+    assert "production" not in reg.aliases(model)
+
+
+def test_contract_moves_are_conditional_and_ledgered(contract_registry: tuple[LocalRegistry, str]) -> None:
+    reg, model = contract_registry
+    for tag in range(3):
+        reg.register(model, {"model.txt": BOOSTER_TEXT + bytes([tag])}, {}, actor="t", reason=f"r{tag}")
+    reg.move_alias(model, "staging", "v1", expected=None, actor="ann", reason="stage", evidence="gate-1")
+    with pytest.raises(AliasConflictError, match="points at v1"):
+        reg.move_alias(model, "staging", "v2", expected=None, actor="bob", reason="stale")
+    reg.promote(model, "v0", actor="gate", reason="first", expected_production=None)
+    reg.promote(model, "v1", actor="gate", reason="better", evidence="gate-2")
+    with pytest.raises(AliasConflictError, match="caller expected v0"):
+        reg.promote(model, "v2", actor="gate", reason="stale view", expected_production="v0")
+    reg.rollback(model, actor="ops", reason="bad day")
+    note = reg.note(model, "audit", actor="auditor", reason="looked", evidence="report.md")
+    assert note.moves == () and note.outcome == "applied"
+    aliases = reg.aliases(model)
+    assert (aliases["production"], aliases.get("previous-production")) == ("v0", None)
+    assert aliases["staging"] == "v1"
+    _mirror_agrees(reg, model)
+    actions = [(e.action, e.outcome, e.actor) for e in reg.ledger(model)[3:]]
+    assert actions == [
+        ("move", "applied", "ann"),
+        ("conflict", "rejected", "bob"),
+        ("promote", "applied", "gate"),
+        ("promote", "applied", "gate"),
+        ("conflict", "rejected", "gate"),
+        ("rollback", "applied", "ops"),
+        ("audit", "applied", "auditor"),
+    ]
+    entries = reg.ledger(model)
+    at = {e.seq: e.at for e in entries}
+    assert reg.aliases_at(model, at[6]).get("production") == "v0"
+    assert reg.aliases_at(model, at[7]).get("production") == "v1"
+    assert reg.aliases_at(model, at[9]).get("production") == "v0"
+    with pytest.raises(RegistryError, match="ledger note 'promote'"):
+        reg.note(model, "promote", actor="t", reason="not a note")
+
+
+# --- verification on the way to production, ledger notes, history from the CLI -----------------
+
+
+def test_rollback_refuses_a_tampered_known_good_version_and_records_why(reg: LocalRegistry) -> None:
+    _with_versions(reg, 2)
+    reg.promote(MODEL, "v0", actor="gate", reason="r")
+    reg.promote(MODEL, "v1", actor="gate", reason="r")
+    path = reg.root / MODEL / "v0" / "model.txt"
+    os.chmod(path, 0o644)
+    path.write_bytes(b"tree\nevil\n")
+    with pytest.raises(IntegrityError, match="car-loan:v0"):
+        reg.rollback(MODEL, actor="ops", reason="try")
+    assert reg.aliases(MODEL)[PRODUCTION] == "v1"
+    last = reg.ledger(MODEL)[-1]
+    assert (last.action, last.outcome) == ("rollback", "rejected")
+    assert "v0 failed verification" in last.reason
+
+
+def test_cli_history_at_answers_across_several_moves(reg: LocalRegistry, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from driftgate.cli import main
+
+    home = tmp_path / "home"
+    reg = LocalRegistry(home / "registry")
+    _with_versions(reg, 3)
+    script = [
+        lambda: reg.promote(MODEL, "v0", actor="gate", reason="r"),
+        lambda: reg.move_alias(MODEL, "canary", "v1", expected=None, actor="ops", reason="canary"),
+        lambda: reg.promote(MODEL, "v1", actor="gate", reason="r"),
+        lambda: reg.move_alias(MODEL, "canary", None, expected="v1", actor="ops", reason="done"),
+        lambda: reg.promote(MODEL, "v2", actor="gate", reason="r"),
+        lambda: reg.rollback(MODEL, actor="ops", reason="r"),
+    ]
+    moments = []
+    for step in script:
+        time.sleep(0.002)  # distinct ledger timestamps, so each moment names one state
+        entry = step()
+        moments.append(entry.at)
+    expected = [
+        {"production": "v0"},
+        {"production": "v0", "canary": "v1"},
+        {"production": "v1", "previous-production": "v0", "canary": "v1"},
+        {"production": "v1", "previous-production": "v0"},
+        {"production": "v2", "previous-production": "v1"},
+        {"production": "v1", "previous-production": "v0"},
+    ]
+    runner = CliRunner()
+    for moment, want in zip(moments, expected, strict=True):
+        result = runner.invoke(main, ["history", "--home", str(home), "--model", MODEL, "--at", moment.isoformat()])
+        assert result.exit_code == 0, result.output
+        shown = dict(line.split() for line in result.output.splitlines()[1:])
+        assert {k: v for k, v in shown.items() if k not in ("latest", "candidate")} == want, moment
+    before = (moments[0] - timedelta(days=1)).replace(tzinfo=None).isoformat()
+    result = runner.invoke(main, ["history", "--home", str(home), "--model", MODEL, "--at", before])
+    assert result.exit_code == 0 and result.output.splitlines()[1:] == [
+        f"  {alias:<20} {version}"
+        for alias, version in sorted(reg.aliases_at(MODEL, moments[0] - timedelta(days=1)).items())
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,25 @@ def version(tmp_path: Path) -> ModelVersion:
     )
 
 
-def read_wandb_records(path: Path) -> Iterator[tuple[str, Any]]:
+def read_wandb_records(path: Path, timeout: float = 10.0) -> list[tuple[str, Any]]:
+    """The records of a finished run's file. wandb-core may still be writing for a few ms after ``finish()``
+    returns (seen here with several runs per process), so wait until the run's ``exit`` record is in."""
+    from google.protobuf.message import DecodeError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            records = list(_decode_wandb_file(path))
+            if records and records[-1][0] == "exit":
+                return records
+        except DecodeError:
+            pass  # a record still being written
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} holds no complete run after {timeout} s")
+        time.sleep(0.02)
+
+
+def _decode_wandb_file(path: Path) -> Iterator[tuple[str, Any]]:
     """Decode a run-<id>.wandb file: LevelDB-log framing (7-byte header, 32 KiB blocks) of Record protobufs."""
     from wandb.proto import wandb_internal_pb2 as pb
 
@@ -113,7 +132,7 @@ def test_offline_run_records_metrics_model_artifact_with_aliases_and_files(
     assert run.dir.name.startswith("offline-run-") and run.dir.name.endswith(run.id)
     wandb_file = run.dir / f"run-{run.id}.wandb"
     assert wandb_file.is_file()
-    records = list(read_wandb_records(wandb_file))
+    records = read_wandb_records(wandb_file)
     kinds = [kind for kind, _ in records]
     assert kinds[:2] == ["header", "run"] and kinds[-1] == "exit"
 
@@ -210,3 +229,43 @@ def test_make_tracker_follows_settings_and_rejects_unknown_modes(tmp_path: Path,
     (wandb_file,) = run_dir.glob("run-*.wandb")
     (artifact,) = [body for kind, body in read_wandb_records(wandb_file) if kind == "artifact"]
     assert (artifact.name, artifact.type, sorted(artifact.aliases)) == (MODEL, "model", ["candidate", "latest"])
+
+
+def test_every_alias_move_of_a_promotion_and_rollback_reaches_the_offline_runs(tmp_path: Path) -> None:
+    """Replaying the offline runs' artifact aliases in order (what `wandb sync` does) gives the ledger's aliases."""
+    from tasks import promotion
+    from tasks.workspace import open_workspace
+    from tests.unit.promotion_home import MODEL as TOY
+    from tests.unit.promotion_home import good_and_bad_models, make_home
+
+    home = make_home(tmp_path / "home", tracking_mode="offline", emit_events=False)
+    texts = good_and_bad_models()
+    for name in ("good", "good2", "good"):
+        home.register(texts[name] + ("\n" if name == "good" and home.registry.versions(TOY) else ""))
+    ws = open_workspace(home.settings)
+    try:
+        promotion.promote(ws, "v0", actor="gate", reason="first", evidence=None)
+        promotion.promote(ws, "v1", actor="gate", reason="second", evidence="gate-v1.md")
+        promotion.promote(ws, "v2", actor="gate", reason="third", evidence="gate-v2.md")
+        promotion.rollback(ws, actor="ops", reason="v2 misbehaves")
+        ledger_aliases = ws.registry.aliases(TOY)
+    finally:
+        ws.close()
+    runs = [read_wandb_records(f) for f in (home.settings.wandb_dir / "wandb").glob("offline-run-*/run-*.wandb")]
+    assert len(runs) == 4  # one per promotion, one for the rollback
+    # Directory names have one-second resolution: order the runs by their recorded start time.
+    runs.sort(key=lambda records: records[1][1].start_time.ToNanoseconds())
+    replayed: dict[str, str] = {}
+    moves = 0
+    for records in runs:
+        for kind, body in records:
+            if kind != "artifact":
+                continue
+            version = json.loads(body.metadata)["registry_version"]
+            for alias in body.aliases:  # W&B moves an alias onto the version logged with it
+                replayed[alias] = version
+                moves += 1
+    assert moves >= 10
+    for alias in ("production", "previous-production"):
+        assert replayed[alias] == ledger_aliases[alias]
+    assert ledger_aliases["production"] == "v1" and ledger_aliases["previous-production"] == "v0"

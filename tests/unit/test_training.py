@@ -9,12 +9,14 @@ import numpy as np
 import polars as pl
 import pytest
 
-from tasks.errors import IntegrityError, MissingColumnError, SingleClassError, TrainingError
+from tasks.errors import DataError, IntegrityError, MissingColumnError, SingleClassError, TrainingError
 from tasks.schema import FeatureSpec, ModelContract
 from tasks.settings import TrainingSettings
 from tasks.training import (
+    WEIGHT_COLUMN,
     _load_booster,
     _pruning_callback,
+    measure_inference,
     model_digest,
     predict_proba,
     time_ordered_split,
@@ -258,3 +260,41 @@ def test_predict_proba_caches_boosters_and_checks_inputs(trained: tuple[Any, lis
         predict_proba(model.model_text, frame.drop("x2"), CONTRACT)
     with pytest.raises(IntegrityError, match="not a valid LightGBM"):
         predict_proba("tree\nnonsense", frame, CONTRACT)
+
+
+def test_wall_time_budget_stops_tuning_before_the_trial_budget() -> None:
+    frame = _window(n=1500)
+    budget = FAST.model_copy(update={"n_trials": 200, "timeout_seconds": 1.0})
+    model = train_candidate(frame, CONTRACT, budget)
+    assert 1 <= model.n_trials < 200
+    # One trial in flight when the budget runs out may finish; the refit comes on top.
+    assert model.tuning_seconds < 10
+
+
+def test_row_weights_change_the_model_and_the_class_balance() -> None:
+    frame = _window(n=2000, base_logit=-3.5).sort("ts")
+    weights = np.where(np.arange(frame.height) < 1000, 0.2, 1.0)
+    weighted_frame = frame.with_columns(pl.Series(WEIGHT_COLUMN, weights))
+    one_trial = FAST.model_copy(update={"n_trials": 1})
+    plain = train_candidate(frame, CONTRACT, one_trial)
+    weighted = train_candidate(weighted_frame, CONTRACT, one_trial, weight_column=WEIGHT_COLUMN)
+    assert weighted.weighted and not plain.weighted
+    assert weighted.model_text != plain.model_text
+    older, _ = time_ordered_split(weighted_frame, CONTRACT, one_trial.validation_fraction)
+    w = older.get_column(WEIGHT_COLUMN).to_numpy()
+    y = older.get_column("label").to_numpy()
+    assert weighted.params["scale_pos_weight"] == pytest.approx((w * (1 - y)).sum() / (w * y).sum())
+    with pytest.raises(MissingColumnError, match=WEIGHT_COLUMN):
+        train_candidate(frame, CONTRACT, one_trial, weight_column=WEIGHT_COLUMN)
+    negative = weighted_frame.with_columns(pl.lit(-1.0).alias(WEIGHT_COLUMN))
+    with pytest.raises(DataError, match="2000 row weights are missing, non-finite or not positive"):
+        train_candidate(negative, CONTRACT, one_trial, weight_column=WEIGHT_COLUMN)
+
+
+def test_inference_cost_is_measured_for_each_model(trained: tuple[Any, list[Any]]) -> None:
+    model = trained[0]
+    costs = measure_inference({"a": model.model_text, "b": model.model_text}, _window(n=300, seed=4), CONTRACT,
+                              rows=2000, repeats=2)  # fmt: skip
+    assert set(costs) == {"a", "b"}
+    assert costs["a"].model_bytes == len(model.model_text.encode()) and costs["a"].n_trees >= 1
+    assert costs["a"].latency_ms_per_10k > 0 and costs["a"].rows_timed == 2000

@@ -1,0 +1,40 @@
+"""Score flow: score batch files by alias, routing the canary share of entities to the canary."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from prefect import flow
+
+from flows._common import banner, workspace
+from tasks import canary
+
+_tasks = canary.prefect_tasks()
+score_file = _tasks["score_file"]
+attach_labels = _tasks["attach_labels"]
+
+
+@flow(name="driftgate-score", log_prints=True)
+def score_flow(
+    batches: list[str],
+    labels: list[str] | None = None,
+    home: str | None = None,
+    config: str | None = None,
+    model: str | None = None,
+) -> list[dict[str, Any]]:
+    """Each batch is scored by production and (for its share of entities) the canary; every prediction is
+    stored with the version that made it. Label files, if given, are joined into the stored predictions."""
+    from tasks.data import expand_paths
+
+    ws = workspace(home, config, model)
+    try:
+        routing = canary.resolve_routing(ws)
+        route = f"canary {routing.canary.version} at {routing.share:.0%}" if routing.canary else "no canary"
+        banner(f"score with production {routing.production.version}, {route}")
+        results = [asdict(score_file(ws, str(path), routing=routing)) for path in expand_paths(batches)]
+        if labels:
+            attach_labels(ws, labels)
+        return results
+    finally:
+        ws.close()
