@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     import numpy as np
 
 
-def _vector(values: Any, name: str) -> np.ndarray:
+def finite_vector(values: Any, name: str) -> np.ndarray:
+    """A one-dimensional float array without NaN/inf, or a GateError naming what is wrong with ``name``."""
     import numpy as np
 
     try:
@@ -35,8 +36,8 @@ def classification_costs(labels: Any, scores: Any, threshold: float, matrix: Cos
     """Cost of each row's decision: positive when ``score >= threshold``, priced by ``matrix``."""
     import numpy as np
 
-    y = _vector(labels, "labels")
-    s = _vector(scores, "scores")
+    y = finite_vector(labels, "labels")
+    s = finite_vector(scores, "scores")
     if y.size != s.size:
         raise GateError(f"mismatched rows: labels {y.size} vs scores {s.size}")
     if not 0.0 < threshold < 1.0:
@@ -55,7 +56,7 @@ def constant_decision_cost(labels: Any, matrix: CostMatrix) -> tuple[float, str]
 
     This is the no-skill baseline a first model must beat when the primary criterion is cost.
     """
-    y = _vector(labels, "labels")
+    y = finite_vector(labels, "labels")
     share = float((y == 1).mean())
     all_positive = share * matrix.true_positive + (1.0 - share) * matrix.false_positive
     all_negative = share * matrix.false_negative + (1.0 - share) * matrix.true_negative
@@ -68,8 +69,8 @@ def regression_costs(y_true: Any, predictions: Any, cost_per_unit_error: float) 
     """Cost of each row's error: ``cost_per_unit_error * |y - prediction|``."""
     import numpy as np
 
-    y = _vector(y_true, "targets")
-    p = _vector(predictions, "predictions")
+    y = finite_vector(y_true, "targets")
+    p = finite_vector(predictions, "predictions")
     if y.size != p.size:
         raise GateError(f"mismatched rows: targets {y.size} vs predictions {p.size}")
     if not cost_per_unit_error > 0.0:

@@ -46,6 +46,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tasks.business import finite_vector
 from tasks.errors import GateError
 from tasks.settings import GateSettings
 
@@ -272,18 +273,7 @@ def _binary_labels(y_true: Any) -> np.ndarray:
 
 
 def _scores(values: Any, name: str) -> np.ndarray:
-    import numpy as np
-
-    try:
-        scores = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise GateError(f"{name} scores are not numeric") from exc
-    if scores.ndim != 1:
-        raise GateError(f"{name} scores must be one-dimensional, got shape {scores.shape}")
-    bad = int((~np.isfinite(scores)).sum())
-    if bad:
-        raise GateError(f"{name} scores hold {bad} NaN/inf values")
-    return scores
+    return finite_vector(values, f"{name} scores")
 
 
 def _require_both_classes(labels: np.ndarray, where: str) -> None:
