@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,7 @@ class LoadedBatch:
     source: str
     frame: pl.DataFrame
     scored_by: str  # version that produced the scores, or "supplied" when the batch came with them
+    raw_schema: dict[str, Any] = field(default_factory=dict)  # dtypes as read, before validation cast them
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,8 @@ def load_batch(ws: Workspace, ctx: MonitorContext, path: str, labels: list[str] 
     from tasks.scoring import score_frame
 
     contract = ws.contract
-    frame = validate_batch(read_file(path), contract, source=path, min_rows=1)
+    raw = read_file(path)
+    frame = validate_batch(raw, contract, source=path, min_rows=1)
     for label_path in labels or []:
         label_frame = validate_labels(read_file(label_path), ws, source=label_path)
         frame = join_labels(frame, label_frame, entity_id=contract.entity_id, target=contract.target, source=label_path)
@@ -120,7 +122,9 @@ def load_batch(ws: Workspace, ctx: MonitorContext, path: str, labels: list[str] 
             frame, ctx.model_text, contract, version=ctx.version.version, num_threads=ws.settings.num_threads
         )
         scored_by = ctx.version.version
-    return LoadedBatch(batch_id=batch_id_for(path), source=path, frame=frame, scored_by=scored_by)
+    return LoadedBatch(
+        batch_id=batch_id_for(path), source=path, frame=frame, scored_by=scored_by, raw_schema=dict(raw.schema)
+    )
 
 
 def validate_labels(frame: pl.DataFrame, ws: Workspace, *, source: str) -> pl.DataFrame:
@@ -139,7 +143,14 @@ def validate_labels(frame: pl.DataFrame, ws: Workspace, *, source: str) -> pl.Da
 def profile(ws: Workspace, ctx: MonitorContext, batch: LoadedBatch) -> BatchProfile:
     from tasks.profiling import profile_batch
 
-    return profile_batch(ctx.reference_profile, batch.frame, ws.contract, ws.settings.profiling)
+    return profile_batch(
+        ctx.reference_profile,
+        batch.frame,
+        ws.contract,
+        ws.settings.profiling,
+        source=batch.source,
+        raw_schema=batch.raw_schema,
+    )
 
 
 def estimate(
@@ -307,6 +318,7 @@ def judge(
         quality_failures=tuple(f"{i.check}:{i.column}" for i in batch_profile.quality.issues if i.severity == "fail"),
         drifted_features=tuple(batch_profile.drifted_features),
         drift_share=batch_profile.drift_share,
+        multivariate_drift=bool(batch_profile.multivariate_drift and batch_profile.multivariate_drift.alert),
         estimated_drop=est.reference_value - est.value,
         estimate_alert=est.alert,
         realized_drop=(est.reference_value - realized.value) if realized and realized.value is not None else None,

@@ -68,6 +68,7 @@ class PolicyEvidence:
     quality_failures: tuple[str, ...] = ()
     drifted_features: tuple[str, ...] = ()
     drift_share: float = 0.0
+    multivariate_drift: bool = False  # joint shift (PCA reconstruction error) that per-feature tests may miss
     estimated_drop: float | None = None  # reference metric minus estimated metric (positive = worse)
     estimate_alert: bool = False
     realized_drop: float | None = None
@@ -88,6 +89,7 @@ class PolicyEvidence:
             quality_failures=tuple(data.get("quality_failures") or ()),
             drifted_features=tuple(data.get("drifted_features") or ()),
             drift_share=float(data.get("drift_share") or 0.0),
+            multivariate_drift=bool(data.get("multivariate_drift", False)),
             estimated_drop=_opt_float(data.get("estimated_drop")),
             estimate_alert=bool(data.get("estimate_alert", False)),
             realized_drop=_opt_float(data.get("realized_drop")),
@@ -274,14 +276,15 @@ def decide(evidence: PolicyEvidence, state: PolicyState, settings: PolicySetting
     rules.append(RuleResult("data_quality", "pass", "all checks passed"))
 
     # 2. Drift and performance evidence.
-    drifted = bool(evidence.drifted_features)
+    drifted = bool(evidence.drifted_features) or evidence.multivariate_drift
     broad = evidence.drift_share >= settings.drift_feature_share
     rules.append(
         RuleResult(
             "drift",
             "fail" if drifted else "pass",
             f"{len(evidence.drifted_features)} drifted feature(s) {list(evidence.drifted_features)}, "
-            f"share {evidence.drift_share:.2f} (broad at >= {settings.drift_feature_share:.2f})",
+            f"share {evidence.drift_share:.2f} (broad at >= {settings.drift_feature_share:.2f}); "
+            f"joint (PCA) drift {evidence.multivariate_drift}",
         )
     )
     drops = [d for d in (evidence.estimated_drop, evidence.realized_drop) if d is not None]
@@ -333,7 +336,8 @@ def decide(evidence: PolicyEvidence, state: PolicyState, settings: PolicySetting
             reasons.append(f"{' and '.join(alerts)}, configured to alert only")
             return finish(Action.ALERT, False, drifted, impact_drop, impact_rows)
         elif drifted:
-            reasons.append(f"drift in {list(evidence.drifted_features)} without performance evidence: alert only")
+            where = list(evidence.drifted_features) or "the joint distribution (PCA reconstruction error)"
+            reasons.append(f"drift in {where} without performance evidence: alert only")
             return finish(Action.ALERT, False, True, drop, evidence.rows)
         else:
             reasons.append("no drift and no performance degradation")

@@ -285,3 +285,11 @@ def test_evidence_round_trips_through_its_stored_form() -> None:
     assert PolicyEvidence.from_dict(stored["evidence"]) == ev
     assert stored["concept_drift"] is True and list(stored["degraded_slices"]) == ["region=north"]
     assert isinstance(decision, PolicyDecision)
+
+
+def test_joint_drift_alone_alerts_and_says_so() -> None:
+    decision = decide(evidence(multivariate_drift=True), PolicyState(), PolicySettings(), NOW)
+    assert decision.action == Action.ALERT
+    assert decision.drifted
+    assert "joint distribution" in decision.reasons[-1]
+    assert PolicyEvidence.from_dict(decision.to_dict()["evidence"]).multivariate_drift
