@@ -540,6 +540,22 @@ class AuditStore:
         return True
 
     # --- reads -------------------------------------------------------------------------------
+    def _rows(
+        self,
+        table_name: str,
+        what: str,
+        conn: Connection | None,
+        *conditions: Any,
+        **equal: Any,
+    ) -> list[dict[str, Any]]:
+        """Rows of one table, oldest first, where every non-None ``equal`` column matches and ``conditions`` hold."""
+        table = self.table(table_name)
+        query = table.select().where(
+            *conditions, *(table.c[column] == value for column, value in equal.items() if value is not None)
+        )
+        with self._reading(conn, what) as c:
+            return [dict(row._mapping) for row in c.execute(query.order_by(table.c.id))]
+
     def decisions(
         self,
         model: str,
@@ -549,14 +565,8 @@ class AuditStore:
         conn: Connection | None = None,
     ) -> list[dict[str, Any]]:
         """Decisions of a model, oldest first; optionally of one kind and at or after ``since``."""
-        table = self.table("decisions")
-        query = table.select().where(table.c.model == model)
-        if kind is not None:
-            query = query.where(table.c.kind == kind)
-        if since is not None:
-            query = query.where(table.c.decided_at >= _utc(since))
-        with self._reading(conn, f"reading decisions of {model!r}") as c:
-            return [dict(row._mapping) for row in c.execute(query.order_by(table.c.id))]
+        after = [self.table("decisions").c.decided_at >= _utc(since)] if since is not None else []
+        return self._rows("decisions", f"reading decisions of {model!r}", conn, *after, model=model, kind=kind)
 
     def signals(
         self,
@@ -566,29 +576,14 @@ class AuditStore:
         *,
         conn: Connection | None = None,
     ) -> list[dict[str, Any]]:
-        table = self.table("signals")
-        query = table.select().where(table.c.model == model)
-        if batch_id is not None:
-            query = query.where(table.c.batch_id == batch_id)
-        if kind is not None:
-            query = query.where(table.c.kind == kind)
-        with self._reading(conn, f"reading signals of {model!r}") as c:
-            return [dict(row._mapping) for row in c.execute(query.order_by(table.c.id))]
+        return self._rows("signals", f"reading signals of {model!r}", conn, model=model, batch_id=batch_id, kind=kind)
 
     def batches(self, model: str, *, conn: Connection | None = None) -> list[dict[str, Any]]:
-        table = self.table("batches")
-        query = table.select().where(table.c.model == model).order_by(table.c.id)
-        with self._reading(conn, f"reading batches of {model!r}") as c:
-            return [dict(row._mapping) for row in c.execute(query)]
+        return self._rows("batches", f"reading batches of {model!r}", conn, model=model)
 
     def events(self, model_resource: str | None = None, *, conn: Connection | None = None) -> list[dict[str, Any]]:
         """Recorded events, oldest first; ``model_resource`` is a resource id such as ``driftgate.model.<name>``."""
-        table = self.table("events")
-        query = table.select()
-        if model_resource is not None:
-            query = query.where(table.c.resource == model_resource)
-        with self._reading(conn, "reading events") as c:
-            return [dict(row._mapping) for row in c.execute(query.order_by(table.c.id))]
+        return self._rows("events", "reading events", conn, resource=model_resource)
 
     def last_decision(
         self, model: str, kind: str, outcome: str | None = None, *, conn: Connection | None = None
