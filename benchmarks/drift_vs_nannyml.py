@@ -162,6 +162,9 @@ def worker_main(args: argparse.Namespace) -> None:
         import tasks.chunking
         import tasks.multivariate
         import tasks.profiling  # noqa: F401
+        from tasks.kernels import warm_up
+
+        warm_up()  # numba: import and load the compiled kernels (compile them on a new machine)
     else:
         import polars  # noqa: F401
     imported = time.perf_counter() - started

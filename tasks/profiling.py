@@ -139,6 +139,9 @@ RANGE_WIDENING = 0.10
 OUT_OF_RANGE_SHARE = 0.01
 UNSEEN_FAIL_SHARE = 0.05
 PROFILE_FORMAT = "driftgate.reference-profile/2"
+# A LazyFrame reference up to this many cells (about 256 MB of 8-byte values) is read in one pass;
+# a larger one column by column.
+READ_AT_ONCE_CELLS = 32_000_000
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -531,6 +534,16 @@ class _ReferenceColumns:
                 from tasks.errors import EmptyBatchError
 
                 raise EmptyBatchError(f"batch has {self.rows} rows, needs at least 2", source=source)
+            wanted = [
+                *contract.feature_names,
+                *(c for c in (contract.entity_id, contract.timestamp, contract.probability, contract.target) if c),
+            ]
+            wanted = [name for name in dict.fromkeys(wanted) if name in self.schema]
+            if self.rows * len(wanted) <= READ_AT_ONCE_CELLS:
+                # Small enough to read in one pass (one scan instead of one per column), then validate once.
+                frame = reference.select(wanted).collect(engine="streaming")
+                self.frame = validate_batch(frame, contract, source=source, min_rows=2)
+                self.lazy = None
 
     def has(self, name: str) -> bool:
         return name in self.schema
@@ -597,46 +610,56 @@ def fit_reference_profile(
     columns = _ReferenceColumns(reference, contract, source)
     rows = columns.rows
     quantile, replicates = settings.false_alarm_quantile, replicates_for(settings)
+    bridges = _BridgeNulls(quantile, replicates)
+    has_prediction, has_label = columns.has(contract.probability), columns.has(contract.target)
 
-    def feature_reference(spec: FeatureSpec) -> tuple[ColumnReference, float]:
-        series = columns.get(spec.name)
+    def fit_column(spec: FeatureSpec | str) -> tuple[ColumnReference | None, float, dict[str, float]]:
+        """Read, profile and calibrate one column; None for an all-null prediction or label column."""
+        name = spec.name if isinstance(spec, FeatureSpec) else spec
+        series = columns.get(name)
         nulls = series.null_count()
-        if nulls == rows:
-            raise DataError(
-                "feature is entirely null in the reference; it cannot be profiled", source=source, column=spec.name
-            )
-        if spec.kind == "numeric":
-            return _numeric_reference(series, spec.name, "numeric"), nulls / rows
-        return _categorical_reference(series, spec.name, spec.kind, spec.categories or []), nulls / rows
+        ref: ColumnReference
+        if isinstance(spec, FeatureSpec):
+            if nulls == rows:
+                raise DataError(
+                    "feature is entirely null in the reference; it cannot be profiled", source=source, column=name
+                )
+            if spec.kind == "numeric":
+                ref = bridges.attach(_numeric_reference(series, name, "numeric"))
+            else:
+                ref = _categorical_reference(series, name, spec.kind, spec.categories or [])
+        elif nulls == rows:
+            return None, 1.0, {}
+        elif name == contract.probability:
+            ref = bridges.attach(_numeric_reference(series, name, "prediction"))
+        else:
+            ref = _categorical_reference(series, name, "label", [])
+        thresholds = calibrate_column(ref, calibration_size(settings.chunk_size), quantile, replicates)
+        return ref, nulls / rows, thresholds
 
-    # One column per thread: a LazyFrame source then holds one column per core in memory.
-    fitted = parallel_map(feature_reference, contract.features)
-    features = [ref for ref, _ in fitted]
-    missing_rate = {ref.name: rate for ref, rate in fitted}
-
-    prediction = None
-    if columns.has(contract.probability):
-        series = columns.get(contract.probability)
-        if series.drop_nulls().len() > 0:
-            prediction = _numeric_reference(series, contract.probability, "prediction")
-    label = None
-    if columns.has(contract.target):
-        series = columns.get(contract.target)
-        if series.drop_nulls().len() > 0:
-            label = _categorical_reference(series, contract.target, "label", [])
-
-    numeric = [ref for ref in (*features, prediction) if isinstance(ref, NumericReference)]
-    calibrated = {ref.name: ref for ref in _with_bridge_nulls(numeric, quantile, replicates)}
+    # Every column is read, profiled and calibrated in one pass, a column per thread: a LazyFrame source
+    # then holds one column per core in memory, and no step waits for the slowest column.
+    optional = ((contract.probability, has_prediction), (contract.target, has_label))
+    extra = [name for name, present in optional if present]
+    columns_to_fit: list[FeatureSpec | str] = [*contract.features, *extra]
+    fitted = parallel_map(fit_column, columns_to_fit)
+    features = [ref for ref, _, _ in fitted[: len(contract.features)] if ref is not None]
+    found = {ref.name: ref for ref, _, _ in fitted[len(contract.features) :] if ref is not None}
+    prediction = found.get(contract.probability)
+    label = found.get(contract.target)
     profile = ReferenceProfile(
         contract_name=contract.name,
         rows=rows,
         chunk_size=settings.chunk_size,
         false_alarm_quantile=quantile,
         replicates=replicates,
-        features=tuple(calibrated.get(ref.name, ref) for ref in features),
-        prediction=calibrated[prediction.name] if prediction is not None else None,
-        label=label,
-        missing_rate=missing_rate,
+        features=tuple(features),
+        prediction=prediction if isinstance(prediction, NumericReference) else None,
+        label=label if isinstance(label, CategoricalReference) else None,
+        missing_rate={ref.name: rate for ref, rate, _ in fitted[: len(contract.features)] if ref is not None},
+        thresholds={
+            ref.name: {calibration_size(settings.chunk_size): thresholds} for ref, _, thresholds in fitted if ref
+        },
         schema={name: str(dtype) for name, dtype in columns.schema.items()},
         multivariate=(
             fit_pca_reference(
@@ -649,8 +672,6 @@ def fit_reference_profile(
             else None
         ),
     )
-    for ref in profile.columns:
-        profile.thresholds_at(ref.name, settings.chunk_size)
     return profile
 
 
@@ -666,7 +687,9 @@ def _numeric_reference(column: pl.Series, name: str, kind: str) -> NumericRefere
     import numpy as np
     import polars as pl
 
-    values = column.cast(pl.Float64).fill_nan(None).drop_nulls().sort(multithreaded=False).to_numpy()
+    from tasks.kernels import moments, sort_floats
+
+    values = sort_floats(column.cast(pl.Float64).fill_nan(None).drop_nulls().to_numpy())
     if values.size > MAX_REFERENCE_SAMPLE:
         # Evenly spaced order statistics keep the ECDF within 1/MAX_REFERENCE_SAMPLE of the full one.
         sample = values[np.linspace(0, values.size - 1, MAX_REFERENCE_SAMPLE).round().astype(np.int64)]
@@ -678,8 +701,8 @@ def _numeric_reference(column: pl.Series, name: str, kind: str) -> NumericRefere
     # Edges are data values above the minimum, so every reference bin holds at least one value.
     edges = np.unique(quantiles[quantiles > values[0]])
     counts = _bin_counts(values, edges)
-    mean, std = float(values.mean()), float(values.std())
-    histogram_edges = doane_edges(values, mean, std)
+    mean, std, skewness = moments(values)
+    histogram_edges = doane_edges(values, mean, std, skewness)
     histogram = _histogram_counts(values, histogram_edges)[:-1]
     return NumericReference(
         name=name,
@@ -697,8 +720,13 @@ def _numeric_reference(column: pl.Series, name: str, kind: str) -> NumericRefere
     )
 
 
-def doane_edges(sorted_values: np.ndarray, mean: float | None = None, std: float | None = None) -> np.ndarray:
-    """``numpy.histogram_bin_edges(values, "doane")`` for sorted values (NannyML's bins), in fewer passes."""
+def doane_edges(
+    sorted_values: np.ndarray, mean: float | None = None, std: float | None = None, skewness: float | None = None
+) -> np.ndarray:
+    """``numpy.histogram_bin_edges(values, "doane")`` for sorted values (NannyML's bins), in fewer passes.
+
+    ``mean``, ``std`` (population) and ``skewness`` (biased, as numpy's) are computed when not given.
+    """
     import numpy as np
 
     size = sorted_values.size
@@ -707,9 +735,10 @@ def doane_edges(sorted_values: np.ndarray, mean: float | None = None, std: float
     if size > 2:
         sigma = float(sorted_values.std()) if std is None else std
         if sigma > 0.0:
-            centre = float(sorted_values.mean()) if mean is None else mean
-            standardised = (sorted_values - centre) / sigma
-            skewness = float((standardised * standardised * standardised).mean())
+            if skewness is None:
+                centre = float(sorted_values.mean()) if mean is None else mean
+                standardised = (sorted_values - centre) / sigma
+                skewness = float((standardised * standardised * standardised).mean())
             sg1 = math.sqrt(6.0 * (size - 2) / ((size + 1.0) * (size + 3)))
             width = (last - first) / (1.0 + math.log2(size) + math.log2(1.0 + abs(skewness) / sg1))
     if first == last:
@@ -718,32 +747,46 @@ def doane_edges(sorted_values: np.ndarray, mean: float | None = None, std: float
     return np.linspace(first, last, bins + 1)
 
 
-def _with_bridge_nulls(refs: list[NumericReference], quantile: float, replicates: int) -> list[NumericReference]:
-    """Attach the KS/Wasserstein unit null quantiles; columns with the same atom masses share one bridge simulation.
+class _BridgeNulls:
+    """KS/Wasserstein unit null quantiles; columns with the same atom masses share one bridge simulation.
 
     By Donsker's theorem the ECDF of m draws from the reference's distribution deviates from it by
     B(F(x)) / sqrt(m) for a Brownian bridge B; the gap between a batch's and the reference's ECDF is then
-    sqrt(1/m + 1/n) B. Ties are respected because B is only evaluated at the atoms.
+    sqrt(1/m + 1/n) B. Ties are respected because B is only evaluated at the atoms. Columns are fitted
+    in parallel threads, so a simulation is made once under a lock and then shared.
     """
-    import numpy as np
 
-    bridges: dict[bytes, tuple[np.ndarray, float]] = {}
-    out = []
-    for ref in refs:
-        values, masses = ref.atoms
+    def __init__(self, quantile: float, replicates: int) -> None:
+        import threading
+
+        self.quantile = quantile
+        self.replicates = replicates
+        self._lock = threading.Lock()
+        self._bridges: dict[bytes, tuple[np.ndarray, float]] = {}
+
+    def _bridge(self, masses: np.ndarray) -> tuple[np.ndarray, float]:
+        import numpy as np
+
         key = masses.tobytes()
-        if key not in bridges:
-            rng = np.random.default_rng([CALIBRATION_SEED, zlib.crc32(key), masses.size])
-            # float32 halves the cost; the quantiles need three digits, not fifteen.
-            steps = rng.standard_normal((replicates, masses.size), dtype=np.float32)
-            walk = (steps * np.sqrt(masses).astype(np.float32)).cumsum(axis=1)
-            bridge = np.abs(walk - np.cumsum(masses).astype(np.float32) * walk[:, -1:])
-            bridges[key] = (bridge, float(np.quantile(bridge.max(axis=1), quantile)))
-        bridge, ks_unit = bridges[key]
+        with self._lock:
+            if key not in self._bridges:
+                rng = np.random.default_rng([CALIBRATION_SEED, zlib.crc32(key), masses.size])
+                # float32 halves the cost; the quantiles need three digits, not fifteen.
+                steps = rng.standard_normal((self.replicates, masses.size), dtype=np.float32)
+                walk = (steps * np.sqrt(masses).astype(np.float32)).cumsum(axis=1)
+                bridge = np.abs(walk - np.cumsum(masses).astype(np.float32) * walk[:, -1:])
+                self._bridges[key] = (bridge, float(np.quantile(bridge.max(axis=1), self.quantile)))
+            return self._bridges[key]
+
+    def attach(self, ref: NumericReference) -> NumericReference:
+        import numpy as np
+
+        values, masses = ref.atoms
+        bridge, ks_unit = self._bridge(masses)
         gaps = np.append(np.diff(values), 0.0).astype(np.float32)
-        wasserstein = (bridge @ gaps).astype(np.float64) if values.size else np.zeros(replicates)
-        out.append(replace(ref, ks_null_unit=ks_unit, wasserstein_null_unit=float(np.quantile(wasserstein, quantile))))
-    return out
+        # Not `bridge @ gaps`: BLAS threads spin against the column threads this runs in.
+        wasserstein = np.einsum("ij,j->i", bridge, gaps) if values.size else np.zeros(self.replicates)
+        return replace(ref, ks_null_unit=ks_unit, wasserstein_null_unit=float(np.quantile(wasserstein, self.quantile)))
 
 
 def _categorical_reference(column: pl.Series, name: str, kind: str, known: list[str]) -> CategoricalReference:
@@ -766,8 +809,11 @@ def _category_counts(column: pl.Series, kind: str) -> tuple[list[str], list[int]
         column = column.cast(pl.Boolean)
     elif kind == "label" and column.dtype.is_float():
         column = column.cast(pl.Int64)
-    counts = column.drop_nulls().cast(pl.String).value_counts(name="n")
-    pairs = sorted(zip(counts.get_column(column.name).to_list(), counts.get_column("n").to_list(), strict=True))
+    # Counted in the column's own dtype (group_by is about twice as fast as value_counts here); only the
+    # few distinct values are then turned into text.
+    counts = column.drop_nulls().to_frame("value").group_by("value").len(name="n")
+    categories = counts.get_column("value").cast(pl.String).to_list()
+    pairs = sorted(zip(categories, counts.get_column("n").to_list(), strict=True))
     return [str(category) for category, _ in pairs], [int(n) for _, n in pairs]
 
 
@@ -798,6 +844,7 @@ def ecdf_statistics(reference_sorted: np.ndarray, batch_sorted: np.ndarray) -> t
     Both ECDFs only change at sample values, so they are evaluated at the end of each run of equal
     values in the merged sample. A stable sort of the two concatenated sorted runs is a single merge;
     the ECDF gap is kept in integers (n * m times its value) so the KS statistic is exact.
+    Profiling uses the compiled twin :func:`tasks.kernels.ks_wasserstein`; this one is its reference.
     """
     import numpy as np
 
@@ -897,7 +944,9 @@ def numeric_drift(ref: NumericReference, batch_sorted: np.ndarray) -> dict[str, 
     """Statistic and p-value of every numeric method; ``batch_sorted`` holds the sorted non-null values."""
     import numpy as np
 
-    ks, wasserstein = ecdf_statistics(ref.sample, batch_sorted)
+    from tasks.kernels import ks_wasserstein
+
+    ks, wasserstein = ks_wasserstein(ref.sample, batch_sorted)
     size = batch_sorted.size
     deciles = _bin_counts(batch_sorted, np.asarray(ref.bin_edges)) / size
     reference_histogram, histogram = _histograms(ref, batch_sorted)
@@ -1039,16 +1088,29 @@ def profile_batch(
     schema_issues = check_schema(
         profile, raw_schema if raw_schema is not None else batch.schema, contract, compare_dtypes=raw_schema is not None
     )
-    quality = check_quality(profile, batch, contract, settings, extra_issues=schema_issues + extra_issues)
+    references = [profile.column(name) for name in contract.feature_names]
+    # Counted once: the unseen-category check and the categorical drift statistics both use these.
+    category_counts = {
+        ref.name: _category_counts(batch.get_column(ref.name), ref.kind)
+        for ref in references
+        if isinstance(ref, CategoricalReference) and batch.height > 0
+    }
+    quality = check_quality(
+        profile,
+        batch,
+        contract,
+        settings,
+        extra_issues=schema_issues + extra_issues,
+        category_counts=category_counts,
+    )
     drift: list[FeatureDrift] = []
     histograms: list[Histogram] = []
     if batch.height > 0:
-        references = [profile.column(name) for name in contract.feature_names]
         if profile.prediction is not None and contract.probability in batch.columns:
             references.append(profile.prediction)
         if profile.label is not None and contract.target in batch.columns:
             references.append(profile.label)
-        rows, found = _drift_rows(profile, references, batch)
+        rows, found = _drift_rows(profile, references, batch, category_counts)
         drift.extend(rows)
         histograms.extend(found)
         if profile.multivariate is not None:
@@ -1080,18 +1142,26 @@ def profile_batch(
 
 
 def _drift_rows(
-    profile: ReferenceProfile, references: list[ColumnReference], frame: pl.DataFrame
+    profile: ReferenceProfile,
+    references: list[ColumnReference],
+    frame: pl.DataFrame,
+    category_counts: Mapping[str, tuple[list[str], list[int]]] | None = None,
 ) -> tuple[list[FeatureDrift], list[Histogram]]:
-    """Drift rows and histograms of every column, in the order of ``references``; columns run in parallel threads."""
+    """Drift rows and histograms of every column, in the order of ``references``; columns run in parallel threads.
+
+    ``category_counts`` holds the categories already counted (column -> sorted categories, counts).
+    """
+    counted = category_counts or {}
 
     def column_rows(ref: ColumnReference) -> tuple[list[FeatureDrift], Histogram | None]:
         import numpy as np
         import polars as pl
 
+        from tasks.kernels import sort_floats
+
         if isinstance(ref, NumericReference):
             # Validated frames hold no NaN (validate_batch rejects them; chunks turn them into nulls first).
-            # Columns already run in parallel threads: polars' own sort threads would only contend.
-            values = frame.get_column(ref.name).cast(pl.Float64).drop_nulls().sort(multithreaded=False).to_numpy()
+            values = sort_floats(frame.get_column(ref.name).cast(pl.Float64).drop_nulls().to_numpy())
             size = int(values.size)
             if not size:
                 return [], None
@@ -1105,7 +1175,7 @@ def _drift_rows(
                 batch=tuple(float(c) for c in _histogram_counts(values, ref.histogram_edges) / size),
             )
         else:
-            categories, counts = _category_counts(frame.get_column(ref.name), ref.kind)
+            categories, counts = counted.get(ref.name) or _category_counts(frame.get_column(ref.name), ref.kind)
             size = int(sum(counts))
             if not size:
                 return [], None
@@ -1143,16 +1213,62 @@ def _drift_rows(
     return [row for rows, _ in results for row in rows], [h for _, h in results if h is not None]
 
 
+WORKER_THREAD_PREFIX = "driftgate-profiling"
+# Chunks up to this size (polars' estimate) are profiled in parallel, one per core; larger ones one at a
+# time with their columns in parallel, so a bounded-memory run still holds a single big chunk.
+PARALLEL_CHUNK_BYTES = 64 * 2**20
+
+
+def _in_worker_thread() -> bool:
+    import threading
+
+    return threading.current_thread().name.startswith(WORKER_THREAD_PREFIX)
+
+
 def parallel_map(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
-    """``list(map(function, items))`` on a thread per core: polars sorts and numpy's array loops release the GIL."""
+    """``list(map(function, items))`` on a thread per core: polars sorts and numpy's array loops release the GIL.
+
+    Called from inside another parallel map (a chunk's columns while chunks run in parallel) it runs
+    serially: the outer level already keeps every core busy.
+    """
     import os
     from concurrent.futures import ThreadPoolExecutor
 
     workers = min(len(items), os.cpu_count() or 1)
-    if workers <= 1:
+    if workers <= 1 or _in_worker_thread():
         return [function(item) for item in items]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=WORKER_THREAD_PREFIX) as pool:
         return list(pool.map(function, items))
+
+
+def ordered_parallel_map(function: Callable[[T], R], items: Iterator[T], in_flight: int) -> Iterator[R]:
+    """``map(function, items)`` in order, with at most ``in_flight`` items taken from ``items`` and not yet done.
+
+    ``items`` is read lazily in the calling thread: the next item is only read once fewer than
+    ``in_flight`` are being worked on, so at most ``in_flight`` items are alive at a time.
+    """
+    from collections import deque
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    if in_flight <= 1 or _in_worker_thread():
+        yield from map(function, items)
+        return
+    pending: deque[Future[R]] = deque()
+    with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix=WORKER_THREAD_PREFIX) as pool:
+        try:
+            while True:
+                while len(pending) >= in_flight:
+                    yield pending.popleft().result()
+                item = next(items, None)
+                if item is None:
+                    break
+                pending.append(pool.submit(function, item))
+                del item  # the worker holds it now; dropped as soon as it is done
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def _check_compatible(profile: ReferenceProfile, contract: ModelContract, settings: ProfilingSettings) -> None:
@@ -1272,8 +1388,13 @@ def check_quality(
     settings: ProfilingSettings,
     *,
     extra_issues: tuple[QualityIssue, ...] = (),
+    category_counts: Mapping[str, tuple[list[str], list[int]]] | None = None,
 ) -> DataQualityReport:
-    """Data-quality checks of a batch against the reference; ``passed`` means no "fail" issue."""
+    """Data-quality checks of a batch against the reference; ``passed`` means no "fail" issue.
+
+    ``category_counts`` (column -> sorted categories and counts, as the drift step counts them) spares
+    a scan for unseen categories of the columns it holds.
+    """
     import polars as pl
 
     rows = batch.height
@@ -1292,6 +1413,15 @@ def check_quality(
         for ref in features
         if isinstance(ref, CategoricalReference) and ref.kind == "categorical"
     }
+    counted = category_counts or {}
+    unseen_examples: dict[str, list[str]] = {}
+    unseen_counts: dict[str, int] = {}
+    for name, (categories, category_sizes) in counted.items():
+        if name in known:
+            allowed = set(known[name])
+            new = [(c, n) for c, n in zip(categories, category_sizes, strict=True) if c not in allowed]
+            unseen_counts[name] = sum(n for _, n in new)
+            unseen_examples[name] = [c for c, _ in new[:5]]
     # One pass over the batch: polars evaluates these expressions in parallel.
     counts = batch.select(
         *[pl.col(name).null_count().alias(f"null:{name}") for name in contract.feature_names],
@@ -1302,9 +1432,11 @@ def check_quality(
         *[
             (~pl.col(name).cast(pl.String).is_in(categories)).sum().alias(f"unseen:{name}")
             for name, categories in known.items()
+            if name not in unseen_counts
         ],
         pl.col(contract.entity_id).n_unique().alias("ids"),
     ).row(0, named=True)
+    counts.update({f"unseen:{name}": count for name, count in unseen_counts.items()})
     missing_rate = {name: counts[f"null:{name}"] / rows for name in contract.feature_names}
 
     for name in contract.feature_names:
@@ -1341,8 +1473,10 @@ def check_quality(
             )
         if name in known and counts[f"unseen:{name}"]:
             share = counts[f"unseen:{name}"] / rows
-            values = batch.get_column(name).cast(pl.String)
-            examples = values.filter(~values.is_in(known[name])).unique().sort().head(5).to_list()
+            examples = unseen_examples.get(name)
+            if examples is None:
+                values = batch.get_column(name).cast(pl.String)
+                examples = values.filter(~values.is_in(known[name])).unique().sort().head(5).to_list()
             issues.append(
                 QualityIssue(
                     "unseen_category",
@@ -1425,19 +1559,42 @@ def iter_chunk_profiles(
     *,
     source_name: str = "analysis",
 ) -> Iterator[tuple[ChunkWindow, BatchProfile]]:
-    """Profile each chunk of ``source`` as it is read (one chunk in memory at a time)."""
+    """Profile each chunk of ``source`` as it is read, in order.
+
+    Small chunks are profiled in parallel, one per core (at most that many in memory); chunks over
+    ``PARALLEL_CHUNK_BYTES`` one at a time, their columns in parallel (one chunk in memory).
+    """
+    import os
+
     from tasks.chunking import iter_chunks
 
     raw_schema = dict(source.collect_schema()) if hasattr(source, "collect_schema") else dict(source.schema)
-    for window, chunk in iter_chunks(source, chunking, timestamp=contract.timestamp):
+
+    def profile_one(item: tuple[ChunkWindow, pl.DataFrame]) -> tuple[ChunkWindow, BatchProfile]:
+        window, chunk = item
+        del item
         where = f"{source_name} chunk {window.key}"
         chunk, issues = _non_finite_as_missing(chunk, contract)
-        batch = validate_batch(chunk, contract, source=where, min_rows=0)
+        # _non_finite_as_missing has turned NaN/inf into nulls (and reported them): no second scan.
+        batch = validate_batch(chunk, contract, source=where, min_rows=0, check_finite=False)
+        del chunk
         result = profile_batch(
             profile, batch, contract, settings, source=where, raw_schema=raw_schema, extra_issues=issues
         )
-        del chunk, batch  # one chunk in memory: drop this one before the next is read
-        yield window, result
+        return window, result
+
+    chunks = iter_chunks(source, chunking, timestamp=contract.timestamp)
+    first = next(chunks, None)
+    if first is None:
+        return
+    small = first[1].estimated_size() <= PARALLEL_CHUNK_BYTES
+    yield from ordered_parallel_map(profile_one, _prepend(first, chunks), (os.cpu_count() or 1) if small else 1)
+
+
+def _prepend(first: T, rest: Iterator[T]) -> Iterator[T]:
+    yield first
+    del first  # not kept alive while the rest are read
+    yield from rest
 
 
 def profile_chunks(

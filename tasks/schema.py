@@ -169,10 +169,12 @@ def validate_batch(
     require_target: bool = False,
     require_scores: bool = False,
     min_rows: int = 1,
+    check_finite: bool = True,
 ) -> pl.DataFrame:
     """Check a batch against the contract and return it with canonical dtypes.
 
-    Raises a typed DataError naming the source and the column at fault.
+    Raises a typed DataError naming the source and the column at fault. ``check_finite=False`` skips
+    the NaN/inf scan of numeric features, for callers that have already turned those into nulls.
     """
     import polars as pl
 
@@ -218,7 +220,7 @@ def validate_batch(
         raise DtypeError("timestamps could not be parsed", source=source, column=contract.timestamp)
 
     numeric = [s.name for s in contract.features if s.kind == "numeric"]
-    if numeric:
+    if numeric and check_finite:
         bad = out.select([(~pl.col(c).is_finite() & pl.col(c).is_not_null()).sum().alias(c) for c in numeric]).row(0)
         for column, count in zip(numeric, bad, strict=True):
             if count:
