@@ -61,11 +61,10 @@ def radix_sort(values: np.ndarray, bits: int) -> np.ndarray:
         if end - start > 1:
             _sort_run(source, target, start, end)
         start = end
-    out = np.empty(n, dtype=np.uint64)
-    for i in range(n):
+    for i in range(n):  # back to float bits, in place: no third array
         key = source[i]
-        out[i] = key & ~sign if key & sign else ~key
-    return out.view(np.float64)
+        source[i] = key & ~sign if key & sign else ~key
+    return source.view(np.float64)
 
 
 @njit(cache=True, nogil=True)

@@ -45,7 +45,8 @@ reference are two samples of the reference's distribution; the threshold is the
 
 - binned and categorical statistics (JS, Hellinger, PSI, chi2, L-infinity): ``replicates`` pairs of a
   bootstrap chunk of m rows and a bootstrap replicate of the reference's n rows, drawn as
-  multinomial counts over the bins or categories (exact at small counts; cost independent of m);
+  multinomial counts over the bins or categories (conditional binomials; those with a variance of
+  ``NORMAL_DRAW_VARIANCE`` or more from their normal approximation, the others exact; cost independent of m);
 - KS and Wasserstein: the ECDF gap of such a pair is sqrt(1/m + 1/n) times a Brownian bridge in the
   reference's CDF scale (Donsker), so the fit simulates that bridge on the reference's distinct values
   (ties respected; merged into at most ``CALIBRATION_ATOMS`` equal-mass atoms; columns with the same
@@ -134,6 +135,7 @@ MAX_REFERENCE_SAMPLE = 100_000
 CALIBRATION_ATOMS = 1024
 TAIL_REPLICATES = 20
 THRESHOLD_FLOOR = 1e-6
+NORMAL_DRAW_VARIANCE = 1_000.0  # calibration binomials this wide are drawn from their normal approximation
 CALIBRATION_SEED = 20_240_601
 RANGE_WIDENING = 0.10
 OUT_OF_RANGE_SHARE = 0.01
@@ -518,9 +520,13 @@ class _ReferenceColumns:
 
         self.contract = contract
         self.source = source
+        self._numeric = {spec.name for spec in contract.features if spec.kind == "numeric"}
+        # NaN/inf in numeric features are looked for column by column, in parallel, as each is read (get).
         if isinstance(reference, pl.DataFrame):
             self.schema = dict(reference.schema)
-            self.frame: pl.DataFrame | None = validate_batch(reference, contract, source=source, min_rows=2)
+            self.frame: pl.DataFrame | None = validate_batch(
+                reference, contract, source=source, min_rows=2, check_finite=False
+            )
             self.lazy: pl.LazyFrame | None = None
             self.rows = self.frame.height
         else:
@@ -542,7 +548,7 @@ class _ReferenceColumns:
             if self.rows * len(wanted) <= READ_AT_ONCE_CELLS:
                 # Small enough to read in one pass (one scan instead of one per column), then validate once.
                 frame = reference.select(wanted).collect(engine="streaming")
-                self.frame = validate_batch(frame, contract, source=source, min_rows=2)
+                self.frame = validate_batch(frame, contract, source=source, min_rows=2, check_finite=False)
                 self.lazy = None
 
     def has(self, name: str) -> bool:
@@ -552,7 +558,10 @@ class _ReferenceColumns:
         import polars as pl
 
         if self.frame is not None:
-            return self.frame.get_column(name)
+            series = self.frame.get_column(name)
+            if name in self._numeric:
+                self._check_finite(series)
+            return series
         assert self.lazy is not None
         contract = self.contract
         kinds = {spec.name: spec.kind for spec in contract.features}
@@ -568,9 +577,7 @@ class _ReferenceColumns:
             expression = column
         series = self.lazy.select(expression).collect(engine="streaming").to_series()
         if kind == "numeric":
-            bad = int((~series.is_finite() & series.is_not_null()).sum())
-            if bad:
-                raise NonFiniteError(f"{bad} NaN/inf values", source=self.source, column=name)
+            self._check_finite(series)
         if name == contract.probability:
             outside = int((~series.is_between(0.0, 1.0) & series.is_not_null()).sum())
             if outside:
@@ -583,6 +590,11 @@ class _ReferenceColumns:
                 )
             series = series.cast(pl.Int8)
         return series
+
+    def _check_finite(self, series: pl.Series) -> None:
+        bad = int((~series.is_finite() & series.is_not_null()).sum())
+        if bad:
+            raise NonFiniteError(f"{bad} NaN/inf values", source=self.source, column=series.name)
 
     def null_count(self, name: str) -> int:
         import polars as pl
@@ -689,7 +701,12 @@ def _numeric_reference(column: pl.Series, name: str, kind: str) -> NumericRefere
 
     from tasks.kernels import moments, sort_floats
 
-    values = sort_floats(column.cast(pl.Float64).fill_nan(None).drop_nulls().to_numpy())
+    column = column.cast(pl.Float64)
+    if column.null_count():
+        column = column.drop_nulls()
+    if column.is_nan().any():  # callers reject NaN; kept out of the sort all the same
+        column = column.drop_nans()
+    values = sort_floats(column.to_numpy())
     if values.size > MAX_REFERENCE_SAMPLE:
         # Evenly spaced order statistics keep the ECDF within 1/MAX_REFERENCE_SAMPLE of the full one.
         sample = values[np.linspace(0, values.size - 1, MAX_REFERENCE_SAMPLE).round().astype(np.int64)]
@@ -809,9 +826,13 @@ def _category_counts(column: pl.Series, kind: str) -> tuple[list[str], list[int]
         column = column.cast(pl.Boolean)
     elif kind == "label" and column.dtype.is_float():
         column = column.cast(pl.Int64)
-    # Counted in the column's own dtype (group_by is about twice as fast as value_counts here); only the
-    # few distinct values are then turned into text.
-    counts = column.drop_nulls().to_frame("value").group_by("value").len(name="n")
+    # Counted in the column's own dtype; only the few distinct values are then turned into text. polars'
+    # value_counts is the faster at chunk sizes, a group_by twice as fast at a million rows.
+    column = column.drop_nulls().rename("value")
+    if column.len() > 500_000:
+        counts = column.to_frame().group_by("value").len(name="n")
+    else:
+        counts = column.value_counts(name="n")
     categories = counts.get_column("value").cast(pl.String).to_list()
     pairs = sorted(zip(categories, counts.get_column("n").to_list(), strict=True))
     return [str(category) for category, _ in pairs], [int(n) for _, n in pairs]
@@ -1017,10 +1038,50 @@ def calibrate_column(ref: ColumnReference, size: int, quantile: float, replicate
     return thresholds
 
 
+def multinomial_draws(
+    rng: np.random.Generator, total: int, proportions: Sequence[float] | np.ndarray, replicates: int
+) -> np.ndarray:
+    """``replicates`` multinomial count vectors of ``total`` draws over ``proportions``, shape (replicates, k).
+
+    Drawn bin by bin as conditional binomials, vectorised over the replicates. A binomial whose
+    variance is at least ``NORMAL_DRAW_VARIANCE`` in every replicate is drawn from its normal
+    approximation (rounded, clipped; skewness under 0.03), the others exactly: five times cheaper than
+    ``Generator.multinomial`` at the reference's and a chunk's sizes, exact where counts are small.
+    """
+    import numpy as np
+
+    shares = np.asarray(proportions, dtype=np.float64)
+    shares = shares / shares.sum()
+    counts = np.zeros((replicates, shares.size), dtype=np.int64)
+    remaining = np.full(replicates, total, dtype=np.int64)
+    left = 1.0
+    for j, share in enumerate(shares[:-1]):
+        if left <= 0.0:
+            break
+        q = min(max(float(share) / left, 0.0), 1.0)
+        left -= float(share)
+        if q == 0.0:
+            continue
+        if q == 1.0:
+            counts[:, j] = remaining
+            remaining = np.zeros_like(remaining)
+            break
+        if float(remaining.min()) * q * (1.0 - q) >= NORMAL_DRAW_VARIANCE:
+            mean = remaining * q
+            draw = np.rint(mean + np.sqrt(mean * (1.0 - q)) * rng.standard_normal(replicates))
+            taken = np.clip(draw, 0, remaining).astype(np.int64)
+        else:
+            taken = rng.binomial(remaining, q)
+        counts[:, j] = taken
+        remaining = remaining - taken
+    counts[:, -1] += remaining
+    return counts
+
+
 def _binned_null(ref: NumericReference, size: int, replicates: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     reference_histogram, reference_deciles = _reference_replicates(ref, replicates)
-    chunk_histogram = rng.multinomial(size, ref.histogram_proportions, size=replicates) / size
-    chunk_deciles = rng.multinomial(size, ref.bin_proportions, size=replicates) / size
+    chunk_histogram = multinomial_draws(rng, size, ref.histogram_proportions, replicates) / size
+    chunk_deciles = multinomial_draws(rng, size, ref.bin_proportions, replicates) / size
     return {
         "jensen_shannon": jensen_shannon(reference_histogram, chunk_histogram),
         "hellinger": hellinger(reference_histogram, chunk_histogram),
@@ -1037,8 +1098,8 @@ def _reference_replicates(ref: NumericReference, replicates: int) -> tuple[np.nd
     if cached is None or cached[0].shape[0] != replicates:
         rng = np.random.default_rng([CALIBRATION_SEED, zlib.crc32(ref.name.encode())])
         cached = (
-            rng.multinomial(ref.count, ref.histogram_proportions, size=replicates) / ref.count,
-            rng.multinomial(ref.count, ref.bin_proportions, size=replicates) / ref.count,
+            multinomial_draws(rng, ref.count, ref.histogram_proportions, replicates) / ref.count,
+            multinomial_draws(rng, ref.count, ref.bin_proportions, replicates) / ref.count,
         )
         # A frozen dataclass: the cache bypasses __setattr__ like functools.cached_property does.
         ref.__dict__["_reference_replicates"] = cached
@@ -1051,8 +1112,8 @@ def _categorical_null(
     import numpy as np
 
     shares = np.asarray(ref.counts, dtype=np.float64) / ref.count
-    chunk_counts = rng.multinomial(size, shares, size=replicates)
-    reference_counts = rng.multinomial(ref.count, shares, size=replicates)
+    chunk_counts = multinomial_draws(rng, size, shares, replicates)
+    reference_counts = multinomial_draws(rng, ref.count, shares, replicates)
     chunk_share = chunk_counts / size
     reference_share = reference_counts / ref.count
     return {
@@ -1538,10 +1599,15 @@ def _non_finite_as_missing(
     ]
     if not numeric or frame.height == 0:
         return frame, ()
-    bad = frame.select((~pl.col(name).is_finite() & pl.col(name).is_not_null()).sum() for name in numeric).row(0)
+    # A sum is finite unless the column holds NaN or inf (or overflows): a cheap gate before counting.
+    sums = frame.select(pl.col(numeric).sum()).row(0)
+    suspects = [name for name, total in zip(numeric, sums, strict=True) if not math.isfinite(total)]
+    if not suspects:
+        return frame, ()
+    bad = frame.select((~pl.col(name).is_finite() & pl.col(name).is_not_null()).sum() for name in suspects).row(0)
     issues = tuple(
         QualityIssue("non_finite", name, f"{count} NaN/inf values, treated as missing", "fail")
-        for name, count in zip(numeric, bad, strict=True)
+        for name, count in zip(suspects, bad, strict=True)
         if count
     )
     if not issues:

@@ -542,3 +542,19 @@ def test_lazy_reference_equals_the_in_memory_one(
     reference.drop("x_count").write_parquet(path)
     with pytest.raises(MissingColumnError, match="x_count"):
         fit_reference_profile(pl.scan_parquet(path), contract, SETTINGS)
+
+
+@pytest.mark.parametrize("total", [40, 5_000, 1_000_000])
+def test_multinomial_draws_have_multinomial_moments(total: int) -> None:
+    from tasks.profiling import multinomial_draws
+
+    shares = np.array([0.5, 0.2, 0.15, 0.1, 0.04, 0.01, 0.0])
+    counts = multinomial_draws(np.random.default_rng(total), total, shares, 20_000)
+    assert counts.shape == (20_000, shares.size)
+    assert (counts.sum(axis=1) == total).all() and (counts >= 0).all()
+    assert (counts[:, -1] == 0).all()
+    # mean total p and covariance total (diag p - p p^T), within Monte Carlo error
+    np.testing.assert_allclose(counts.mean(axis=0), total * shares, rtol=0.02, atol=0.05 * np.sqrt(total))
+    expected = total * (np.diag(shares) - np.outer(shares, shares))
+    spread = np.sqrt(np.outer(np.diag(expected), np.diag(expected)) / counts.shape[0])  # sampling error of a cov
+    assert (np.abs(np.cov(counts.T) - expected) <= 5 * spread + 1e-9).all()
