@@ -144,7 +144,7 @@ def _merge_step(
             largest = gap
         area += gap * (value - previous)
         previous = value
-    step = np.int64(from_reference)  # branch-free: the order of the two samples is unpredictable
+    step = int(from_reference)  # branch-free: the order of the two samples is unpredictable
     return i + step, j + 1 - step, previous, largest, area
 
 
