@@ -1653,8 +1653,10 @@ def iter_chunk_profiles(
     first = next(chunks, None)
     if first is None:
         return
-    small = first[1].estimated_size() <= PARALLEL_CHUNK_BYTES
-    yield from ordered_parallel_map(profile_one, _prepend(first, chunks), (os.cpu_count() or 1) if small else 1)
+    in_flight = (os.cpu_count() or 1) if first[1].estimated_size() <= PARALLEL_CHUNK_BYTES else 1
+    pieces = _prepend(first, chunks)
+    del first  # only the generator holds the first chunk now, until it is profiled
+    yield from ordered_parallel_map(profile_one, pieces, in_flight)
 
 
 def _prepend(first: T, rest: Iterator[T]) -> Iterator[T]:
