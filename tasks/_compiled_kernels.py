@@ -27,28 +27,7 @@ def radix_sort(values: np.ndarray, bits: int) -> np.ndarray:
         for p in range(passes):
             counts[p, (key >> np.uint64(low + p * bits)) & mask] += 1
     spare = np.empty_like(keys)
-    source, target = keys, spare
-    for p in range(passes):
-        row = counts[p]
-        shared = False  # every key has the same digit here: the pass would not move anything
-        for digit in range(radix):
-            if row[digit] != 0:
-                shared = row[digit] == n
-                break
-        if shared:
-            continue
-        total = 0
-        for digit in range(radix):
-            count = row[digit]
-            row[digit] = total
-            total += count
-        shift = np.uint64(low + p * bits)
-        for i in range(n):
-            key = source[i]
-            digit = (key >> shift) & mask
-            target[row[digit]] = key
-            row[digit] += 1
-        source, target = target, source
+    source, target = (spare, keys) if _scatter_passes(keys, spare, counts, low, bits) else (keys, spare)
     # Keys are now ordered by their top 32 bits (sign, exponent, 20 mantissa bits: about 1e-6 relative);
     # each run that ties there is finished on the low 32 bits.
     shift = np.uint64(low)
@@ -90,34 +69,42 @@ def _sort_run(keys: np.ndarray, scratch: np.ndarray, start: int, end: int) -> No
         key = keys[i]
         for p in range(4):
             counts[p, (key >> np.uint64(8 * p)) & np.uint64(255)] += 1
-    source = keys[start:end]
-    target = scratch[start:end]
-    length = end - start
-    in_scratch = False
-    for p in range(4):
+    if _scatter_passes(keys[start:end], scratch[start:end], counts, 0, 8):
+        keys[start:end] = scratch[start:end]
+
+
+@njit(cache=True, nogil=True)
+def _scatter_passes(source: np.ndarray, target: np.ndarray, counts: np.ndarray, low: int, bits: int) -> bool:
+    """LSD radix passes: pass p orders the keys by bits ``low + p bits`` up, from its digit counts ``counts[p]``.
+
+    The arrays swap roles after each pass; returns True when the sorted keys ended up in ``target``.
+    """
+    n = source.size
+    mask = np.uint64((1 << bits) - 1)
+    in_target = False
+    for p in range(counts.shape[0]):
         row = counts[p]
-        shared = False
-        for digit in range(256):
+        shared = False  # every key has the same digit here: the pass would not move anything
+        for digit in range(row.size):
             if row[digit] != 0:
-                shared = row[digit] == length
+                shared = row[digit] == n
                 break
         if shared:
             continue
         total = 0
-        for digit in range(256):
+        for digit in range(row.size):
             count = row[digit]
             row[digit] = total
             total += count
-        shift = np.uint64(8 * p)
-        for i in range(length):
+        shift = np.uint64(low + p * bits)
+        for i in range(n):
             key = source[i]
-            digit = (key >> shift) & np.uint64(255)
+            digit = (key >> shift) & mask
             target[row[digit]] = key
             row[digit] += 1
         source, target = target, source
-        in_scratch = not in_scratch
-    if in_scratch:
-        keys[start:end] = source
+        in_target = not in_target
+    return in_target
 
 
 # The merge walks the merged order of the two sorted samples once. At the first element of each new
@@ -126,6 +113,19 @@ def _sort_run(keys: np.ndarray, scratch: np.ndarray, start: int, end: int) -> No
 # Wasserstein area. The walk is cut in two halves at the median merged position (a binary search
 # on the "merge path") that advance in the same loop: two independent dependency chains run about
 # 1.6 times as fast as one.
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _visit(value: float, previous: float, signed_gap: int, largest: int, area: float) -> tuple[float, int, float]:
+    """At the first element of a new value: the gap at the previous one is final (a KS candidate and a
+    piece of the area). ``signed_gap`` is n m (F_reference - F_batch) from the counts taken so far."""
+    if value != previous:
+        gap = abs(signed_gap)
+        if gap > largest:
+            largest = gap
+        area += gap * (value - previous)
+        previous = value
+    return previous, largest, area
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -138,12 +138,7 @@ def _merge_step(
     b = batch[j]
     from_reference = r <= b  # ties: the reference first, so a tie run ends after both samples' copies
     value = r if from_reference else b
-    if value != previous:
-        gap = abs(i * m - j * n)
-        if gap > largest:
-            largest = gap
-        area += gap * (value - previous)
-        previous = value
+    previous, largest, area = _visit(value, previous, i * m - j * n, largest, area)
     step = int(from_reference)  # branch-free: the order of the two samples is unpredictable
     return i + step, j + 1 - step, previous, largest, area
 
@@ -166,12 +161,7 @@ def _merge_tail(
     while i < i_end or j < j_end:
         from_reference = j >= j_end or (i < i_end and reference[i] <= batch[j])
         value = reference[i] if from_reference else batch[j]
-        if value != previous:
-            gap = abs(i * m - j * n)
-            if gap > largest:
-                largest = gap
-            area += gap * (value - previous)
-            previous = value
+        previous, largest, area = _visit(value, previous, i * m - j * n, largest, area)
         if from_reference:
             i += 1
         else:

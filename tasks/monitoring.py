@@ -189,13 +189,12 @@ def policy_state(ws: Workspace, now: datetime) -> PolicyState:
 
 
 CONCEPT_SIGNAL = "concept_drift"
+HEATMAP_BATCHES = 30  # batches (columns) of the drift heat map in each monitor report
 
 
 def _late_label_alarm(ws: Workspace, since: datetime | None) -> ConceptDriftEvidence | None:
     """A concept-drift alarm raised by delayed labels (`driftgate labels`) after the last policy decision."""
-    for row in reversed(ws.store.signals(ws.model, kind="drift")):
-        if row["name"] != CONCEPT_SIGNAL or (since is not None and row["recorded_at"] <= since):
-            continue
+    for row in reversed(ws.store.signals(ws.model, kind="drift", name=CONCEPT_SIGNAL, since=since)):
         payload = row["payload"] or {}
         if payload.get("source") == "labels" and row["alert"]:
             return ConceptDriftEvidence(
@@ -230,8 +229,8 @@ def _concept_drift(ws: Workspace, frame: pl.DataFrame, version: str, source: str
     previous = next(
         (
             row
-            for row in reversed(ws.store.signals(ws.model, kind="drift"))
-            if row["name"] == CONCEPT_SIGNAL and (row["payload"] or {}).get("version") == version
+            for row in reversed(ws.store.signals(ws.model, kind="drift", name=CONCEPT_SIGNAL))
+            if (row["payload"] or {}).get("version") == version
         ),
         None,
     )
@@ -517,9 +516,10 @@ def report(
 
     folder = ws.settings.reports_dir / "monitor"
     png = drift_chart(batch_profile, folder / f"{batch.batch_id}-drift.png", title=f"drift — {batch.batch_id}")
-    # This batch's signals are already recorded, so the heat map ends with it.
+    # This batch's signals are already recorded, so the heat map ends with it; only the batches shown are read.
+    shown = ws.store.recent_batch_ids(ws.model, HEATMAP_BATCHES)
     heatmap = drift_heatmap(
-        history_frame(ws.store.signals(ws.model, kind="drift"), batch_profile),
+        history_frame(ws.store.signals(ws.model, kind="drift", batch_ids=shown), batch_profile, last=HEATMAP_BATCHES),
         folder / f"{batch.batch_id}-heatmap.png",
         title=f"drift by batch — {ws.model}",
         xlabel="monitored batch",

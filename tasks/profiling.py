@@ -75,9 +75,17 @@ profiling, NaN/inf values (counted, then treated as missing). Missing required c
 incompatible dtypes raise typed errors instead.
 
 Chunked profiling (:func:`profile_chunks`) reads a ``pl.LazyFrame`` (``scan_parquet``/``scan_csv``)
-one chunk at a time with polars' streaming engine (:mod:`tasks.chunking`), so peak memory is the
-reference profile plus one chunk; :func:`fit_reference_profile` accepts a LazyFrame too and then reads
-one column at a time.
+one chunk at a time with polars' streaming engine (:mod:`tasks.chunking`). Chunks up to
+``PARALLEL_CHUNK_BYTES`` are profiled in parallel, one per core (that many in memory); bigger ones one
+at a time with their columns in parallel, so peak memory is the reference profile plus one chunk.
+:func:`fit_reference_profile` accepts a LazyFrame too: up to ``READ_AT_ONCE_CELLS`` it is read in one
+pass, beyond that one column at a time.
+
+Speed. Sorting each numeric column of each chunk and merging it with the reference sample is most of
+the work; both run compiled (:mod:`tasks.kernels`: an LSD radix sort on the float bits and a merge
+that walks two halves of the merge path at once, releasing the GIL), the reference's columns are
+read, profiled and calibrated in one parallel pass, and calibration draws its multinomials bin by bin
+(see ``multinomial_draws``).
 """
 
 from __future__ import annotations

@@ -574,12 +574,40 @@ class AuditStore:
         batch_id: str | None = None,
         kind: str | None = None,
         *,
+        name: str | None = None,
+        since: datetime | None = None,
+        batch_ids: Sequence[str] | None = None,
         conn: Connection | None = None,
     ) -> list[dict[str, Any]]:
-        return self._rows("signals", f"reading signals of {model!r}", conn, model=model, batch_id=batch_id, kind=kind)
+        """Signals of a model, oldest first; optionally of one batch (or of ``batch_ids``), kind and name,
+        recorded after ``since``. Readers of a long history filter here rather than in Python."""
+        table = self.table("signals")
+        conditions = []
+        if since is not None:
+            conditions.append(table.c.recorded_at > _utc(since))
+        if batch_ids is not None:
+            conditions.append(table.c.batch_id.in_(list(batch_ids)))
+        return self._rows(
+            "signals",
+            f"reading signals of {model!r}",
+            conn,
+            *conditions,
+            model=model,
+            batch_id=batch_id,
+            kind=kind,
+            name=name,
+        )
 
     def batches(self, model: str, *, conn: Connection | None = None) -> list[dict[str, Any]]:
         return self._rows("batches", f"reading batches of {model!r}", conn, model=model)
+
+    def recent_batch_ids(self, model: str, last: int, *, conn: Connection | None = None) -> list[str]:
+        """The ``last`` most recently recorded batches of a model, oldest first."""
+        table = self.table("batches")
+        query = table.select().where(table.c.model == model).order_by(table.c.id.desc()).limit(last)
+        with self._reading(conn, f"reading recent batches of {model!r}") as c:
+            rows = [str(row._mapping["batch_id"]) for row in c.execute(query)]
+        return rows[::-1]
 
     def events(self, model_resource: str | None = None, *, conn: Connection | None = None) -> list[dict[str, Any]]:
         """Recorded events, oldest first; ``model_resource`` is a resource id such as ``driftgate.model.<name>``."""

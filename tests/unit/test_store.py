@@ -82,6 +82,23 @@ def test_signals_round_trip_with_json_payload(store: AuditStore) -> None:
     assert store.signals(MODEL, batch_id="b1", kind="estimate") == []
 
 
+def test_signals_filter_by_name_time_and_batches_and_recent_batches(store: AuditStore) -> None:
+    for index in range(5):
+        store.record_batch(MODEL, f"b{index}", f"lake/b{index}.parquet", 10, T0, None, "profiled")
+        store.record_signals([_signal("car_value", 0.1, batch_id=f"b{index}"), _signal("concept_drift", 0.2)])
+    assert store.recent_batch_ids(MODEL, 3) == ["b2", "b3", "b4"]
+    assert store.recent_batch_ids(MODEL, 10) == [f"b{i}" for i in range(5)]
+    assert store.recent_batch_ids("other-model", 3) == []
+
+    shown = store.signals(MODEL, kind="drift", batch_ids=["b3", "b4"])
+    assert [s["batch_id"] for s in shown] == ["b3", "b4"]
+    assert len(store.signals(MODEL, name="concept_drift")) == 5
+    middle = store.signals(MODEL, name="concept_drift")[2]["recorded_at"]
+    later = store.signals(MODEL, name="concept_drift", since=middle)
+    assert all(s["recorded_at"] > middle for s in later)
+    assert store.signals(MODEL, batch_ids=[]) == []
+
+
 def test_decisions_filters_and_last_decision(store: AuditStore) -> None:
     first = store.record_decision(
         DecisionRecord(MODEL, "policy", "ALERT", ("drift on 2 features",), batch_id="b1", payload={"priority": 0.5})
