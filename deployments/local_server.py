@@ -4,6 +4,7 @@ Used by the integration tests and the event-latency benchmark; also handy to try
 
     with LocalPrefect.start(Path("/tmp/prefect-home")) as prefect:
         prefect.create_pool("driftgate", queues={"urgent": 1, "normal": 2, "low": 3})
+        prefect.create_global_limit("driftgate-retrain", 1)   # one retrain at a time across the deployments
         prefect.deploy_all(Path("."))
         prefect.start_worker("driftgate", env={"DRIFTGATE_HOME": "/tmp/home"})
 
@@ -235,6 +236,13 @@ class LocalPrefect:
             for queue, priority in sorted((queues or {}).items(), key=lambda item: item[1]):
                 with contextlib.suppress(ObjectAlreadyExists):
                     client.create_work_queue(name=queue, work_pool_name=name, priority=priority)
+
+    def create_global_limit(self, name: str, limit: int) -> None:
+        """Create (or reset to ``limit``) a global concurrency limit, such as the retrain slot."""
+        from prefect.client.orchestration import SyncPrefectClient
+
+        with SyncPrefectClient(self.api_url) as client:
+            client.upsert_global_concurrency_limit_by_name(name, limit)
 
     def prefect(self, *args: str, cwd: Path, timeout: float = 180.0, env: Mapping[str, str] | None = None) -> str:
         """Run a prefect CLI command against this server; returns its output, raises with it on failure."""

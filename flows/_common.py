@@ -1,7 +1,11 @@
-"""Shared flow plumbing: building the workspace from flow parameters and stage banners."""
+"""Shared flow plumbing: building the workspace from flow parameters, stage banners, the retrain slot."""
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from prefect import get_run_logger
@@ -17,3 +21,42 @@ def workspace(home: str | None = None, config: str | None = None, model: str | N
 
 def banner(text: str) -> None:
     get_run_logger().info("── %s ──", text)
+
+
+@contextmanager
+def retrain_slot(name: str | None) -> Iterator[float | None]:
+    """Hold one slot of the Prefect global concurrency limit ``name`` (waiting for it); yields the wait in seconds.
+
+    Each retrain deployment already runs one flow at a time; this slot makes the priority deployments
+    share one limit. Without the limit on the server (or without a name) nothing is held: yields None.
+    """
+    from prefect import get_client
+    from prefect.concurrency.sync import concurrency
+    from prefect.exceptions import ObjectNotFound
+
+    logger = _logger()
+    if name is None:
+        yield None
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            client.read_global_concurrency_limit_by_name(name)
+    except ObjectNotFound:
+        logger.info("no global concurrency limit %r on the server: retrains are limited per deployment only", name)
+        yield None
+        return
+    started = time.monotonic()
+    with concurrency(name, occupy=1, strict=True):
+        waited = time.monotonic() - started
+        logger.info("holding the retrain slot %r (waited %.1f s)", name, waited)
+        yield waited
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The run logger inside a flow or task run, the module's logger outside one."""
+    from prefect.exceptions import MissingContextError
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from typing import Any
 from prefect import flow
 
 from flows import steps
-from flows._common import banner, workspace
+from flows._common import banner, retrain_slot, workspace
 from flows.promote import promote_flow
 from tasks import progress
 from tasks.retraining import RetrainOutcome
@@ -47,24 +47,26 @@ def retrain_flow(
         )
     start = datetime.fromisoformat(window_start) if window_start else None
     end = datetime.fromisoformat(window_end) if window_end else None
-    banner("collect the labelled window")
-    frame = steps.collect_window(ws, start, end)
-    window = steps.split_holdout(ws, frame)
-    banner(
-        f"tune and train on a {window.kind} window of {window.train.height} rows "
-        f"({window.reference_rows} from the reference; {ws.settings.training.n_trials} trials)"
-    )
-    trained = steps.train(
-        ws,
-        window,
-        study_name=f"{ws.model}-{idempotency_key or 'manual'}",
-        progress=progress.trial_reporter("tune"),
-    )
-    banner(f"gate: candidate vs champion on {window.holdout.height} paired holdout rows")
-    champion = ws.registry.resolve(ws.model, "production")
-    judgement = steps.evaluate(ws, trained, window, champion)
-    version = steps.register(ws, trained, judgement, reason=reason, actor=actor)
-    report = steps.record_retrain(ws, trained, judgement, version, key=idempotency_key, reason=reason)
+    banner(f"wait for the retrain slot ({ws.settings.retrain_slot or 'none'})")
+    with retrain_slot(ws.settings.retrain_slot):
+        banner("collect the labelled window")
+        frame = steps.collect_window(ws, start, end)
+        window = steps.split_holdout(ws, frame)
+        banner(
+            f"tune and train on a {window.kind} window of {window.train.height} rows "
+            f"({window.reference_rows} from the reference; {ws.settings.training.n_trials} trials)"
+        )
+        trained = steps.train(
+            ws,
+            window,
+            study_name=f"{ws.model}-{idempotency_key or 'manual'}",
+            progress=progress.trial_reporter("tune"),
+        )
+        banner(f"gate: candidate vs champion on {window.holdout.height} paired holdout rows")
+        champion = ws.registry.resolve(ws.model, "production")
+        judgement = steps.evaluate(ws, trained, window, champion)
+        version = steps.register(ws, trained, judgement, reason=reason, actor=actor)
+        report = steps.record_retrain(ws, trained, judgement, version, key=idempotency_key, reason=reason)
     gate = judgement.gate
     outcome = RetrainOutcome(
         candidate_version=version.version,

@@ -224,6 +224,12 @@ class DriftgateSettings(BaseSettings):
     num_threads: int = Field(1, ge=1, description="LightGBM threads; 1 is steadier on a shared machine")
     canary_share: float = Field(0.1, ge=0.0, le=1.0)
     emit_events: bool = Field(True, description="emit Prefect events (needs a Prefect API)")
+    retrain_slot: str | None = Field(
+        "driftgate-retrain",
+        description="Prefect global concurrency limit a retrain holds while it trains, so that at most that many "
+        "retrains run across the priority deployments; skipped while the limit does not exist on the server "
+        "(create it with `prefect gcl create driftgate-retrain --limit 1`); none: no slot",
+    )
     telemetry: bool = Field(False, description="leave dependency telemetry on (off by default)")
     profiling: ProfilingSettings = ProfilingSettings()
     policy: PolicySettings = PolicySettings()

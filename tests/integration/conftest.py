@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parents[2]
 POOL = "driftgate"
 QUEUES = {"urgent": 1, "normal": 2, "low": 3}  # prefect.yaml routes rollback to `urgent`, the rest to `normal`
+RETRAIN_SLOT = "driftgate-retrain"  # the global concurrency limit every retrain deployment shares
 RETRAIN_FLOW = "driftgate-retrain"  # prefect.yaml deploys it once per priority class, each on its own queue
 MODEL = "car-loan"
 REFERENCE_ROWS = 8000
@@ -157,6 +158,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         config, reference, analysis = write_home(home)
         local.wait_healthy(timeout=150)
         local.create_pool(POOL, queues=QUEUES)
+        local.create_global_limit(RETRAIN_SLOT, 1)
         local.start_worker(
             POOL,
             env={"DRIFTGATE_HOME": str(home), "DRIFTGATE_CONFIG": str(config), "WANDB_MODE": "offline"},
