@@ -343,66 +343,42 @@ def record(
 
     model = ws.model
     start, end = batch_profile.window_start, batch_profile.window_end
-    signals = [
-        SignalRecord(
+
+    def signal(
+        kind: str,
+        name: str,
+        method: str,
+        value: float | None,
+        threshold: float | None,
+        alert: bool,
+        payload: dict[str, Any] | None = None,
+    ) -> SignalRecord:
+        return SignalRecord(
             model=model,
             batch_id=batch.batch_id,
-            kind="drift",
-            name=d.feature,
-            method=d.method,
-            value=d.statistic,
-            threshold=d.threshold,
-            alert=d.alert,
+            kind=kind,
+            name=name,
+            method=method,
+            value=value,
+            threshold=threshold,
+            alert=alert,
             window_start=start,
             window_end=end,
+            payload=payload or {},
         )
-        for d in batch_profile.drift
-    ]
+
+    signals = [signal("drift", d.feature, d.method, d.statistic, d.threshold, d.alert) for d in batch_profile.drift]
+    quality = batch_profile.quality
+    issues = {"issues": [asdict(i) for i in quality.issues]}
     signals.append(
-        SignalRecord(
-            model=model,
-            batch_id=batch.batch_id,
-            kind="quality",
-            name="data_quality",
-            method="checks",
-            value=float(len(batch_profile.quality.issues)),
-            threshold=None,
-            alert=not batch_profile.quality.passed,
-            window_start=start,
-            window_end=end,
-            payload={"issues": [asdict(i) for i in batch_profile.quality.issues]},
-        )
+        signal("quality", "data_quality", "checks", float(len(quality.issues)), None, not quality.passed, issues)
     )
-    signals.append(
-        SignalRecord(
-            model=model,
-            batch_id=batch.batch_id,
-            kind="estimate",
-            name=est.metric,
-            method=est.method,
-            value=est.value,
-            threshold=est.lower_threshold,
-            alert=est.alert,
-            window_start=start,
-            window_end=end,
-            payload={"lower": est.lower, "upper": est.upper, "reference": est.reference_value},
-        )
-    )
+    bounds = {"lower": est.lower, "upper": est.upper, "reference": est.reference_value}
+    signals.append(signal("estimate", est.metric, est.method, est.value, est.lower_threshold, est.alert, bounds))
     if realized is not None and realized.value is not None:
+        labelled = {"rows_labelled": realized.rows_labelled, **_estimate_error(est.value, est, realized.value)}
         signals.append(
-            SignalRecord(
-                model=model,
-                batch_id=batch.batch_id,
-                kind="realized",
-                name=realized.metric,
-                method="labels",
-                value=realized.value,
-                threshold=est.lower_threshold,
-                alert=False,
-                window_start=start,
-                window_end=end,
-                payload={"rows_labelled": realized.rows_labelled, **_estimate_error(est.value, est, realized.value)},
-            )
+            signal("realized", realized.metric, "labels", realized.value, est.lower_threshold, False, labelled)
         )
     concept = decision.evidence.concept_drift
     if concept is not None:
