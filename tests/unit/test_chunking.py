@@ -149,3 +149,45 @@ def test_bad_chunks_become_quality_failures_not_crashes() -> None:
     assert next(d for d in second.drift if d.feature == "x1" and d.primary).sample_size == 999
     with pytest.raises(MissingColumnError, match="x3"):
         profile_chunks(profile, analysis.drop("x3").lazy(), CONTRACT, SETTINGS, Chunking.by_size(1_000))
+
+
+def test_chunks_profiled_in_parallel_equal_chunks_profiled_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tasks.profiling
+
+    profile = fit_reference_profile(stream(5_000, 30), CONTRACT, SETTINGS)
+    analysis = stream(6_500, 31, first_id=10**6).lazy()
+    parallel = profile_chunks(profile, analysis, CONTRACT, SETTINGS, Chunking.by_size(1_000))
+    monkeypatch.setattr(tasks.profiling, "PARALLEL_CHUNK_BYTES", 0)  # every chunk "too big": one at a time
+    serial = profile_chunks(profile, analysis, CONTRACT, SETTINGS, Chunking.by_size(1_000))
+    assert parallel.get_column("chunk_index").unique(maintain_order=True).to_list() == list(range(7))
+    assert parallel.equals(serial)
+
+
+def test_ordered_parallel_map_keeps_order_and_reads_at_most_in_flight_items_ahead() -> None:
+    import threading
+    import time
+
+    from tasks.profiling import ordered_parallel_map
+
+    taken = 0
+    done = 0
+    ahead: list[int] = []
+    lock = threading.Lock()
+
+    def items():  # type: ignore[no-untyped-def]
+        nonlocal taken
+        for i in range(12):
+            with lock:
+                taken += 1
+                ahead.append(taken - done)
+            yield i
+
+    def work(i: int) -> int:
+        nonlocal done
+        time.sleep(0.01 * (i % 3))
+        with lock:
+            done += 1
+        return i * i
+
+    assert list(ordered_parallel_map(work, items(), 2)) == [i * i for i in range(12)]
+    assert max(ahead) <= 2
