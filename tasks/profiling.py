@@ -528,8 +528,7 @@ class _ReferenceColumns:
 
         self.contract = contract
         self.source = source
-        self._numeric = {spec.name for spec in contract.features if spec.kind == "numeric"}
-        # NaN/inf in numeric features are looked for column by column, in parallel, as each is read (get).
+        # NaN/inf in numeric features are found after each column's sort (_numeric_reference), in parallel.
         if isinstance(reference, pl.DataFrame):
             self.schema = dict(reference.schema)
             self.frame: pl.DataFrame | None = validate_batch(
@@ -566,10 +565,7 @@ class _ReferenceColumns:
         import polars as pl
 
         if self.frame is not None:
-            series = self.frame.get_column(name)
-            if name in self._numeric:
-                self._check_finite(series)
-            return series
+            return self.frame.get_column(name)
         assert self.lazy is not None
         contract = self.contract
         kinds = {spec.name: spec.kind for spec in contract.features}
@@ -584,8 +580,6 @@ class _ReferenceColumns:
         else:
             expression = column
         series = self.lazy.select(expression).collect(engine="streaming").to_series()
-        if kind == "numeric":
-            self._check_finite(series)
         if name == contract.probability:
             outside = int((~series.is_between(0.0, 1.0) & series.is_not_null()).sum())
             if outside:
@@ -598,11 +592,6 @@ class _ReferenceColumns:
                 )
             series = series.cast(pl.Int8)
         return series
-
-    def _check_finite(self, series: pl.Series) -> None:
-        bad = int((~series.is_finite() & series.is_not_null()).sum())
-        if bad:
-            raise NonFiniteError(f"{bad} NaN/inf values", source=self.source, column=series.name)
 
     def null_count(self, name: str) -> int:
         import polars as pl
@@ -645,13 +634,13 @@ def fit_reference_profile(
                     "feature is entirely null in the reference; it cannot be profiled", source=source, column=name
                 )
             if spec.kind == "numeric":
-                ref = bridges.attach(_numeric_reference(series, name, "numeric"))
+                ref = bridges.attach(_numeric_reference(series, name, "numeric", source=source))
             else:
                 ref = _categorical_reference(series, name, spec.kind, spec.categories or [])
         elif nulls == rows:
             return None, 1.0, {}
         elif name == contract.probability:
-            ref = bridges.attach(_numeric_reference(series, name, "prediction"))
+            ref = bridges.attach(_numeric_reference(series, name, "prediction", source=source))
         else:
             ref = _categorical_reference(series, name, "label", [])
         thresholds = calibrate_column(ref, calibration_size(settings.chunk_size), quantile, replicates)
@@ -703,7 +692,8 @@ def _validated_features(columns: _ReferenceColumns) -> pl.LazyFrame:
     return columns.lazy.select(pl.col(spec.name).cast(casts[spec.kind]) for spec in columns.contract.features)
 
 
-def _numeric_reference(column: pl.Series, name: str, kind: str) -> NumericReference:
+def _numeric_reference(column: pl.Series, name: str, kind: str, *, source: str = "reference") -> NumericReference:
+    """Sorted sample, bins, moments and range of one numeric reference column; NaN/inf raise NonFiniteError."""
     import numpy as np
     import polars as pl
 
@@ -712,9 +702,11 @@ def _numeric_reference(column: pl.Series, name: str, kind: str) -> NumericRefere
     column = column.cast(pl.Float64)
     if column.null_count():
         column = column.drop_nulls()
-    if column.is_nan().any():  # callers reject NaN; kept out of the sort all the same
-        column = column.drop_nans()
     values = sort_floats(column.to_numpy())
+    # The sort puts NaN and infinities at the two ends: finite ends mean a finite column, at no cost.
+    if values.size and not (math.isfinite(values[0]) and math.isfinite(values[-1])):
+        bad = int(np.count_nonzero(~np.isfinite(values)))
+        raise NonFiniteError(f"{bad} NaN/inf values", source=source, column=name)
     if values.size > MAX_REFERENCE_SAMPLE:
         # Evenly spaced order statistics keep the ECDF within 1/MAX_REFERENCE_SAMPLE of the full one.
         sample = values[np.linspace(0, values.size - 1, MAX_REFERENCE_SAMPLE).round().astype(np.int64)]

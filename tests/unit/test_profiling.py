@@ -539,6 +539,13 @@ def test_lazy_reference_equals_the_in_memory_one(
     broken.write_parquet(path)
     with pytest.raises(NonFiniteError, match="x_normal"):
         fit_reference_profile(pl.scan_parquet(path), contract, SETTINGS)
+    with pytest.raises(NonFiniteError, match=r"1 NaN/inf values.*x_normal"):
+        fit_reference_profile(broken, contract, SETTINGS)
+    infinite = reference.with_columns(
+        pl.when(pl.col("id") < 3).then(float("-inf")).otherwise("x_skewed").alias("x_skewed")
+    )
+    with pytest.raises(NonFiniteError, match=r"3 NaN/inf values.*x_skewed"):
+        fit_reference_profile(infinite, contract, SETTINGS)
     reference.drop("x_count").write_parquet(path)
     with pytest.raises(MissingColumnError, match="x_count"):
         fit_reference_profile(pl.scan_parquet(path), contract, SETTINGS)
@@ -558,3 +565,21 @@ def test_multinomial_draws_have_multinomial_moments(total: int) -> None:
     expected = total * (np.diag(shares) - np.outer(shares, shares))
     spread = np.sqrt(np.outer(np.diag(expected), np.diag(expected)) / counts.shape[0])  # sampling error of a cov
     assert (np.abs(np.cov(counts.T) - expected) <= 5 * spread + 1e-9).all()
+
+
+def test_a_big_lazy_reference_is_read_column_by_column_with_the_same_profile(
+    tmp_path: Path, reference: pl.DataFrame, contract: ModelContract, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tasks.profiling
+
+    path = tmp_path / "reference.parquet"
+    reference.write_parquet(path)
+    at_once = fit_reference_profile(pl.scan_parquet(path), contract, SETTINGS)
+    monkeypatch.setattr(tasks.profiling, "READ_AT_ONCE_CELLS", 0)  # every reference "too big" for one pass
+    by_column = fit_reference_profile(pl.scan_parquet(path), contract, SETTINGS)
+    assert json.dumps(by_column.to_dict(), sort_keys=True) == json.dumps(at_once.to_dict(), sort_keys=True)
+    reference.with_columns(
+        pl.when(pl.col("id") == 7).then(float("inf")).otherwise("x_normal").alias("x_normal")
+    ).write_parquet(path)
+    with pytest.raises(NonFiniteError, match="x_normal"):
+        fit_reference_profile(pl.scan_parquet(path), contract, SETTINGS)
