@@ -8,28 +8,56 @@ from numba import njit
 TOP_BITS = 32  # the radix passes order the keys by their top 32 bits; runs that tie there are finished after
 
 
+SIGN = np.uint64(1) << np.uint64(63)
+
+
 @njit(cache=True, nogil=True)
-def radix_sort(values: np.ndarray, bits: int) -> np.ndarray:
-    n = values.size
-    passes = (TOP_BITS + bits - 1) // bits
+def encode_keys(
+    values: np.ndarray, keys: np.ndarray, offset: int, counts: np.ndarray, bits: int, total: np.ndarray
+) -> None:
+    """Write the sort keys of ``values`` to ``keys[offset:]``, add their digits to ``counts`` (passes x radix)
+    and their sum to ``total[0]``.
+
+    Called once per chunk of a column, so a column in several buffers is sorted without joining them first.
+    """
+    passes = counts.shape[0]
     low = 64 - TOP_BITS
-    radix = 1 << bits
-    mask = np.uint64(radix - 1)
-    sign = np.uint64(1) << np.uint64(63)
+    mask = np.uint64((1 << bits) - 1)
     raw = values.view(np.uint64)
+    running = 0.0  # the pass is bound by memory: the sum for the mean comes free
     # Negative floats: flip every bit; positive: flip the sign bit. Unsigned order is then numeric order.
-    keys = np.empty(n, dtype=np.uint64)
-    counts = np.zeros((passes, radix), dtype=np.int64)
-    for i in range(n):
+    for i in range(values.size):
+        running += values[i]
         key = raw[i]
-        key = ~key if key & sign else key | sign
-        keys[i] = key
+        key = ~key if key & SIGN else key | SIGN
+        keys[offset + i] = key
         for p in range(passes):
             counts[p, (key >> np.uint64(low + p * bits)) & mask] += 1
-    spare = np.empty_like(keys)
+    total[0] += running
+
+
+@njit(cache=True, nogil=True)
+def radix_sort_keys(
+    keys: np.ndarray, spare: np.ndarray, counts: np.ndarray, bits: int, mean: float, central: np.ndarray
+) -> np.ndarray:
+    """Sort the encoded ``keys`` (``spare``: free space of the same size) and decode them: the sorted floats.
+
+    The result is a view of ``keys`` or ``spare``. When ``central`` has two entries, the decoding pass
+    also sums the second and third powers of the values' deviations from ``mean`` into them.
+    """
+    n = keys.size
+    low = 64 - TOP_BITS
     source, target = (spare, keys) if _scatter_passes(keys, spare, counts, low, bits) else (keys, spare)
     # Keys are now ordered by their top 32 bits (sign, exponent, 20 mantissa bits: about 1e-6 relative);
-    # each run that ties there is finished on the low 32 bits.
+    # each run that ties there is finished on the low 32 bits, then turned back into floats (in place, no
+    # third array) while it is in cache.
+    with_moments = central.size == 2
+    decoded = source.view(np.float64)
+    # Two accumulators each, alternating: one chain of dependent additions would bound the pass.
+    second_even = 0.0
+    third_even = 0.0
+    second_odd = 0.0
+    third_odd = 0.0
     shift = np.uint64(low)
     start = 0
     while start < n:
@@ -39,11 +67,24 @@ def radix_sort(values: np.ndarray, bits: int) -> np.ndarray:
             end += 1
         if end - start > 1:
             _sort_run(source, target, start, end)
+        for i in range(start, end):
+            key = source[i]
+            key = key & ~SIGN if key & SIGN else ~key
+            source[i] = key
+            if with_moments:
+                deviation = decoded[i] - mean
+                square = deviation * deviation
+                if i & 1:
+                    second_odd += square
+                    third_odd += square * deviation
+                else:
+                    second_even += square
+                    third_even += square * deviation
         start = end
-    for i in range(n):  # back to float bits, in place: no third array
-        key = source[i]
-        source[i] = key & ~sign if key & sign else ~key
-    return source.view(np.float64)
+    if with_moments:
+        central[0] += second_even + second_odd
+        central[1] += third_even + third_odd
+    return decoded
 
 
 @njit(cache=True, nogil=True)
@@ -215,3 +256,112 @@ def moments(values: np.ndarray) -> tuple[float, float, float]:
     std = np.sqrt(second / n)
     skewness = (third / n) / (std * std * std) if std > 0.0 else 0.0
     return mean, std, skewness
+
+
+# --- calibration ----------------------------------------------------------------------------------
+# Numba runs numpy's own Generator algorithms on the Generator's bit stream, so these kernels draw
+# exactly what the numpy code they replace drew (tested), minus the per-bin array temporaries.
+
+
+@njit(cache=True, nogil=True)
+def multinomial_counts(rng, total: int, shares: np.ndarray, replicates: int, normal_variance: float) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """``replicates`` multinomial count vectors (conditional binomials, bin by bin; see multinomial_draws)."""
+    k = shares.size
+    counts = np.zeros((replicates, k), dtype=np.int64)
+    remaining = np.full(replicates, total, dtype=np.int64)
+    left = 1.0
+    for j in range(k - 1):
+        share = shares[j]
+        if left <= 0.0:
+            break
+        q = min(max(share / left, 0.0), 1.0)
+        left -= share
+        if q == 0.0:
+            continue
+        if q == 1.0:
+            for r in range(replicates):
+                counts[r, j] = remaining[r]
+                remaining[r] = 0
+            break
+        if remaining.min() * q * (1.0 - q) >= normal_variance:
+            for r in range(replicates):
+                mean = remaining[r] * q
+                draw = np.rint(mean + np.sqrt(mean * (1.0 - q)) * rng.standard_normal())
+                taken = np.int64(min(max(draw, 0.0), remaining[r]))
+                counts[r, j] = taken
+                remaining[r] -= taken
+        else:
+            for r in range(replicates):
+                taken = rng.binomial(remaining[r], q)
+                counts[r, j] = taken
+                remaining[r] -= taken
+    for r in range(replicates):
+        counts[r, k - 1] += remaining[r]
+    return counts
+
+
+@njit(cache=True, nogil=True)
+def binned_distances(
+    reference: np.ndarray, batch: np.ndarray, psi_epsilon: float, shape_distances: bool, stability: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of two count tables: (Jensen-Shannon distance, Hellinger distance, PSI) of their proportions.
+
+    The same formulas as tasks.profiling.jensen_shannon, hellinger and population_stability_index; the
+    first two only when ``shape_distances``, PSI only when ``stability`` (the others stay zero).
+    """
+    rows, k = reference.shape
+    js = np.zeros(rows)
+    hellinger = np.zeros(rows)
+    psi = np.zeros(rows)
+    log2 = np.log(2.0)
+    for r in range(rows):
+        reference_total = 0.0
+        batch_total = 0.0
+        for j in range(k):
+            reference_total += reference[r, j]
+            batch_total += batch[r, j]
+        divergence = 0.0
+        squares = 0.0
+        index = 0.0
+        for j in range(k):
+            p = reference[r, j] / reference_total
+            q = batch[r, j] / batch_total
+            if shape_distances:
+                m = (p + q) / 2.0
+                if p > 0.0:
+                    divergence += p * np.log(p / m)
+                if q > 0.0:
+                    divergence += q * np.log(q / m)
+                root_gap = np.sqrt(p) - np.sqrt(q)
+                squares += root_gap * root_gap
+            if stability:
+                floor_p = max(p, psi_epsilon)
+                floor_q = max(q, psi_epsilon)
+                index += (floor_q - floor_p) * np.log(floor_q / floor_p)
+        js[r] = np.sqrt(max(divergence / 2.0, 0.0) / log2)
+        hellinger[r] = np.sqrt(squares) / np.sqrt(2.0)
+        psi[r] = index
+    return js, hellinger, psi
+
+
+@njit(cache=True, nogil=True)
+def brownian_bridges(steps: np.ndarray, masses: np.ndarray) -> np.ndarray:
+    """Turn standard normal ``steps`` (replicates x atoms, float32) into |Brownian bridge| values at the
+    atoms' cumulative masses, in place; returns each replicate's largest value."""
+    replicates, atoms = steps.shape
+    scale = np.sqrt(masses).astype(np.float32)
+    cumulative = np.cumsum(masses).astype(np.float32)
+    largest = np.empty(replicates, dtype=np.float32)
+    for r in range(replicates):
+        walk = np.float32(0.0)
+        for j in range(atoms):
+            walk += steps[r, j] * scale[j]
+            steps[r, j] = walk
+        peak = np.float32(0.0)
+        for j in range(atoms):
+            value = abs(steps[r, j] - cumulative[j] * walk)
+            steps[r, j] = value
+            if value > peak:
+                peak = value
+        largest[r] = peak
+    return largest

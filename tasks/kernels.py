@@ -16,26 +16,78 @@ profiled in parallel threads run truly in parallel.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
+    import polars as pl
 
+TOP_BITS = 32  # as tasks._compiled_kernels.TOP_BITS: the radix passes order the keys by their top 32 bits
 # Above this many values 8-bit digits beat 11-bit ones: 256 scatter streams stay in cache, 2048 do not.
 WIDE_DIGIT_MAX = 1 << 18
 
 _compiled: dict[str, Any] = {}  # filled on first use
 
 
-def sort_floats(values: np.ndarray) -> np.ndarray:
-    """``numpy.sort`` of float64 values without NaN (a new array); -0.0 sorts just before 0.0."""
+def sort_floats(values: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+    """``numpy.sort`` of float64 values without NaN (a new array); -0.0 sorts just before 0.0.
+
+    ``values`` may be a sequence of arrays (a polars column's chunks): they are sorted as one, without
+    being joined first.
+    """
+    return _sort(values, with_moments=False)[0]
+
+
+def sort_with_moments(values: np.ndarray | Sequence[np.ndarray]) -> tuple[np.ndarray, float, float, float]:
+    """(sorted values, mean, population standard deviation, skewness) of non-empty float64 values, as
+    ``sort_floats`` and ``moments`` give them, in the sort's own passes over the data."""
+    return _sort(values, with_moments=True)
+
+
+def sort_column(column: pl.Series, *, with_moments: bool = False) -> tuple[np.ndarray, float, float, float]:
+    """The sorted non-null values of a numeric polars column, read chunk by chunk (no joined copy), with
+    their moments when asked (NaN otherwise)."""
+    import polars as pl
+
+    column = column.cast(pl.Float64)
+    if column.null_count():
+        column = column.drop_nulls()
+    return _sort([chunk.to_numpy() for chunk in column.get_chunks()], with_moments=with_moments)
+
+
+def _sort(values: np.ndarray | Sequence[np.ndarray], *, with_moments: bool) -> tuple[np.ndarray, float, float, float]:
     import numpy as np
 
-    values = np.ascontiguousarray(values, dtype=np.float64)
-    if values.size < 2:
-        return values.copy()
-    bits = 11 if values.size <= WIDE_DIGIT_MAX else 8
-    return np.asarray(_kernels()["radix_sort"](values, bits))
+    parts = [values] if isinstance(values, np.ndarray) else list(values)
+    parts = [np.ascontiguousarray(part, dtype=np.float64) for part in parts]
+    size = sum(part.size for part in parts)
+    if size < 2:
+        single = np.concatenate(parts) if parts else np.empty(0)
+        if with_moments and size:
+            return single, float(single[0]), 0.0, 0.0
+        return single, math.nan, math.nan, math.nan
+    bits = 11 if size <= WIDE_DIGIT_MAX else 8
+    kernels = _kernels()
+    # Allocated by numpy, not inside the kernel: numpy asks for transparent huge pages on big arrays,
+    # which spares some of the page faults a million values otherwise cost.
+    keys = np.empty(size, dtype=np.uint64)
+    spare = np.empty(size, dtype=np.uint64)
+    counts = np.zeros(((TOP_BITS + bits - 1) // bits, 1 << bits), dtype=np.int64)
+    total = np.zeros(1)
+    offset = 0
+    for part in parts:
+        kernels["encode_keys"](part, keys, offset, counts, bits, total)
+        offset += part.size
+    mean = float(total[0]) / size
+    central = np.zeros(2 if with_moments else 0)
+    ordered = np.asarray(kernels["radix_sort_keys"](keys, spare, counts, bits, mean, central))
+    if not with_moments:
+        return ordered, math.nan, math.nan, math.nan
+    std = math.sqrt(central[0] / size)
+    skewness = (central[1] / size) / (std * std * std) if std > 0.0 else 0.0
+    return ordered, mean, std, skewness
 
 
 def ks_wasserstein(reference_sorted: np.ndarray, batch_sorted: np.ndarray) -> tuple[float, float]:
@@ -56,13 +108,58 @@ def moments(values: np.ndarray) -> tuple[float, float, float]:
     return float(mean), float(std), float(skewness)
 
 
+def multinomial_counts(
+    rng: np.random.Generator, total: int, shares: np.ndarray, replicates: int, normal_variance: float
+) -> np.ndarray:
+    """Multinomial count vectors drawn bin by bin from ``rng`` (see ``tasks.profiling.multinomial_draws``)."""
+    import numpy as np
+
+    shares = np.ascontiguousarray(shares, dtype=np.float64)
+    return np.asarray(
+        _kernels()["multinomial_counts"](rng, int(total), shares, int(replicates), float(normal_variance))
+    )
+
+
+def binned_distances(
+    reference_counts: np.ndarray,
+    batch_counts: np.ndarray,
+    psi_epsilon: float,
+    *,
+    shape_distances: bool = True,
+    stability: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(Jensen-Shannon, Hellinger, PSI) of each row pair of two integer count tables, as the numpy functions
+    of :mod:`tasks.profiling` compute them on the rows' proportions; the ones not asked for are zeros."""
+    import numpy as np
+
+    js, hellinger, psi = _kernels()["binned_distances"](
+        np.ascontiguousarray(reference_counts, dtype=np.int64),
+        np.ascontiguousarray(batch_counts, dtype=np.int64),
+        float(psi_epsilon),
+        shape_distances,
+        stability,
+    )
+    return js, hellinger, psi
+
+
+def brownian_bridges(steps: np.ndarray, masses: np.ndarray) -> np.ndarray:
+    """|B(F)| at the atoms' cumulative masses from standard normal ``steps`` (replicates x atoms, float32),
+    computed in place; returns each replicate's maximum."""
+    import numpy as np
+
+    return np.asarray(_kernels()["brownian_bridges"](steps, np.ascontiguousarray(masses, dtype=np.float64)))
+
+
 def warm_up() -> None:
-    """Import numba and load (or, on a new machine, compile) both kernels now rather than on first use."""
+    """Import numba and load (or, on a new machine, compile) every kernel now rather than on first use."""
     import numpy as np
 
     values = np.array([2.0, -1.0, 0.5])
     ks_wasserstein(sort_floats(values), sort_floats(values + 1.0))
     moments(values)
+    counts = multinomial_counts(np.random.default_rng(0), 10, np.array([0.5, 0.5]), 2, 1000.0)
+    binned_distances(counts, counts, 1e-4)
+    brownian_bridges(np.ones((2, 2), dtype=np.float32), np.array([0.5, 0.5]))
 
 
 def _kernels() -> dict[str, Any]:
@@ -70,8 +167,12 @@ def _kernels() -> dict[str, Any]:
         from tasks import _compiled_kernels
 
         _compiled.update(
-            radix_sort=_compiled_kernels.radix_sort,
+            encode_keys=_compiled_kernels.encode_keys,
+            radix_sort_keys=_compiled_kernels.radix_sort_keys,
             merge=_compiled_kernels.merge,
             moments=_compiled_kernels.moments,
+            multinomial_counts=_compiled_kernels.multinomial_counts,
+            binned_distances=_compiled_kernels.binned_distances,
+            brownian_bridges=_compiled_kernels.brownian_bridges,
         )
     return _compiled

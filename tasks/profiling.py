@@ -616,10 +616,16 @@ def fit_reference_profile(
     """
     from tasks.multivariate import fit_pca_reference
 
-    columns = _ReferenceColumns(reference, contract, source)
-    rows = columns.rows
     quantile, replicates = settings.false_alarm_quantile, replicates_for(settings)
     bridges = _BridgeNulls(quantile, replicates)
+    if any(spec.kind == "numeric" for spec in contract.features):
+        bridges.start_continuous()
+    try:
+        columns = _ReferenceColumns(reference, contract, source)
+    except BaseException:
+        bridges.join()  # a bad reference: the simulation does not outlive the error
+        raise
+    rows = columns.rows
     has_prediction, has_label = columns.has(contract.probability), columns.has(contract.target)
 
     def fit_column(spec: FeatureSpec | str) -> tuple[ColumnReference | None, float, dict[str, float]]:
@@ -695,14 +701,10 @@ def _validated_features(columns: _ReferenceColumns) -> pl.LazyFrame:
 def _numeric_reference(column: pl.Series, name: str, kind: str, *, source: str = "reference") -> NumericReference:
     """Sorted sample, bins, moments and range of one numeric reference column; NaN/inf raise NonFiniteError."""
     import numpy as np
-    import polars as pl
 
-    from tasks.kernels import moments, sort_floats
+    from tasks.kernels import sort_column
 
-    column = column.cast(pl.Float64)
-    if column.null_count():
-        column = column.drop_nulls()
-    values = sort_floats(column.to_numpy())
+    values, mean, std, skewness = sort_column(column, with_moments=True)
     # The sort puts NaN and infinities at the two ends: finite ends mean a finite column, at no cost.
     if values.size and not (math.isfinite(values[0]) and math.isfinite(values[-1])):
         bad = int(np.count_nonzero(~np.isfinite(values)))
@@ -718,7 +720,6 @@ def _numeric_reference(column: pl.Series, name: str, kind: str, *, source: str =
     # Edges are data values above the minimum, so every reference bin holds at least one value.
     edges = np.unique(quantiles[quantiles > values[0]])
     counts = _bin_counts(values, edges)
-    mean, std, skewness = moments(values)
     histogram_edges = doane_edges(values, mean, std, skewness)
     histogram = _histogram_counts(values, histogram_edges)[:-1]
     return NumericReference(
@@ -780,19 +781,38 @@ class _BridgeNulls:
         self.replicates = replicates
         self._lock = threading.Lock()
         self._bridges: dict[bytes, tuple[np.ndarray, float]] = {}
+        self._early: threading.Thread | None = None
+
+    def start_continuous(self) -> None:
+        """Simulate the bridge of continuous columns (CALIBRATION_ATOMS equal atoms) in a background thread.
+
+        It depends on no data, so it runs while the reference is still being read.
+        """
+        import threading
+
+        import numpy as np
+
+        uniform = np.full(CALIBRATION_ATOMS, 1.0 / CALIBRATION_ATOMS)
+        self._early = threading.Thread(target=self._bridge, args=(uniform,), name=f"{WORKER_THREAD_PREFIX}-bridge")
+        self._early.start()
+
+    def join(self) -> None:
+        if self._early is not None:
+            self._early.join()
 
     def _bridge(self, masses: np.ndarray) -> tuple[np.ndarray, float]:
         import numpy as np
+
+        from tasks.kernels import brownian_bridges
 
         key = masses.tobytes()
         with self._lock:
             if key not in self._bridges:
                 rng = np.random.default_rng([CALIBRATION_SEED, zlib.crc32(key), masses.size])
                 # float32 halves the cost; the quantiles need three digits, not fifteen.
-                steps = rng.standard_normal((self.replicates, masses.size), dtype=np.float32)
-                walk = (steps * np.sqrt(masses).astype(np.float32)).cumsum(axis=1)
-                bridge = np.abs(walk - np.cumsum(masses).astype(np.float32) * walk[:, -1:])
-                self._bridges[key] = (bridge, float(np.quantile(bridge.max(axis=1), self.quantile)))
+                bridge = rng.standard_normal((self.replicates, masses.size), dtype=np.float32)
+                largest = brownian_bridges(bridge, masses)  # in place: the steps become |B| at the atoms
+                self._bridges[key] = (bridge, float(np.quantile(largest, self.quantile)))
             return self._bridges[key]
 
     def attach(self, ref: NumericReference) -> NumericReference:
@@ -1050,47 +1070,26 @@ def multinomial_draws(
     """
     import numpy as np
 
+    from tasks.kernels import multinomial_counts
+
     shares = np.asarray(proportions, dtype=np.float64)
-    shares = shares / shares.sum()
-    counts = np.zeros((replicates, shares.size), dtype=np.int64)
-    remaining = np.full(replicates, total, dtype=np.int64)
-    left = 1.0
-    for j, share in enumerate(shares[:-1]):
-        if left <= 0.0:
-            break
-        q = min(max(float(share) / left, 0.0), 1.0)
-        left -= float(share)
-        if q == 0.0:
-            continue
-        if q == 1.0:
-            counts[:, j] = remaining
-            remaining = np.zeros_like(remaining)
-            break
-        if float(remaining.min()) * q * (1.0 - q) >= NORMAL_DRAW_VARIANCE:
-            mean = remaining * q
-            draw = np.rint(mean + np.sqrt(mean * (1.0 - q)) * rng.standard_normal(replicates))
-            taken = np.clip(draw, 0, remaining).astype(np.int64)
-        else:
-            taken = rng.binomial(remaining, q)
-        counts[:, j] = taken
-        remaining = remaining - taken
-    counts[:, -1] += remaining
-    return counts
+    return multinomial_counts(rng, total, shares / shares.sum(), replicates, NORMAL_DRAW_VARIANCE)
 
 
 def _binned_null(ref: NumericReference, size: int, replicates: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    from tasks.kernels import binned_distances
+
     reference_histogram, reference_deciles = _reference_replicates(ref, replicates)
-    chunk_histogram = multinomial_draws(rng, size, ref.histogram_proportions, replicates) / size
-    chunk_deciles = multinomial_draws(rng, size, ref.bin_proportions, replicates) / size
-    return {
-        "jensen_shannon": jensen_shannon(reference_histogram, chunk_histogram),
-        "hellinger": hellinger(reference_histogram, chunk_histogram),
-        "psi": population_stability_index(reference_deciles, chunk_deciles),
-    }
+    chunk_histogram = multinomial_draws(rng, size, ref.histogram_proportions, replicates)
+    chunk_deciles = multinomial_draws(rng, size, ref.bin_proportions, replicates)
+    # One compiled pass per table: jensen_shannon, hellinger and population_stability_index, row by row.
+    js, hellinger_distance, _ = binned_distances(reference_histogram, chunk_histogram, PSI_EPSILON, stability=False)
+    _, _, psi = binned_distances(reference_deciles, chunk_deciles, PSI_EPSILON, shape_distances=False)
+    return {"jensen_shannon": js, "hellinger": hellinger_distance, "psi": psi}
 
 
 def _reference_replicates(ref: NumericReference, replicates: int) -> tuple[np.ndarray, np.ndarray]:
-    """Bootstrap replicates of the reference's histogram and decile proportions: the same at every batch size,
+    """Bootstrap replicates of the reference's histogram and decile counts: the same at every batch size,
     so drawn once per column (seeded by its name) and kept on the column."""
     import numpy as np
 
@@ -1098,8 +1097,8 @@ def _reference_replicates(ref: NumericReference, replicates: int) -> tuple[np.nd
     if cached is None or cached[0].shape[0] != replicates:
         rng = np.random.default_rng([CALIBRATION_SEED, zlib.crc32(ref.name.encode())])
         cached = (
-            multinomial_draws(rng, ref.count, ref.histogram_proportions, replicates) / ref.count,
-            multinomial_draws(rng, ref.count, ref.bin_proportions, replicates) / ref.count,
+            multinomial_draws(rng, ref.count, ref.histogram_proportions, replicates),
+            multinomial_draws(rng, ref.count, ref.bin_proportions, replicates),
         )
         # A frozen dataclass: the cache bypasses __setattr__ like functools.cached_property does.
         ref.__dict__["_reference_replicates"] = cached
@@ -1216,13 +1215,12 @@ def _drift_rows(
 
     def column_rows(ref: ColumnReference) -> tuple[list[FeatureDrift], Histogram | None]:
         import numpy as np
-        import polars as pl
 
-        from tasks.kernels import sort_floats
+        from tasks.kernels import sort_column
 
         if isinstance(ref, NumericReference):
             # Validated frames hold no NaN (validate_batch rejects them; chunks turn them into nulls first).
-            values = sort_floats(frame.get_column(ref.name).cast(pl.Float64).drop_nulls().to_numpy())
+            values = sort_column(frame.get_column(ref.name))[0]
             size = int(values.size)
             if not size:
                 return [], None

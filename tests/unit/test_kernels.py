@@ -1,13 +1,25 @@
-"""Compiled profiling kernels: the radix sort equals numpy's sort, the merge equals scipy and the numpy twin."""
+"""Compiled profiling kernels: the radix sort equals numpy's sort, the merge equals scipy and the numpy twin,
+the calibration kernels equal the numpy code they replaced."""
 
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 import pytest
 from scipy.stats import ks_2samp, skew, wasserstein_distance
 
-from tasks.kernels import WIDE_DIGIT_MAX, ks_wasserstein, moments, sort_floats
-from tasks.profiling import ecdf_statistics
+from tasks.kernels import (
+    WIDE_DIGIT_MAX,
+    binned_distances,
+    brownian_bridges,
+    ks_wasserstein,
+    moments,
+    multinomial_counts,
+    sort_column,
+    sort_floats,
+    sort_with_moments,
+)
+from tasks.profiling import ecdf_statistics, hellinger, jensen_shannon, population_stability_index
 
 
 def _samples(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -81,3 +93,86 @@ def test_merge_equals_the_numpy_twin_on_many_small_tie_heavy_samples() -> None:
         twin_ks, twin_wasserstein = ecdf_statistics(reference, batch)
         assert ks == twin_ks
         assert wasserstein == pytest.approx(twin_wasserstein, rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("kind", ["normal", "ties", "epoch", "wide"])
+def test_sorting_chunks_equals_sorting_them_joined(kind: str) -> None:
+    values = _samples(kind, 30_001, np.random.default_rng(8))
+    pieces = np.array_split(values, 7)
+    assert np.array_equal(sort_floats(pieces), np.sort(values))
+    assert np.array_equal(sort_floats([values[:1], values[1:0]]), values[:1])
+    column = pl.concat([pl.Series("x", [3.0, None, -1.0]), pl.Series("x", [None, 2.0])], rechunk=False)
+    assert column.n_chunks() == 2
+    assert sort_column(column)[0].tolist() == [-1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize("kind", ["normal", "ties", "epoch"])
+@pytest.mark.parametrize("size", [1, 2, 1_000, WIDE_DIGIT_MAX + 1_000])
+def test_sort_with_moments_equals_sort_and_moments(kind: str, size: int) -> None:
+    values = _samples(kind, size, np.random.default_rng(size)) * 3.0 + 1.0
+    ordered, mean, std, skewness = sort_with_moments(np.array_split(values, 3))
+    assert np.array_equal(ordered, np.sort(values))
+    expected = moments(np.sort(values))
+    assert mean == pytest.approx(expected[0], rel=1e-12, abs=1e-12)
+    assert std == pytest.approx(expected[1], rel=1e-9, abs=1e-12)
+    assert skewness == pytest.approx(expected[2], rel=1e-6, abs=1e-9)
+
+
+def _numpy_multinomial(rng: np.random.Generator, total: int, shares: np.ndarray, replicates: int) -> np.ndarray:
+    """The numpy implementation the compiled kernel replaced: conditional binomials, bin by bin."""
+    counts = np.zeros((replicates, shares.size), dtype=np.int64)
+    remaining = np.full(replicates, total, dtype=np.int64)
+    left = 1.0
+    for j, share in enumerate(shares[:-1]):
+        if left <= 0.0:
+            break
+        q = min(max(float(share) / left, 0.0), 1.0)
+        left -= float(share)
+        if q == 0.0:
+            continue
+        if q == 1.0:
+            counts[:, j] = remaining
+            remaining = np.zeros_like(remaining)
+            break
+        if float(remaining.min()) * q * (1.0 - q) >= 1_000.0:
+            mean = remaining * q
+            draw = np.rint(mean + np.sqrt(mean * (1.0 - q)) * rng.standard_normal(replicates))
+            taken = np.clip(draw, 0, remaining).astype(np.int64)
+        else:
+            taken = rng.binomial(remaining, q)
+        counts[:, j] = taken
+        remaining = remaining - taken
+    counts[:, -1] += remaining
+    return counts
+
+
+@pytest.mark.parametrize("total", [30, 100_000, 1_000_000])
+def test_multinomial_kernel_draws_what_the_numpy_code_drew(total: int) -> None:
+    # numba runs numpy's Generator algorithms on the same bit stream: the same seed gives the same counts
+    shares = np.array([0.3, 0.0, 0.25, 0.2, 0.15, 0.06, 0.03, 0.01])
+    drawn = multinomial_counts(np.random.default_rng(total), total, shares, 500, 1_000.0)
+    assert np.array_equal(drawn, _numpy_multinomial(np.random.default_rng(total), total, shares, 500))
+
+
+def test_binned_distances_equal_the_numpy_statistics() -> None:
+    rng = np.random.default_rng(4)
+    shares = np.array([0.4, 0.3, 0.2, 0.09, 0.01, 0.0])
+    reference = rng.multinomial(100_000, shares, size=300)
+    batch = rng.multinomial(2_000, shares, size=300)
+    js, distance, psi = binned_distances(reference, batch, 1e-4)
+    p, q = reference / 100_000, batch / 2_000
+    np.testing.assert_allclose(js, jensen_shannon(p, q), rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(distance, hellinger(p, q), rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(psi, population_stability_index(p, q), rtol=1e-9, atol=1e-15)
+    only_psi = binned_distances(reference, batch, 1e-4, shape_distances=False)
+    assert not only_psi[0].any() and np.array_equal(only_psi[2], psi)
+
+
+def test_brownian_bridges_equal_the_numpy_construction() -> None:
+    masses = np.random.default_rng(6).dirichlet(np.ones(50))
+    steps = np.random.default_rng(7).standard_normal((200, masses.size), dtype=np.float32)
+    walk = (steps * np.sqrt(masses).astype(np.float32)).cumsum(axis=1)
+    expected = np.abs(walk - np.cumsum(masses).astype(np.float32) * walk[:, -1:])
+    largest = brownian_bridges(steps, masses)  # in place
+    np.testing.assert_allclose(steps, expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(largest, expected.max(axis=1), rtol=1e-4, atol=1e-5)
