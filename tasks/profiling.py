@@ -84,8 +84,9 @@ pass, beyond that one column at a time.
 Speed. Sorting each numeric column of each chunk and merging it with the reference sample is most of
 the work; both run compiled (:mod:`tasks.kernels`: an LSD radix sort on the float bits and a merge
 that walks two halves of the merge path at once, releasing the GIL), the reference's columns are
-read, profiled and calibrated in one parallel pass, and calibration draws its multinomials bin by bin
-(see ``multinomial_draws``).
+read, profiled and calibrated in one parallel pass, calibration draws its multinomials bin by bin
+(see ``multinomial_draws``) and computes the null statistics compiled, and the continuous columns'
+Brownian bridge is simulated in a background thread while the reference is still being read.
 """
 
 from __future__ import annotations
@@ -538,8 +539,9 @@ class _ReferenceColumns:
             self.rows = self.frame.height
         else:
             self.schema = dict(reference.collect_schema())
-            # Column presence and dtypes are checked on a few rows; values are checked as each column is read.
-            validate_batch(reference.head(1000).collect(), contract, source=source, min_rows=0)
+            # Column presence and dtypes come from the schema, without reading a row (a head() would decode
+            # a whole row group); values are checked as the columns are read.
+            validate_batch(pl.DataFrame(schema=self.schema), contract, source=source, min_rows=0)
             self.frame = None
             self.lazy = reference
             self.rows = int(reference.select(pl.len()).collect().item())
@@ -557,6 +559,12 @@ class _ReferenceColumns:
                 frame = reference.select(wanted).collect(engine="streaming")
                 self.frame = validate_batch(frame, contract, source=source, min_rows=2, check_finite=False)
                 self.lazy = None
+            elif contract.timestamp and self.schema.get(contract.timestamp) == pl.String:
+                # Not profiled, so not read in full: text timestamps are checked on their first rows.
+                head = reference.select(contract.timestamp).head(1000).collect()
+                parsed = head.select(pl.col(contract.timestamp).str.to_datetime(strict=False))  # as validate_batch
+                if parsed.to_series().null_count() > head.to_series().null_count():
+                    raise DtypeError("timestamps could not be parsed", source=source, column=contract.timestamp)
 
     def has(self, name: str) -> bool:
         return name in self.schema

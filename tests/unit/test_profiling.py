@@ -583,3 +583,24 @@ def test_a_big_lazy_reference_is_read_column_by_column_with_the_same_profile(
     ).write_parquet(path)
     with pytest.raises(NonFiniteError, match="x_normal"):
         fit_reference_profile(pl.scan_parquet(path), contract, SETTINGS)
+
+
+@pytest.mark.parametrize("cells", [None, 0])  # read in one pass, and column by column
+def test_a_lazy_reference_is_checked_from_its_schema_and_its_values(
+    tmp_path: Path, reference: pl.DataFrame, contract: ModelContract, monkeypatch: pytest.MonkeyPatch, cells: int | None
+) -> None:
+    import tasks.profiling
+
+    if cells is not None:
+        monkeypatch.setattr(tasks.profiling, "READ_AT_ONCE_CELLS", cells)
+    path = tmp_path / "reference.parquet"
+    reference.with_columns(pl.col("x_normal").cast(pl.String)).write_parquet(path)
+    with pytest.raises(DtypeError, match=r"expected a numeric dtype.*x_normal"):  # from the schema alone
+        fit_reference_profile(pl.scan_parquet(path), contract, SETTINGS)
+    assert contract.timestamp is not None
+    text_times = reference.with_columns(pl.col(contract.timestamp).dt.to_string())
+    text_times.write_parquet(path)
+    fit_reference_profile(pl.scan_parquet(path), contract, SETTINGS)  # text timestamps that parse are fine
+    text_times.with_columns(pl.lit("not a time").alias(contract.timestamp)).write_parquet(path)
+    with pytest.raises(DtypeError, match="timestamps could not be parsed"):
+        fit_reference_profile(pl.scan_parquet(path), contract, SETTINGS)
