@@ -151,9 +151,8 @@ def _scatter_passes(source: np.ndarray, target: np.ndarray, counts: np.ndarray, 
 # The merge walks the merged order of the two sorted samples once. At the first element of each new
 # value, the counts taken so far are both ECDFs at the previous value, so the gap n m |F_ref - F_batch|
 # (an exact integer) is a KS candidate and, times the distance to the new value, a piece of the
-# Wasserstein area. The walk is cut in two halves at the median merged position (a binary search
-# on the "merge path") that advance in the same loop: two independent dependency chains run about
-# 1.6 times as fast as one.
+# Wasserstein area. The walk is cut in four parts at quarters of the merged order (binary searches on
+# the "merge path") that advance in the same loop: independent dependency chains run faster than one.
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -210,33 +209,54 @@ def _merge_tail(
     return largest, area
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _merge_path(reference: np.ndarray, batch: np.ndarray, position: int) -> int:
+    """How many of the first ``position`` merged elements come from ``reference`` (the rest from ``batch``)."""
+    low = max(0, position - batch.size)
+    high = min(reference.size, position)
+    while low < high:
+        middle = (low + high) // 2
+        if reference[middle] <= batch[position - middle - 1]:
+            low = middle + 1
+        else:
+            high = middle
+    return low
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _value_before(reference: np.ndarray, batch: np.ndarray, i: int, j: int, first: float) -> float:
+    """The largest value merged before position (i, j): where a part's walk starts from."""
+    return max(reference[i - 1] if i > 0 else first, batch[j - 1] if j > 0 else first)
+
+
 @njit(cache=True, nogil=True)
 def merge(reference: np.ndarray, batch: np.ndarray) -> tuple[float, float]:
     n = reference.size
     m = batch.size
-    half = (n + m) // 2
-    # The merge path: the first `half` merged elements are reference[:i_half] and batch[:half - i_half].
-    low = max(0, half - m)
-    high = min(n, half)
-    while low < high:
-        middle = (low + high) // 2
-        if reference[middle] <= batch[half - middle - 1]:
-            low = middle + 1
-        else:
-            high = middle
-    i_half, j_half = low, half - low
+    total = n + m
+    # Four parts of the merged order, cut on the merge path, advance in one loop: four independent
+    # dependency chains (each part's gaps use global counts, so a part needs no other part's result).
+    i1 = _merge_path(reference, batch, total // 4)
+    i2 = _merge_path(reference, batch, total // 2)
+    i3 = _merge_path(reference, batch, 3 * total // 4)
+    j1, j2, j3 = total // 4 - i1, total // 2 - i2, 3 * total // 4 - i3
     first = min(reference[0], batch[0])
-    # The second half starts after the largest value of the first.
-    previous_b = max(reference[i_half - 1] if i_half > 0 else first, batch[j_half - 1] if j_half > 0 else first)
     ia, ja, previous_a, largest_a, area_a = 0, 0, first, 0, 0.0
-    ib, jb, largest_b, area_b = i_half, j_half, 0, 0.0
-    while ia < i_half and ja < j_half and ib < n and jb < m:
+    ib, jb, previous_b, largest_b, area_b = i1, j1, _value_before(reference, batch, i1, j1, first), 0, 0.0
+    ic, jc, previous_c, largest_c, area_c = i2, j2, _value_before(reference, batch, i2, j2, first), 0, 0.0
+    id_, jd, previous_d, largest_d, area_d = i3, j3, _value_before(reference, batch, i3, j3, first), 0, 0.0
+    while ia < i1 and ja < j1 and ib < i2 and jb < j2 and ic < i3 and jc < j3 and id_ < n and jd < m:
         ia, ja, previous_a, largest_a, area_a = _merge_step(reference, batch, ia, ja, previous_a, largest_a, area_a)
         ib, jb, previous_b, largest_b, area_b = _merge_step(reference, batch, ib, jb, previous_b, largest_b, area_b)
-    largest_a, area_a = _merge_tail(reference, batch, ia, ja, i_half, j_half, previous_a, largest_a, area_a)
-    largest_b, area_b = _merge_tail(reference, batch, ib, jb, n, m, previous_b, largest_b, area_b)
+        ic, jc, previous_c, largest_c, area_c = _merge_step(reference, batch, ic, jc, previous_c, largest_c, area_c)
+        id_, jd, previous_d, largest_d, area_d = _merge_step(reference, batch, id_, jd, previous_d, largest_d, area_d)
+    largest_a, area_a = _merge_tail(reference, batch, ia, ja, i1, j1, previous_a, largest_a, area_a)
+    largest_b, area_b = _merge_tail(reference, batch, ib, jb, i2, j2, previous_b, largest_b, area_b)
+    largest_c, area_c = _merge_tail(reference, batch, ic, jc, i3, j3, previous_c, largest_c, area_c)
+    largest_d, area_d = _merge_tail(reference, batch, id_, jd, n, m, previous_d, largest_d, area_d)
     scale = float(n) * float(m)
-    return max(largest_a, largest_b) / scale, (area_a + area_b) / scale
+    largest = max(max(largest_a, largest_b), max(largest_c, largest_d))
+    return largest / scale, ((area_a + area_b) + (area_c + area_d)) / scale
 
 
 @njit(cache=True, nogil=True)

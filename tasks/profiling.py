@@ -83,7 +83,7 @@ pass, beyond that one column at a time.
 
 Speed. Sorting each numeric column of each chunk and merging it with the reference sample is most of
 the work; both run compiled (:mod:`tasks.kernels`: an LSD radix sort on the float bits and a merge
-that walks two halves of the merge path at once, releasing the GIL), the reference's columns are
+that walks four parts of the merge path at once, releasing the GIL), the reference's columns are
 read, profiled and calibrated in one parallel pass, calibration draws its multinomials bin by bin
 (see ``multinomial_draws``) and computes the null statistics compiled, and the continuous columns'
 Brownian bridge is simulated in a background thread while the reference is still being read.
@@ -1358,12 +1358,12 @@ def _check_compatible(profile: ReferenceProfile, contract: ModelContract, settin
 def _check_columns(batch: pl.DataFrame, contract: ModelContract, source: str) -> None:
     import polars as pl
 
-    needed = [*contract.feature_names, contract.entity_id]
-    for column in needed:
-        if column not in batch.columns:
+    schema = batch.schema  # built anew on every access: once per batch, not once per column
+    for column in [*contract.feature_names, contract.entity_id]:
+        if column not in schema:
             raise MissingColumnError("required column is missing", source=source, column=column)
     for spec in contract.features:
-        dtype = batch.schema[spec.name]
+        dtype = schema[spec.name]
         allowed = {
             "numeric": dtype.is_numeric() or dtype in (pl.Boolean, pl.Null),
             "boolean": dtype.is_integer() or dtype in (pl.Boolean, pl.Null),
@@ -1376,10 +1376,8 @@ def _check_columns(batch: pl.DataFrame, contract: ModelContract, source: str) ->
                 column=spec.name,
             )
     for column in (contract.probability, contract.target):
-        if column in batch.columns and not (
-            batch.schema[column].is_numeric() or batch.schema[column] in (pl.Boolean, pl.Null)
-        ):
-            raise DtypeError(f"expected a numeric column, found {batch.schema[column]}", source=source, column=column)
+        if column in schema and not (schema[column].is_numeric() or schema[column] in (pl.Boolean, pl.Null)):
+            raise DtypeError(f"expected a numeric column, found {schema[column]}", source=source, column=column)
 
 
 def _window(batch: pl.DataFrame, contract: ModelContract) -> tuple[datetime | None, datetime | None]:
@@ -1598,10 +1596,11 @@ def _non_finite_as_missing(
     """NaN/inf in numeric features become quality failures and are then treated as missing values."""
     import polars as pl
 
+    schema = frame.schema
     numeric = [
         spec.name
         for spec in contract.features
-        if spec.kind == "numeric" and spec.name in frame.columns and frame.schema[spec.name].is_float()
+        if spec.kind == "numeric" and spec.name in schema and schema[spec.name].is_float()
     ]
     if not numeric or frame.height == 0:
         return frame, ()
