@@ -385,3 +385,47 @@ def brownian_bridges(steps: np.ndarray, masses: np.ndarray) -> np.ndarray:
                 peak = value
         largest[r] = peak
     return largest
+
+
+# --- category counts ------------------------------------------------------------------------------
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing's multiplier
+_SHORT_STRING = np.uint64(12)
+_LENGTH_MASK = np.uint64(0xFFFFFFFF)
+
+
+@njit(cache=True, nogil=True)
+def count_views(views: np.ndarray, first: np.ndarray, second: np.ndarray, counts: np.ndarray) -> int:
+    """Add each Arrow string view of ``views`` (n x 2 words) to an open-addressing table: ``first`` and
+    ``second`` hold a distinct view's words, ``counts`` how often it occurred (capacity a power of two).
+
+    Returns the number of distinct views in the table, or -1 when a string is longer than 12 bytes (its
+    view points into a data buffer instead of holding it) or the table would be more than half full.
+    All arithmetic stays in uint64: mixing in signed integers makes numba convert through floats.
+    """
+    mask = np.uint64(counts.size - 1)
+    distinct = 0
+    for slot in range(counts.size):
+        if counts[slot] != 0:
+            distinct += 1
+    for i in range(views.shape[0]):
+        head = views[i, 0]
+        tail = views[i, 1]
+        if (head & _LENGTH_MASK) > _SHORT_STRING:
+            return -1
+        slot = (((head ^ (tail * _MIX)) * _MIX) >> np.uint64(52)) & mask
+        while True:
+            seen = counts[slot]
+            if seen == 0:
+                if 2 * (distinct + 1) > counts.size:
+                    return -1
+                first[slot] = head
+                second[slot] = tail
+                counts[slot] = 1
+                distinct += 1
+                break
+            if first[slot] == head and second[slot] == tail:
+                counts[slot] = seen + 1
+                break
+            slot = (slot + np.uint64(1)) & mask
+    return distinct

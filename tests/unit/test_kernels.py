@@ -12,6 +12,7 @@ from tasks.kernels import (
     WIDE_DIGIT_MIN,
     binned_distances,
     brownian_bridges,
+    count_short_strings,
     ks_wasserstein,
     moments,
     multinomial_counts,
@@ -176,3 +177,33 @@ def test_brownian_bridges_equal_the_numpy_construction() -> None:
     largest = brownian_bridges(steps, masses)  # in place
     np.testing.assert_allclose(steps, expected, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(largest, expected.max(axis=1), rtol=1e-4, atol=1e-5)
+
+
+def _polars_counts(column: pl.Series) -> dict[str, int]:
+    return {str(value): int(n) for value, n in column.value_counts(name="n").iter_rows()}
+
+
+def test_short_strings_are_counted_as_polars_counts_them() -> None:
+    rng = np.random.default_rng(9)
+    alphabet = ["", "a", "b", "héllo", "twelve_bytes", "ünïcødé", "x" * 11, "0", "00"]
+    values = [alphabet[i] for i in rng.integers(0, len(alphabet), 50_000)]
+    column = pl.Series("c", values)
+    assert count_short_strings(column) == _polars_counts(column)
+    # several chunks, one of them a slice (an offset into its views)
+    pieces = pl.concat([column.slice(0, 1_000), column.slice(1_234, 20_000)], rechunk=False)
+    assert pieces.n_chunks() == 2
+    assert count_short_strings(pieces) == _polars_counts(pieces)
+    assert count_short_strings(pl.Series("c", [], dtype=pl.String)) == {}
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        pl.Series("c", ["short", "a string of thirteen+ bytes"]),  # its view points into a data buffer
+        pl.Series("c", ["a", None]),  # nulls are the caller's to drop
+        pl.Series("c", [str(i) for i in range(5_000)]),  # more distinct values than the table holds
+        pl.Series("c", [1, 2, 2]),  # not text
+    ],
+)
+def test_strings_the_view_counter_cannot_count_are_left_to_polars(column: pl.Series) -> None:
+    assert count_short_strings(column) is None
