@@ -1173,22 +1173,17 @@ def profile_batch(
         for ref in references
         if isinstance(ref, CategoricalReference) and batch.height > 0
     }
-    quality = check_quality(
-        profile,
-        batch,
-        contract,
-        settings,
-        extra_issues=schema_issues + extra_issues,
-        category_counts=category_counts,
-    )
     drift: list[FeatureDrift] = []
     histograms: list[Histogram] = []
+    # Out-of-range counts come from the drift step's sorted columns: the quality check needs no scan for them.
+    out_of_range: dict[str, int] = {}
     if batch.height > 0:
+        drifting = list(references)
         if profile.prediction is not None and contract.probability in batch.columns:
-            references.append(profile.prediction)
+            drifting.append(profile.prediction)
         if profile.label is not None and contract.target in batch.columns:
-            references.append(profile.label)
-        rows, found = _drift_rows(profile, references, batch, category_counts)
+            drifting.append(profile.label)
+        rows, found = _drift_rows(profile, drifting, batch, category_counts, out_of_range)
         drift.extend(rows)
         histograms.extend(found)
         if profile.multivariate is not None:
@@ -1207,6 +1202,15 @@ def profile_batch(
                         sample_size=joint.rows,
                     )
                 )
+    quality = check_quality(
+        profile,
+        batch,
+        contract,
+        settings,
+        extra_issues=schema_issues + extra_issues,
+        category_counts=category_counts,
+        out_of_range=out_of_range,
+    )
     window_start, window_end = _window(batch, contract)
     return BatchProfile(
         rows=batch.height,
@@ -1224,10 +1228,13 @@ def _drift_rows(
     references: list[ColumnReference],
     frame: pl.DataFrame,
     category_counts: Mapping[str, tuple[list[str], list[int]]] | None = None,
+    out_of_range: dict[str, int] | None = None,
 ) -> tuple[list[FeatureDrift], list[Histogram]]:
     """Drift rows and histograms of every column, in the order of ``references``; columns run in parallel threads.
 
     ``category_counts`` holds the categories already counted (column -> sorted categories, counts).
+    ``out_of_range``, when given, receives each numeric feature's count of values outside its widened
+    reference range (check_quality's rule), read off the sorted values.
     """
     counted = category_counts or {}
 
@@ -1240,6 +1247,10 @@ def _drift_rows(
             # Validated frames hold no NaN (validate_batch rejects them; chunks turn them into nulls first).
             values = sort_column(frame.get_column(ref.name))[0]
             size = int(values.size)
+            if out_of_range is not None and ref.kind == "numeric":
+                low, high = _widened_range(ref)
+                inside = np.searchsorted(values, high, side="right") - np.searchsorted(values, low, side="left")
+                out_of_range[ref.name] = size - int(inside)
             if not size:
                 return [], None
             stats = numeric_drift(ref, values)
@@ -1464,11 +1475,13 @@ def check_quality(
     *,
     extra_issues: tuple[QualityIssue, ...] = (),
     category_counts: Mapping[str, tuple[list[str], list[int]]] | None = None,
+    out_of_range: Mapping[str, int] | None = None,
 ) -> DataQualityReport:
     """Data-quality checks of a batch against the reference; ``passed`` means no "fail" issue.
 
     ``category_counts`` (column -> sorted categories and counts, as the drift step counts them) spares
-    a scan for unseen categories of the columns it holds.
+    a scan for unseen categories of the columns it holds; ``out_of_range`` (column -> values outside the
+    widened reference range) a scan for out-of-range values.
     """
     import polars as pl
 
@@ -1489,6 +1502,7 @@ def check_quality(
         if isinstance(ref, CategoricalReference) and ref.kind == "categorical"
     }
     counted = category_counts or {}
+    counted_ranges = {name: count for name, count in (out_of_range or {}).items() if name in ranges}
     unseen_examples: dict[str, list[str]] = {}
     unseen_counts: dict[str, int] = {}
     for name, (categories, category_sizes) in counted.items():
@@ -1503,6 +1517,7 @@ def check_quality(
         *[
             (~pl.col(name).cast(pl.Float64).is_between(low, high)).sum().alias(f"range:{name}")
             for name, (low, high) in ranges.items()
+            if name not in counted_ranges
         ],
         *[
             (~pl.col(name).cast(pl.String).is_in(categories)).sum().alias(f"unseen:{name}")
@@ -1512,6 +1527,7 @@ def check_quality(
         pl.col(contract.entity_id).n_unique().alias("ids"),
     ).row(0, named=True)
     counts.update({f"unseen:{name}": count for name, count in unseen_counts.items()})
+    counts.update({f"range:{name}": count for name, count in counted_ranges.items()})
     missing_rate = {name: counts[f"null:{name}"] / rows for name in contract.feature_names}
 
     for name in contract.feature_names:

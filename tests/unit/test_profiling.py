@@ -363,6 +363,37 @@ def test_quality_issues_are_detected(contract: ModelContract, profile: Reference
     assert next(i for i in issues if i.check == "unseen_category").severity == "fail"
 
 
+def test_out_of_range_counts_from_the_sorted_columns_equal_the_polars_scan(
+    contract: ModelContract, profile: ReferenceProfile
+) -> None:
+    from tasks.profiling import NumericReference, _widened_range, check_quality
+
+    ref = profile.column("x_normal")
+    assert isinstance(ref, NumericReference)
+    low, high = _widened_range(ref)
+    frame = synthetic(2_000, np.random.default_rng(13), first_id=10**6).with_columns(
+        # both bounds themselves (inside), just beyond them, far beyond, and nulls (not counted)
+        pl.when(pl.col("id") % 40 == 0)
+        .then(low)
+        .when(pl.col("id") % 40 == 1)
+        .then(high)
+        .when(pl.col("id") % 40 == 2)
+        .then(np.nextafter(low, -np.inf))
+        .when(pl.col("id") % 40 == 3)
+        .then(high * 10)
+        .when(pl.col("id") % 40 == 4)
+        .then(None)
+        .otherwise("x_normal")
+        .alias("x_normal")
+    )
+    batch = _batch(contract, frame)
+    from_sorts = profile_batch(profile, batch, contract, SETTINGS).quality
+    scanned = check_quality(profile, batch, contract, SETTINGS)  # no counts given: polars scans
+    assert from_sorts == scanned
+    issue = next(i for i in from_sorts.issues if i.check == "out_of_range")
+    assert issue.column == "x_normal" and issue.detail.startswith("5.0% of rows")  # 2 of every 40
+
+
 def test_too_few_rows_and_all_null_columns_fail(contract: ModelContract, profile: ReferenceProfile) -> None:
     tiny = synthetic(40, np.random.default_rng(12), first_id=10**6).with_columns(
         pl.lit(None, dtype=pl.Float64).alias("x_count")
