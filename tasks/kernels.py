@@ -1,6 +1,6 @@
 """Compiled inner loops of drift profiling: a radix sort of float64 values (with the moments behind the
-histogram bins in its own passes), the exact KS/Wasserstein merge, and the calibration's multinomial
-draws, binned distances and Brownian bridges.
+histogram bins in its own passes), the exact KS/Wasserstein merge, the calibration's multinomial
+draws, binned distances and Brownian bridges, and a counter of short strings.
 
 Sorting every numeric column of every chunk and merging it with the reference's sorted sample is
 most of profiling's work. polars' comparison sort costs about 26 ns per value at 100k values; numpy
