@@ -168,9 +168,13 @@ def demo(ctx: click.Context, home: str | None, seed: int, rows_per_batch: int, t
 
 @main.command()
 @click.argument("reference", type=click.Path(dir_okay=False))
-@click.option("--target", required=True, help="Label column (0/1).")
-@click.option("--entity-id", required=True, help="Column that identifies a row (labels join on it).")
-@click.option("--timestamp", default=None, help="Datetime column (enables time windows).")
+@click.option("--target", required=True, help="Label column: 0/1 or true/false, with both classes.")
+@click.option(
+    "--entity-id", required=True, help="Column that identifies a row: unique, never missing (labels join on it)."
+)
+@click.option(
+    "--timestamp", default=None, help="Datetime, date or ISO-text column, not all null (enables time windows)."
+)
 @click.option("--probability", default="y_pred_proba", show_default=True, help="Model probability column.")
 @click.option("--prediction", default="y_pred", show_default=True, help="Model prediction column.")
 @click.option("--slice", "slices", multiple=True, help="Segment column judged separately by the gate (repeatable).")
@@ -197,17 +201,30 @@ def contract(
 
     Every column other than target, id, timestamp, probability and prediction becomes a feature;
     numeric, boolean and text (categorical, with its known categories) types are inferred.
+
+    The target must be 0/1 or true/false with both classes, the entity id unique and never missing,
+    the timestamp datetimes, dates or text that parses as datetimes: anything else is refused and
+    nothing is written. The contract, and so the model, is named after --model (or model_name in the
+    settings), else after the reference file (churn.parquet: model churn).
     """
     with _errors():
+        import re
+
         from tasks.data import read_file
         from tasks.schema import infer_contract
         from tasks.settings import load_settings
+        from tasks.workspace import MODEL_NAME
 
         settings = load_settings(Path(config) if config else None, home=home, model_name=model)
+        if "model_name" in settings.model_fields_set:
+            name = settings.model_name
+        else:
+            stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(reference).stem).lstrip("_.-").rstrip("-")
+            name = stem if MODEL_NAME.fullmatch(stem) else "model"
         frame = read_file(reference)
         result = infer_contract(
             frame,
-            name=settings.model_name,
+            name=name,
             target=target,
             entity_id=entity_id,
             timestamp=timestamp,
@@ -219,7 +236,8 @@ def contract(
         )
         path = result.save(Path(out) if out else settings.resolved_contract_path)
     click.echo(
-        f"wrote {path}: {len(result.features)} features ({', '.join(f'{f.name}:{f.kind}' for f in result.features)})"
+        f"wrote {path}: model {result.name!r}, {len(result.features)} features "
+        f"({', '.join(f'{f.name}:{f.kind}' for f in result.features)})"
     )
 
 

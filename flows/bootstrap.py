@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Any
+from dataclasses import asdict, replace
+from typing import TYPE_CHECKING, Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -14,7 +14,49 @@ from flows.promote import promote_flow
 from tasks import progress, retraining
 from tasks.retraining import RetrainOutcome
 
-load_labelled = task(name="load-reference", cache_policy=NO_CACHE, persist_result=False)(retraining.load_labelled)
+if TYPE_CHECKING:
+    import polars as pl
+
+    from tasks.schema import ModelContract
+    from tasks.workspace import Workspace
+
+
+def read_reference(ws: Workspace, path: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The labelled reference as read (its own dtypes) and as validated against the contract (canonical dtypes).
+
+    The contract is checked against the reference first: a target that is not a 0/1 label with both
+    classes, an entity id that is missing or repeats, a timestamp that is entirely null or does not
+    parse are refused here with a typed error, before anything is trained or kept.
+    """
+    from tasks.data import read_file
+    from tasks.schema import check_reference, require_two_classes, validate_batch
+
+    raw = read_file(path)
+    check_reference(raw, ws.contract, source=path)
+    frame = validate_batch(raw, ws.contract, source=path, require_target=True, min_rows=200)
+    require_two_classes(frame, ws.contract, source=path)
+    return raw, frame
+
+
+def as_read(scored: pl.DataFrame, raw: pl.DataFrame, contract: ModelContract) -> pl.DataFrame:
+    """The rows of ``scored`` (the holdout, scored by the candidate) as ``raw`` holds them, plus the scores.
+
+    This is the monitoring reference the version carries. Monitoring compares each batch's schema, as
+    read, with the reference's: a reference in validation's dtypes (Float64 features, Int8 labels) would
+    make every batch of the user's own data warn "dtype changed". Rows are matched on the entity id,
+    which the reference holds once per row (checked by :func:`tasks.schema.check_reference`).
+    """
+    from tasks.scoring import VERSION_COLUMN
+
+    scores = [c for c in (contract.probability, contract.prediction, VERSION_COLUMN) if c in scored.columns]
+    rows = raw.drop([c for c in scores if c in raw.columns])
+    joined = scored.select(contract.entity_id, *scores).join(
+        rows, on=contract.entity_id, how="left", maintain_order="left"
+    )
+    return joined.select(*rows.columns, *scores)
+
+
+load_reference = task(name="load-reference", cache_policy=NO_CACHE, persist_result=False)(read_reference)
 keep_reference = task(name="keep-reference", cache_policy=NO_CACHE, persist_result=False)(retraining.keep_reference)
 
 
@@ -30,15 +72,21 @@ def bootstrap_flow(
     """Train the first model on `reference` (labelled); promote it to production if it clears the floors."""
     ws = workspace(home, config, model)
     banner(f"load the labelled reference {reference}")
-    frame = load_labelled(ws, reference)
-    kept = keep_reference(ws, frame, source=reference)
+    raw, frame = load_reference(ws, reference)
+    kept = keep_reference(ws, raw, source=reference)
     banner(f"reference kept at {kept} (reference-plus-recent windows and the gate's back-test read it)")
     window = steps.split_holdout(ws, frame, with_reference=False)
+    del frame
     banner(f"tune and train the first model on {window.train.height} rows")
     trained = steps.train(ws, window, study_name=f"{ws.model}-bootstrap", progress=progress.trial_reporter("tune"))
     banner("gate: absolute floors (no champion yet)")
     judgement = steps.evaluate(ws, trained, window, None)
-    version = steps.register(ws, trained, judgement, reason="first model from reference", actor=actor)
+    # The version's monitoring reference keeps the dtypes the user's files have (see as_read); the
+    # record keeps the validated holdout (parsed timestamps).
+    carried = replace(judgement, holdout_scored=as_read(judgement.holdout_scored, raw, ws.contract))
+    del raw
+    version = steps.register(ws, trained, carried, reason="first model from reference", actor=actor)
+    del carried
     report = steps.record_retrain(ws, trained, judgement, version, key=None, reason="first model from reference")
     ws.close()
     if judgement.gate.passed and promote:

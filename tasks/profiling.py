@@ -1431,12 +1431,16 @@ def dtype_family(dtype: str) -> str:
 def check_schema(
     profile: ReferenceProfile, schema: Mapping[str, Any], contract: ModelContract, *, compare_dtypes: bool = True
 ) -> tuple[QualityIssue, ...]:
-    """Schema of a batch against the reference's: extra columns, missing optional columns, dtype changes.
+    """Schema of a batch against the reference's: extra columns and dtype changes.
 
     A feature whose dtype moves to another family (text <-> number <-> boolean; integer <-> float is the
     same for a numeric feature) fails; any other dtype change warns. Null-typed columns (all values
     missing) are left to the missingness checks; columns the contract names (labels, scores) are never
-    "extra". ``compare_dtypes=False`` for a batch that validation has already cast.
+    "extra". Columns of the reference that a batch lacks are not reported here: features, the entity id
+    and the timestamp are required (validation refuses a batch without them), while labels and the
+    model's scores (probability, prediction) are optional, since labels arrive later and production
+    scores a batch that comes without scores. ``compare_dtypes=False`` for a batch that validation has
+    already cast.
     """
     if not profile.schema:
         return ()
@@ -1461,9 +1465,6 @@ def check_schema(
             families = {"number" if f in ("integer", "float") else f for f in families}
         severity = "fail" if name in kinds and len(families) > 1 else "warn"
         issues.append(QualityIssue("schema", name, f"dtype changed from {was} to {now}", severity))
-    for name in (contract.probability, contract.prediction):
-        if name in reference and name not in schema:
-            issues.append(QualityIssue("schema", name, "column of the reference is missing", "warn"))
     return tuple(issues)
 
 

@@ -97,16 +97,21 @@ def load_reference(ws: Workspace) -> pl.DataFrame | None:
 def keep_reference(ws: Workspace, frame: pl.DataFrame, *, source: str) -> str:
     """Keep the labelled reference the first model is trained on at ``settings.resolved_reference_path``.
 
+    ``frame`` is the reference as read, once validation has accepted it: it is kept in the dtypes it was
+    read with, not in validation's canonical ones (Float64 features, Int8 labels), so the copy matches
+    the user's files. Only a text or date timestamp is kept parsed, as validation parses it: the gate's
+    back-test puts the kept rows and the lake's together by time without validating them again.
     A file the user named with ``reference_path`` is theirs: it is read, never overwritten.
     """
     from pathlib import Path
 
     from tasks.data import write_frame
+    from tasks.schema import with_parsed_timestamp
 
     target = ws.settings.resolved_reference_path
     if ws.settings.reference_path is not None or Path(source).resolve() == Path(target).resolve():
         return target
-    return str(write_frame(frame, Path(target)))
+    return str(write_frame(with_parsed_timestamp(frame, ws.contract), Path(target)))
 
 
 def split_holdout(ws: Workspace, frame: pl.DataFrame, *, with_reference: bool = True) -> TrainingWindow:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from tasks.errors import (
     ContractError,
+    DataError,
     DtypeError,
     EmptyBatchError,
     MissingColumnError,
@@ -119,13 +120,15 @@ def infer_contract(
     max_categories: int = 50,
     source: str = "reference",
 ) -> ModelContract:
-    """Infer a contract from a reference frame: every other column becomes a feature."""
+    """Infer a contract from a reference frame: every other column becomes a feature.
+
+    The target, entity id and timestamp are checked first (:func:`check_key_columns`): a reference the
+    pipeline could not train or window on is refused here, with the option to change, not at bootstrap.
+    """
     import polars as pl
 
+    check_key_columns(frame, target=target, entity_id=entity_id, timestamp=timestamp, source=source)
     required = [target, entity_id] + ([timestamp] if timestamp else [])
-    for column in required:
-        if column not in frame.columns:
-            raise MissingColumnError("column named by option is absent", source=source, column=column)
     skip = set(required) | {probability, prediction} | set(exclude or [])
     features: list[FeatureSpec] = []
     for column, dtype in frame.schema.items():
@@ -208,8 +211,9 @@ def validate_batch(
             casts.append(pl.col(spec.name).cast(pl.String))
     if contract.timestamp:
         ts_dtype = frame.schema[contract.timestamp]
-        if ts_dtype == pl.String:
-            casts.append(pl.col(contract.timestamp).str.to_datetime(strict=False))
+        parse = _timestamp_parse(contract.timestamp, ts_dtype)
+        if parse is not None:
+            casts.append(parse)
         elif not ts_dtype.is_temporal():
             raise DtypeError(f"expected a datetime, found {ts_dtype}", source=source, column=contract.timestamp)
     out = frame.with_columns(casts)
@@ -241,6 +245,27 @@ def validate_batch(
     return out
 
 
+def _timestamp_parse(column: str, dtype: pl.DataType) -> pl.Expr | None:
+    """How validation turns a timestamp column into datetimes: text is parsed, a date becomes its midnight
+    (windows and row keys work in microsecond datetimes); None for datetimes and for what cannot be parsed."""
+    import polars as pl
+
+    if dtype == pl.String:
+        return pl.col(column).str.to_datetime(strict=False)
+    if dtype == pl.Date:
+        return pl.col(column).cast(pl.Datetime("us"))
+    return None
+
+
+def with_parsed_timestamp(frame: pl.DataFrame, contract: ModelContract) -> pl.DataFrame:
+    """``frame`` with only its timestamp column parsed as :func:`validate_batch` parses it; every other
+    column keeps the dtype it was read with."""
+    if not contract.timestamp or contract.timestamp not in frame.columns:
+        return frame
+    parse = _timestamp_parse(contract.timestamp, frame.schema[contract.timestamp])
+    return frame if parse is None else frame.with_columns(parse)
+
+
 def _canonical_target(frame: pl.DataFrame, contract: ModelContract, source: str) -> pl.DataFrame:
     import polars as pl
 
@@ -255,6 +280,134 @@ def _canonical_target(frame: pl.DataFrame, contract: ModelContract, source: str)
             f"binary labels must be 0/1, found {sorted(values - {0, 1})[:5]}", source=source, column=contract.target
         )
     return frame.with_columns(pl.col(contract.target).cast(pl.Int8))
+
+
+_OPTION_FIX = {
+    "timestamp": "pass another column with --timestamp, or leave the option out",
+    "target": "pass a 0/1 or true/false label column with --target",
+    "entity_id": "pass a column with one unique value per row with --entity-id",
+}
+
+
+def check_key_columns(
+    frame: pl.DataFrame, *, target: str, entity_id: str, timestamp: str | None, source: str, rewrite: bool = False
+) -> None:
+    """Refuse a reference whose target, entity id or timestamp the pipeline cannot use.
+
+    The target must be a binary label as :func:`validate_batch` reads labels (boolean, or numbers 0/1)
+    holding both classes; the entity id must be present on every row and unique (labels join on it);
+    the timestamp must be datetimes, dates or text that parses as datetimes, and not entirely null.
+    Each refusal is a typed :class:`~tasks.errors.DataError` naming the source, the column and the fix
+    (``rewrite``: the contract exists already, so the fix is to write it again).
+    """
+    fixes = {
+        key: f"write the contract again (`driftgate contract`): {fix}" if rewrite else fix
+        for key, fix in _OPTION_FIX.items()
+    }
+    required = [target, entity_id] + ([timestamp] if timestamp else [])
+    for column in required:
+        if column not in frame.columns:
+            raise MissingColumnError("column named by option is absent", source=source, column=column)
+    if frame.height == 0:
+        raise EmptyBatchError("reference has no rows", source=source)
+    if timestamp:
+        _check_timestamp(frame.get_column(timestamp), source, fixes["timestamp"])
+    _check_target(frame.get_column(target), source, fixes["target"])
+    ids = frame.get_column(entity_id)
+    nulls = ids.null_count()
+    if nulls:
+        raise DataError(
+            f"entity id is missing on {nulls} of {frame.height} rows; {fixes['entity_id']}",
+            source=source,
+            column=entity_id,
+        )
+    repeated = ids.is_duplicated()
+    if repeated.any():
+        examples = ids.filter(repeated).unique(maintain_order=True).head(3).to_list()
+        raise DataError(
+            f"entity id repeats on {int(repeated.sum())} rows (e.g. {examples}); ids must be unique because labels "
+            f"join on them: {fixes['entity_id']}",
+            source=source,
+            column=entity_id,
+        )
+
+
+def check_reference(frame: pl.DataFrame, contract: ModelContract, *, source: str) -> None:
+    """:func:`check_key_columns` of a labelled reference against an existing contract (bootstrap)."""
+    check_key_columns(
+        frame,
+        target=contract.target,
+        entity_id=contract.entity_id,
+        timestamp=contract.timestamp,
+        source=source,
+        rewrite=True,
+    )
+
+
+def _check_timestamp(stamps: pl.Series, source: str, fix: str) -> None:
+    import polars as pl
+
+    column = stamps.name
+    dtype = stamps.dtype
+    if dtype == pl.Null or stamps.null_count() == stamps.len():
+        raise DataError(f"timestamp column is entirely null: {fix}", source=source, column=column)
+    if dtype in (pl.Time, pl.Duration):
+        raise DtypeError(
+            f"timestamp column holds {dtype} values (times of day or durations), which do not order rows in time: "
+            f"{fix}",
+            source=source,
+            column=column,
+        )
+    if dtype == pl.String:
+        parsed = stamps.str.to_datetime(strict=False)  # as validate_batch parses it
+        failed = stamps.is_not_null() & parsed.is_null()
+        if failed.any():
+            examples = stamps.filter(failed).head(3).to_list()
+            raise DtypeError(
+                f"{int(failed.sum())} of {stamps.len()} timestamps do not parse as datetimes (e.g. {examples}); "
+                f"write them as ISO 8601 text (2024-01-31 12:00:00) or datetimes, or {fix}",
+                source=source,
+                column=column,
+            )
+    elif not dtype.is_temporal():
+        raise DtypeError(
+            f"timestamp column is {dtype}, not datetimes or text that parses as datetimes: convert it, or {fix}",
+            source=source,
+            column=column,
+        )
+
+
+def _check_target(labels: pl.Series, source: str, fix: str) -> None:
+    """The reference's labels, read as :func:`_canonical_target` reads them: boolean, or numbers 0 and 1."""
+    import polars as pl
+
+    column = labels.name
+    present = labels.drop_nulls()
+    if present.len() == 0:
+        raise DataError(
+            f"target column is entirely null, so the reference is unlabelled: {fix}", source=source, column=column
+        )
+    values = present.unique().sort().to_list()
+    shown = values[:5]
+    if len(values) > 2:
+        raise DtypeError(
+            f"target has {len(values)} distinct values (e.g. {shown}), not a binary label: {fix}",
+            source=source,
+            column=column,
+        )
+    if not (labels.dtype == pl.Boolean or (labels.dtype.is_numeric() and set(values) <= {0, 1})):
+        raise DtypeError(
+            f"target values {shown} ({labels.dtype}) are not 0/1 or true/false: recode them as 1 for the positive "
+            f"class and 0 for the other, or {fix}",
+            source=source,
+            column=column,
+        )
+    if len(values) < 2:
+        raise SingleClassError(
+            f"target holds a single class {values}; a reference needs rows of both classes to train and judge a model",
+            source=source,
+            column=column,
+        )
 
 
 def require_two_classes(frame: pl.DataFrame, contract: ModelContract, *, source: str) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from tasks.errors import VersionNotFoundError
+from tasks.errors import ConfigError, VersionNotFoundError
 from tasks.schema import ModelContract
 from tasks.settings import DriftgateSettings
 
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 MODEL_FILE = "model.txt"
 REFERENCE_FILE = "reference.parquet"
 CONTRACT_FILE = "contract.yaml"
+# Model names become registry folders and W&B collection names: settings.model_name's own pattern.
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 @dataclass
@@ -31,7 +34,20 @@ class Workspace:
 
     @property
     def model(self) -> str:
-        return self.settings.model_name
+        """The model (registry collection) this home serves: ``model_name`` when it was set (keyword,
+        ``DRIFTGATE_MODEL_NAME``, YAML, ``--model``), otherwise the contract's name, so that a contract
+        written by ``driftgate contract churn.parquet`` gives model ``churn`` everywhere. Without a
+        contract file, the default ``model_name``."""
+        settings = self.settings
+        if "model_name" in settings.model_fields_set or not settings.resolved_contract_path.is_file():
+            return settings.model_name
+        name = self.contract.name
+        if not MODEL_NAME.fullmatch(name):
+            raise ConfigError(
+                f"contract {settings.resolved_contract_path} is named {name!r}, which is not a model name "
+                f"({MODEL_NAME.pattern}): rename it in the contract, or pass --model (DRIFTGATE_MODEL_NAME)"
+            )
+        return name
 
     @cached_property
     def contract(self) -> ModelContract:

@@ -545,12 +545,13 @@ def test_schema_changes_are_quality_issues(contract: ModelContract, profile: Ref
     assert result.quality.passed
 
     # As read, before validation cast it: a numeric feature now integer (same family) warns, a
-    # categorical feature now integer codes fails, and a probability column that went missing warns.
+    # categorical feature now integer codes fails; the probability column, optional (production scores
+    # a batch without it), may be left out without a word.
     raw = {**dict(frame.schema), "x_normal": pl.Int64, "segment": pl.Int32}
     raw.pop("y_pred_proba")
     issues = check_schema(profile, raw, contract)
     severity = {i.column: i.severity for i in issues}
-    assert severity == {"note": "warn", "x_normal": "warn", "segment": "fail", "y_pred_proba": "warn"}
+    assert severity == {"note": "warn", "x_normal": "warn", "segment": "fail"}
     assert "dtype changed from Float64 to Int64" in next(i.detail for i in issues if i.column == "x_normal")
     assert dtype_family("Datetime(time_unit='us', time_zone=None)") == "temporal"
 
