@@ -263,7 +263,11 @@ def bootstrap(
 
 @main.command()
 @click.argument("batches", nargs=-1, required=True)
-@click.option("--labels", multiple=True, help="Label file or glob keyed by entity id (repeatable).")
+@click.option(
+    "--labels",
+    multiple=True,
+    help="Label file or glob keyed by entity id (repeatable): for these batches or any batch monitored before.",
+)
 @click.option(
     "--retrain/--no-retrain",
     default=True,
@@ -287,6 +291,8 @@ def monitor(
     production model first. Each batch is validated against the contract, profiled (data quality,
     drift per feature), its performance estimated (NannyML CBPE) and, with labels, realized; the policy
     decides NONE / ALERT / BLOCK / RETRAIN, and everything lands in the audit store and a report.
+    Labels of batches monitored earlier are attached after the batches, and those batches judged again
+    (as `driftgate labels` does). A batch refused at the boundary is recorded as BLOCK (exit code 2).
     """
     _quiet_prefect(ctx.obj["verbose"])
     with _errors(), _progress():
@@ -294,14 +300,12 @@ def monitor(
             from flows.cycle import cycle_flow
 
             result = cycle_flow(batches=list(batches), labels=list(labels) or None, **_flow_args(home, config, model))
-            outcomes, retrained = result["monitor"], result["retrain"]
+            outcomes, arrival, retrained = result["monitor"], result["labels"], result["retrain"]
         else:
             from flows.monitor import monitor_flow
 
-            outcomes = monitor_flow(
-                batches=list(batches), labels=list(labels) or None, **_flow_args(home, config, model)
-            )
-            retrained = None
+            result = monitor_flow(batches=list(batches), labels=list(labels) or None, **_flow_args(home, config, model))
+            outcomes, arrival, retrained = result["batches"], result["labels"], None
     for o in outcomes:
         est = "n/a" if o["estimated"] is None else f"{o['estimated']:.4f}"
         real = "n/a" if o["realized"] is None else f"{o['realized']:.4f}"
@@ -310,8 +314,23 @@ def monitor(
             f"drifted {list(o['drifted_features'])} — {o['reasons'][-1]}"
         )
         click.echo(f"    report: {o['report_path']}")
+    if arrival:
+        _print_arrival(arrival)
     if retrained:
         _print_retrain(retrained)
+
+
+def _print_arrival(arrival: dict[str, Any]) -> None:
+    """A label arrival: its accounting, then each batch it completed with its realized metric and new decision."""
+    click.echo(f"labels: {arrival['summary']}")
+    for b in arrival["batches"]:
+        value = "n/a" if b["realized"] is None else f"{b['realized']:.4f}"
+        reference = "" if b["reference"] is None else f" (reference {b['reference']:.4f})"
+        action = b["action"] or "-"
+        click.echo(
+            f"{b['batch_id']}: +{b['new_rows']} labelled rows ({b['rows_labelled']} in all), realized AUC {value}"
+            f"{reference}; judged again: {action:<7} — {b['reasons'][-1]}"
+        )
 
 
 @main.command()
@@ -395,23 +414,38 @@ def profile(
 
 @main.command()
 @click.argument("labels", nargs=-1, required=True)
+@click.option(
+    "--retrain/--no-retrain",
+    default=True,
+    show_default=True,
+    help="Act on a RETRAIN decided on the labels' arrival at once (retrain, gate, promote on pass).",
+)
 @_common
 @click.pass_context
 def labels(
-    ctx: click.Context, labels: tuple[str, ...], home: str | None, config: str | None, model: str | None
+    ctx: click.Context,
+    labels: tuple[str, ...],
+    retrain: bool,
+    home: str | None,
+    config: str | None,
+    model: str | None,
 ) -> None:
     """Attach delayed label files (or globs), keyed by entity id, to already monitored batches.
 
-    Realized performance of each batch they complete is recorded; retraining windows then include them.
+    All files are checked together first: an id with two different labels, or labels of one class only, is
+    refused (naming the files) before anything is written. Each batch that gains labels gets its realized
+    performance recorded and is judged again by the policy (a realized drop counts like an estimated one),
+    so a RETRAIN can be decided when labels land. Unknown ids, ids already labelled and ids found in more than
+    one batch are counted and reported.
     """
     _quiet_prefect(ctx.obj["verbose"])
     with _errors():
         from flows.labels import labels_flow
 
-        outcomes = labels_flow(labels=list(labels), **_flow_args(home, config, model))
-    for o in outcomes:
-        value = "n/a" if o["realized"] is None else f"{o['realized']:.4f}"
-        click.echo(f"{o['batch_id']}: {o['rows_labelled']} labelled rows, realized AUC {value}")
+        result = labels_flow(labels=list(labels), retrain=retrain, **_flow_args(home, config, model))
+    _print_arrival(result["labels"])
+    if result["retrain"]:
+        _print_retrain(result["retrain"])
 
 
 @main.command()
@@ -818,7 +852,7 @@ def _cell(value: Any) -> str:
 
 def _print_retrain(result: dict[str, Any]) -> None:
     if result.get("duplicate"):
-        click.echo("retrain skipped: this window was already retrained")
+        click.echo(f"retrain skipped: {result['reasons'][0]} (key {result.get('idempotency_key')})")
         return
     verdict = click.style("PASSED", fg="green") if result["gate_passed"] else click.style("FAILED", fg="red")
     champion = result.get("champion_version") or "(none)"

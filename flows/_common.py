@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from prefect import get_run_logger
 
@@ -21,6 +22,26 @@ def workspace(home: str | None = None, config: str | None = None, model: str | N
 
 def banner(text: str) -> None:
     get_run_logger().info("── %s ──", text)
+
+
+def act_on_retrain(
+    request: dict[str, Any], reason: str, home: str | None, config: str | None, model: str | None
+) -> dict[str, Any]:
+    """Run the retrain flow for a RETRAIN decision (a monitor or a label-arrival outcome as a dict)."""
+    from flows.retrain import retrain_flow
+
+    banner(f"retrain requested: {reason}")
+    start, end = request.get("window_start"), request.get("window_end")
+    return retrain_flow(
+        window_start=start.isoformat() if start else None,
+        window_end=end.isoformat() if end else None,
+        idempotency_key=request["retrain_key"],
+        reason=reason,
+        priority_class=request.get("priority_class"),
+        home=home,
+        config=config,
+        model=model,
+    )
 
 
 @contextmanager

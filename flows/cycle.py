@@ -1,4 +1,5 @@
-"""Cycle flow: monitor the batches; the first RETRAIN decision retrains, and a passing candidate is promoted."""
+"""Cycle flow: monitor the batches (and attach labels); the first RETRAIN decision retrains, and a passing
+candidate is promoted."""
 
 from __future__ import annotations
 
@@ -6,9 +7,8 @@ from typing import Any
 
 from prefect import flow
 
-from flows._common import banner
+from flows._common import act_on_retrain, banner
 from flows.monitor import monitor_flow
-from flows.retrain import retrain_flow
 
 
 @flow(name="driftgate-cycle", log_prints=True)
@@ -20,19 +20,15 @@ def cycle_flow(
     model: str | None = None,
 ) -> dict[str, Any]:
     banner("monitor")
-    outcomes = monitor_flow(batches=batches, labels=labels, home=home, config=config, model=model)
+    result = monitor_flow(batches=batches, labels=labels, home=home, config=config, model=model)
+    late = [b for b in (result["labels"] or {}).get("batches", []) if b["action"] == "RETRAIN"]
+    request = next((o for o in result["batches"] if o["action"] == "RETRAIN"), None)
     retrain: dict[str, Any] | None = None
-    request = next((o for o in outcomes if o["action"] == "RETRAIN"), None)
     if request is not None:
-        banner(f"retrain requested by batch {request['batch_id']}")
-        retrain = retrain_flow(
-            window_start=request["window_start"].isoformat() if request["window_start"] else None,
-            window_end=request["window_end"].isoformat() if request["window_end"] else None,
-            idempotency_key=request["retrain_key"],
-            reason=f"policy RETRAIN on batch {request['batch_id']}",
-            priority_class=request["priority_class"],
-            home=home,
-            config=config,
-            model=model,
+        retrain = act_on_retrain(request, f"policy RETRAIN on batch {request['batch_id']}", home, config, model)
+    elif late:
+        request = late[0]
+        retrain = act_on_retrain(
+            request, f"policy RETRAIN on late labels of batch {request['batch_id']}", home, config, model
         )
-    return {"monitor": outcomes, "retrain": retrain}
+    return {"monitor": result["batches"], "labels": result["labels"], "retrain": retrain}

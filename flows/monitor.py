@@ -1,4 +1,5 @@
-"""Monitor flow: each batch is validated, scored if needed, profiled, estimated, judged, recorded and announced."""
+"""Monitor flow: each batch is validated, scored if needed, profiled, estimated, judged, recorded and announced;
+labels of the call that belong to earlier batches then judge those batches again."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from flows import steps
 from flows._common import banner, workspace
 from tasks import progress
 from tasks.data import expand_paths
+from tasks.errors import DataError
 
 
 @flow(name="driftgate-monitor", log_prints=True)
@@ -21,32 +23,49 @@ def monitor_flow(
     config: str | None = None,
     model: str | None = None,
     only_new: bool = False,
-) -> list[dict[str, Any]]:
-    """Monitor batch files (names or globs); `labels` are label files keyed by entity id.
+) -> dict[str, Any]:
+    """Monitor batch files (names or globs); `labels` are label files (or globs) keyed by entity id, for these
+    batches or any batch monitored before. Returns {"batches": [outcome, ...], "labels": arrival or None}.
 
     With only_new (the scheduled deployment), batches already in the audit store are skipped and an
-    empty inbox is not an error.
+    empty inbox is not an error. A batch refused at the boundary is recorded as BLOCK; the first refusal is
+    raised once every batch has been seen.
     """
     ws = workspace(home, config, model)
-    paths = steps.select_batches(ws, batches, only_new)
-    if not paths:
-        banner("no new batches")
+    refused: list[DataError] = []
+    outcomes: list[dict[str, Any]] = []
+    arrival = None
+    try:
+        paths = steps.select_batches(ws, batches, only_new)
+        label_set = steps.read_labels(ws, [str(p) for p in expand_paths(labels)] if labels else None)
+        if not paths and label_set is None:
+            banner("no new batches")
+            return {"batches": [], "labels": None}
+        if paths:
+            banner(f"prepare: production model, reference profile and estimator for {ws.model}")
+            ctx = steps.prepare_context(ws)
+        for done, path in enumerate(paths, start=1):
+            banner(f"batch {done}/{len(paths)}: {path}")
+            try:
+                batch = steps.load_batch(ws, ctx, path, label_set)
+            except DataError as exc:
+                refused.append(exc)
+                outcomes.append(asdict(steps.refuse(ws, path, exc)))
+                progress.report("monitor", done, len(paths), f"{path}: refused")
+                continue
+            batch_profile = steps.profile(ws, ctx, batch)
+            est, realized = steps.estimate(ws, ctx, batch)
+            decision = steps.judge(ws, batch, batch_profile, est, realized)
+            key = steps.record_monitoring(ws, batch, batch_profile, est, realized, decision)
+            steps.announce(ws, batch.batch_id, decision, key)
+            outcome = steps.report_monitoring(ws, batch, batch_profile, est, realized, decision, key)
+            outcomes.append(asdict(outcome))
+            progress.report("monitor", done, len(paths), f"{batch.batch_id}: {decision.action.value}")
+        if label_set is not None:
+            banner(f"labels: {label_set.describe()}")
+            arrival = asdict(steps.attach_labels(ws, label_set, require_match=not paths))
+    finally:
         ws.close()
-        return []
-    label_paths = [str(p) for p in expand_paths(labels)] if labels else None
-    banner(f"prepare: production model, reference profile and estimator for {ws.model}")
-    ctx = steps.prepare_context(ws)
-    outcomes = []
-    for done, path in enumerate(paths, start=1):
-        banner(f"batch {done}/{len(paths)}: {path}")
-        batch = steps.load_batch(ws, ctx, path, label_paths)
-        batch_profile = steps.profile(ws, ctx, batch)
-        est, realized = steps.estimate(ws, ctx, batch)
-        decision = steps.judge(ws, batch, batch_profile, est, realized)
-        key = steps.record_monitoring(ws, batch, batch_profile, est, realized, decision)
-        steps.announce(ws, batch, decision, key)
-        outcome = steps.report_monitoring(ws, batch, batch_profile, est, realized, decision, key)
-        outcomes.append(asdict(outcome))
-        progress.report("monitor", done, len(paths), f"{batch.batch_id}: {decision.action.value}")
-    ws.close()
-    return outcomes
+    if refused:
+        raise refused[0]
+    return {"batches": outcomes, "labels": arrival}

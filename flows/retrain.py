@@ -32,19 +32,10 @@ def retrain_flow(
     ws = workspace(home, config, model)
     banner(f"claim {idempotency_key or 'manual retrain'} ({priority_class or 'unprioritised'})")
     if not steps.claim_window(ws, idempotency_key):
+        outcome = steps.record_duplicate(ws, idempotency_key, reason)
         ws.close()
         banner(f"duplicate request: {idempotency_key} was already claimed, nothing to retrain")
-        return asdict(
-            RetrainOutcome(
-                None,
-                None,
-                False,
-                ("duplicate request: this window was already retrained",),
-                None,
-                idempotency_key,
-                duplicate=True,
-            )
-        )
+        return asdict(outcome)
     start = datetime.fromisoformat(window_start) if window_start else None
     end = datetime.fromisoformat(window_end) if window_end else None
     banner(f"wait for the retrain slot ({ws.settings.retrain_slot or 'none'})")

@@ -5,12 +5,15 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks import monitoring, promotion, retraining
+from tasks import arrivals, monitoring, promotion, retraining
 
 select_batches = task(name="select-batches", cache_policy=NO_CACHE, persist_result=False)(monitoring.select_batches)
 prepare_context = task(name="prepare-monitoring", cache_policy=NO_CACHE, persist_result=False)(
     monitoring.prepare_context
 )
+read_labels = task(name="read-labels", cache_policy=NO_CACHE, persist_result=False)(monitoring.read_labels)
+refuse = task(name="refuse-batch", cache_policy=NO_CACHE, persist_result=False)(monitoring.refuse)
+attach_labels = task(name="attach-labels", cache_policy=NO_CACHE, persist_result=False)(arrivals.attach_labels)
 load_batch = task(name="load-batch", cache_policy=NO_CACHE, persist_result=False)(monitoring.load_batch)
 profile = task(name="profile-batch", cache_policy=NO_CACHE, persist_result=False)(monitoring.profile)
 estimate = task(name="estimate-performance", cache_policy=NO_CACHE, persist_result=False)(monitoring.estimate)
@@ -19,6 +22,9 @@ record_monitoring = task(name="record-monitoring", cache_policy=NO_CACHE, persis
 announce = task(name="emit-events", cache_policy=NO_CACHE, persist_result=False)(monitoring.announce)
 report_monitoring = task(name="report-batch", cache_policy=NO_CACHE, persist_result=False)(monitoring.report)
 
+record_duplicate = task(name="record-duplicate", cache_policy=NO_CACHE, persist_result=False)(
+    retraining.record_duplicate
+)
 claim_window = task(name="claim-window", cache_policy=NO_CACHE, persist_result=False)(retraining.claim)
 collect_window = task(name="collect-window", cache_policy=NO_CACHE, persist_result=False)(retraining.collect_window)
 split_holdout = task(name="split-holdout", cache_policy=NO_CACHE, persist_result=False)(retraining.split_holdout)

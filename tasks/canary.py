@@ -230,13 +230,13 @@ def attach_labels(ws: Workspace, label_paths: Sequence[str]) -> dict[str, int]:
     import polars as pl
 
     from tasks.data import expand_paths, read_file, write_frame
-    from tasks.monitoring import validate_labels
+    from tasks.labels import validate_label_file
 
     contract = ws.contract
     folder = predictions_dir(ws)
     labelled: dict[str, int] = {}
     for label_file in expand_paths(list(label_paths)) if label_paths else []:
-        labels = validate_labels(read_file(label_file), ws, source=str(label_file))
+        labels = validate_label_file(read_file(label_file), contract, source=str(label_file))
         keys = labels.select(contract.entity_id, pl.col(contract.target).alias("__label"))
         for path in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
             frame = pl.read_parquet(path)

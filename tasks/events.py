@@ -37,9 +37,12 @@ def resource_id(model: str) -> str:
     return f"driftgate.model.{model}"
 
 
-def retrain_key(model: str, window_start: datetime | None, window_end: datetime | None) -> str:
-    """One retrain per (model, data window): a repeated event maps to the same key."""
-    raw = f"{model}|{window_start.isoformat() if window_start else ''}|{window_end.isoformat() if window_end else ''}"
+def retrain_key(model: str, window_start: datetime | None, window_end: datetime | None, fingerprint: str = "") -> str:
+    """One retrain per (model, data window, labelled rows in it): a repeated event maps to the same key, while
+    the same window with more labelled rows (late labels, a grown stretch) is a new request."""
+    start = window_start.isoformat() if window_start else ""
+    end = window_end.isoformat() if window_end else ""
+    raw = f"{model}|{start}|{end}" + (f"|{fingerprint}" if fingerprint else "")
     return "retrain-" + hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 

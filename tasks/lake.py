@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tasks.errors import DataError, TrainingError
+from tasks.errors import TrainingError
 
 if TYPE_CHECKING:
     import polars as pl
@@ -46,28 +46,6 @@ class BatchLake:
         if not self.root.is_dir():
             return []
         return sorted(p.stem for p in self.root.glob("*.parquet"))
-
-    def attach_labels(self, labels: pl.DataFrame, contract: ModelContract, *, source: str) -> dict[str, int]:
-        """Join delayed labels into every stored batch that holds their entity ids; returns rows labelled per batch."""
-        import polars as pl
-
-        labelled: dict[str, int] = {}
-        keys = labels.select(contract.entity_id, pl.col(contract.target).alias("__label"))
-        for batch_id in self.batch_ids():
-            frame = pl.read_parquet(self.path(batch_id))
-            joined = frame.join(keys, on=contract.entity_id, how="left")
-            hits = joined.get_column("__label").is_not_null().sum()
-            if not hits:
-                continue
-            if contract.target in joined.columns:
-                merged = pl.coalesce(pl.col("__label").cast(pl.Int8), pl.col(contract.target).cast(pl.Int8))
-            else:
-                merged = pl.col("__label").cast(pl.Int8)
-            self.save(batch_id, joined.with_columns(merged.alias(contract.target)).drop("__label"))
-            labelled[batch_id] = int(hits)
-        if not labelled:
-            raise DataError("no label matches a monitored batch's entity id", source=source, column=contract.entity_id)
-        return labelled
 
     def window(
         self,

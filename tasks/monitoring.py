@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +16,7 @@ from tasks.policy import (
     PolicyState,
     SliceEvidence,
     decide,
+    policy_clock,
     state_from_history,
 )
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from tasks.estimation import PerformanceEstimate, PerformanceEstimator, RealizedPerformance
+    from tasks.labels import LabelSet
     from tasks.profiling import BatchProfile, ReferenceProfile
     from tasks.registry import ModelVersion
     from tasks.workspace import Workspace
@@ -35,6 +37,7 @@ class LoadedBatch:
     frame: pl.DataFrame
     scored_by: str  # version that produced the scores, or "supplied" when the batch came with them
     raw_schema: dict[str, Any] = field(default_factory=dict)  # dtypes as read, before validation cast them
+    production: str | None = None  # production version the batch is judged for
 
 
 @dataclass(frozen=True)
@@ -102,9 +105,20 @@ def prepare_context(ws: Workspace) -> MonitorContext:
     )
 
 
-def load_batch(ws: Workspace, ctx: MonitorContext, path: str, labels: list[str] | None = None) -> LoadedBatch:
-    """Read, validate against the contract, join delayed labels, and score with production if unscored."""
-    from tasks.data import join_labels, read_file
+def read_labels(ws: Workspace, paths: list[str] | None) -> LabelSet | None:
+    """Every label file of one call, read and checked together (tasks/labels.py); None without files."""
+    from tasks.labels import read_labels as read_label_files
+
+    return read_label_files(paths, ws.contract) if paths else None
+
+
+def load_batch(ws: Workspace, ctx: MonitorContext, path: str, labels: LabelSet | None = None) -> LoadedBatch:
+    """Read, validate against the contract, join the labels of this call, and score with production if unscored.
+
+    Labels of this call that belong to earlier batches are attached after the batches (``attach_labels``).
+    """
+    from tasks.data import read_file
+    from tasks.labels import join_frame
     from tasks.lake import batch_id_for
     from tasks.schema import validate_batch
     from tasks.scoring import score_frame
@@ -112,9 +126,8 @@ def load_batch(ws: Workspace, ctx: MonitorContext, path: str, labels: list[str] 
     contract = ws.contract
     raw = read_file(path)
     frame = validate_batch(raw, contract, source=path, min_rows=1)
-    for label_path in labels or []:
-        label_frame = validate_labels(read_file(label_path), ws, source=label_path)
-        frame = join_labels(frame, label_frame, entity_id=contract.entity_id, target=contract.target, source=label_path)
+    if labels is not None:
+        frame, _ = join_frame(frame, labels, contract)
     if contract.probability in frame.columns:
         scored_by = "supplied"
     else:
@@ -123,21 +136,53 @@ def load_batch(ws: Workspace, ctx: MonitorContext, path: str, labels: list[str] 
         )
         scored_by = ctx.version.version
     return LoadedBatch(
-        batch_id=batch_id_for(path), source=path, frame=frame, scored_by=scored_by, raw_schema=dict(raw.schema)
+        batch_id=batch_id_for(path),
+        source=path,
+        frame=frame,
+        scored_by=scored_by,
+        raw_schema=dict(raw.schema),
+        production=ctx.version.version,
     )
 
 
-def validate_labels(frame: pl.DataFrame, ws: Workspace, *, source: str) -> pl.DataFrame:
-    from tasks.errors import EmptyBatchError, MissingColumnError
-    from tasks.schema import _canonical_target
+def refuse(ws: Workspace, path: str, error: Exception) -> MonitorOutcome:
+    """A batch refused at the boundary (a typed error) is recorded as a BLOCK decision with the error; the
+    batch itself is kept out of the lake and out of the policy's memory of degraded batches."""
+    from tasks.lake import batch_id_for
+    from tasks.store import DecisionRecord
 
-    contract = ws.contract
-    for column in (contract.entity_id, contract.target):
-        if column not in frame.columns:
-            raise MissingColumnError("label file lacks a column", source=source, column=column)
-    if frame.height == 0:
-        raise EmptyBatchError("label file has no rows", source=source)
-    return _canonical_target(frame.select(contract.entity_id, contract.target), contract, source)
+    batch_id = batch_id_for(path)
+    reason = f"refused at the boundary: {error}"
+    with ws.store.transaction() as conn:
+        ws.store.record_batch(ws.model, batch_id, path, 0, None, None, "refused", conn=conn)
+        ws.store.record_decision(
+            DecisionRecord(
+                model=ws.model,
+                kind="policy",
+                outcome=Action.BLOCK.value,
+                reasons=(reason,),
+                batch_id=batch_id,
+                payload={"error": str(error), "error_type": type(error).__name__, "refused": True},
+            ),
+            conn=conn,
+        )
+    return MonitorOutcome(
+        batch_id=batch_id,
+        source=path,
+        rows=0,
+        scored_by="",
+        action=Action.BLOCK.value,
+        reasons=(reason,),
+        priority_class="low",
+        drifted_features=(),
+        estimated=None,
+        realized=None,
+        quality_passed=False,
+        retrain_key=None,
+        report_path="",
+        window_start=None,
+        window_end=None,
+    )
 
 
 def profile(ws: Workspace, ctx: MonitorContext, batch: LoadedBatch) -> BatchProfile:
@@ -165,50 +210,106 @@ def estimate(
     return est, realized
 
 
-def policy_state(ws: Workspace, now: datetime) -> PolicyState:
-    """Rebuild what the policy remembers from the audit store (the replay harness derives it the same way)."""
-    policy_rows = ws.store.decisions(ws.model, kind="policy")
-    retrains = ws.store.decisions(ws.model, kind="retrain")
-    past = [
-        PastDecision(
-            decided_at=row["decided_at"],
-            degraded=bool(row["payload"].get("degraded")),
-            window_start=datetime.fromisoformat(row["payload"]["window_start"])
-            if row["payload"].get("window_start")
-            else None,
-            labelled_rows=int(row["payload"].get("evidence", {}).get("labelled_rows", 0)),
-        )
-        for row in policy_rows
-    ]
-    return state_from_history(
-        past,
-        [row["decided_at"] for row in retrains],
-        now,
-        pending_concept_drift=_late_label_alarm(ws, policy_rows[-1]["decided_at"] if policy_rows else None),
+def policy_state(
+    ws: Workspace, now: datetime, *, batch_id: str | None = None, model_version: str | None = None
+) -> PolicyState:
+    """Rebuild what the policy remembers from the audit store (the replay harness derives it the same way).
+
+    Each earlier batch counts with its *latest* verdict (a re-judgement on late labels replaces the first one),
+    in batch order; the batch being judged (``batch_id``) is left out. Labelled rows are what the labels table
+    holds now, so labels that arrived after a batch was first judged count towards ``min_new_rows``. Times are
+    on the policy clock (``policy_clock``): batch time when batches carry timestamps.
+    """
+    latest = latest_verdicts(ws)
+    labelled = ws.store.labelled_rows(ws.model)
+    order = batch_order(ws)
+    here = order.get(batch_id) if batch_id else None
+    past: list[PastDecision] = []
+    others: list[PastDecision] = []
+    for bid, row in sorted(latest.items(), key=lambda item: order.get(item[0], (_decision_clock(item[1]), 0))):
+        if bid == batch_id:
+            continue
+        item = _past_decision(row, labelled)
+        others.append(item)
+        if here is None or order.get(bid, (item.decided_at, 0)) < here:
+            past.append(item)
+    state = state_from_history(past, retrain_times(ws), now, model_version=model_version)
+    last = state.last_retrain_at
+    # Labelled rows of every other batch newer than the last retrain, later batches included: what is labelled now.
+    fresh = sum(item.labelled_rows for item in others if last is None or item.decided_at > last)
+    return replace(state, labelled_rows_since_retrain=fresh)
+
+
+def latest_verdicts(ws: Workspace) -> dict[str, dict[str, Any]]:
+    """The newest policy decision of each batch with evidence (refusals at the boundary carry none)."""
+    latest: dict[str, dict[str, Any]] = {}
+    for row in ws.store.decisions(ws.model, kind="policy"):
+        if row.get("batch_id") and (row["payload"] or {}).get("evidence"):
+            latest[str(row["batch_id"])] = row
+    return latest
+
+
+def batch_order(ws: Workspace) -> dict[str, tuple[datetime, int]]:
+    """Batches in data order: by the start of their window, then by when they were first recorded."""
+    out: dict[str, tuple[datetime, int]] = {}
+    for row in ws.store.batches(ws.model):
+        out[str(row["batch_id"])] = (row["window_start"] or row["recorded_at"], int(row["id"]))
+    return out
+
+
+def retrain_times(ws: Workspace) -> list[datetime]:
+    """When retraining happened, on the policy clock: each RETRAIN decision at its batch's time, and each retrain
+    that no RETRAIN decision asked for (a manual one) at the end of the data it trained on."""
+    requested: dict[str, datetime] = {}
+    for row in ws.store.decisions(ws.model, kind="policy"):
+        if row["outcome"] == Action.RETRAIN.value:
+            requested[str((row["payload"] or {}).get("retrain_key") or row["id"])] = _decision_clock(row)
+    times = list(requested.values())
+    for row in ws.store.decisions(ws.model, kind="retrain"):
+        payload = row["payload"] or {}
+        if row["outcome"] == "duplicate" or payload.get("idempotency_key") in requested:
+            continue
+        data_end = payload.get("data_end")
+        times.append(_aware(datetime.fromisoformat(data_end)) if data_end else row["decided_at"])
+    return times
+
+
+def _decision_clock(row: dict[str, Any]) -> datetime:
+    end = ((row["payload"] or {}).get("evidence") or {}).get("window_end")
+    return _aware(datetime.fromisoformat(end)) if end else row["decided_at"]
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _past_decision(row: dict[str, Any], labelled: dict[str, int]) -> PastDecision:
+    payload = row["payload"] or {}
+    evidence = payload.get("evidence") or {}
+    start = payload.get("window_start")
+    batch_id = str(row["batch_id"])
+    return PastDecision(
+        decided_at=_decision_clock(row),
+        degraded=bool(payload.get("degraded")),
+        window_start=datetime.fromisoformat(start) if start else None,
+        labelled_rows=labelled.get(batch_id, int(evidence.get("labelled_rows") or 0)),
+        batch_id=batch_id,
+        model_version=evidence.get("model_version") or _judged_version(row),
     )
+
+
+def _judged_version(row: dict[str, Any]) -> str | None:
+    version = row.get("version")
+    return None if version in (None, "supplied") else str(version)
 
 
 CONCEPT_SIGNAL = "concept_drift"
 HEATMAP_BATCHES = 30  # batches (columns) of the drift heat map in each monitor report
 
 
-def _late_label_alarm(ws: Workspace, since: datetime | None) -> ConceptDriftEvidence | None:
-    """A concept-drift alarm raised by delayed labels (`driftgate labels`) after the last policy decision."""
-    for row in reversed(ws.store.signals(ws.model, kind="drift", name=CONCEPT_SIGNAL, since=since)):
-        payload = row["payload"] or {}
-        if payload.get("source") == "labels" and row["alert"]:
-            return ConceptDriftEvidence(
-                method=str(row["method"]),
-                detected=True,
-                statistic=float(row["value"] or 0.0),
-                threshold=float(row["threshold"] or 0.0),
-                rows=int(payload.get("rows", 0)),
-                detail=str(payload.get("detail", "")),
-            )
-    return None
-
-
-def _concept_drift(ws: Workspace, frame: pl.DataFrame, version: str, source: str) -> ConceptDriftEvidence | None:
+def concept_drift_evidence(
+    ws: Workspace, frame: pl.DataFrame, version: str, source: str
+) -> ConceptDriftEvidence | None:
     """Feed the labelled rows (in time order) to the detector of this model version, continuing its stored state.
 
     Each production version has its own error stream: a new champion starts a fresh detector.
@@ -251,7 +352,7 @@ def _concept_drift(ws: Workspace, frame: pl.DataFrame, version: str, source: str
     )
 
 
-def _concept_signal(
+def concept_signal(
     ws: Workspace, batch_id: str, concept: ConceptDriftEvidence, version: str, source: str, window: tuple[Any, Any]
 ) -> Any:
     from tasks.store import SignalRecord
@@ -296,6 +397,7 @@ def _slice_evidence(est: PerformanceEstimate, realized: RealizedPerformance | No
                 realized_drop=realized_drop,
                 sampling_error=item.sampling_error,
                 labelled_rows=real.rows_labelled if real is not None else 0,
+                reference_value=item.reference_value,
             )
         )
     return tuple(out)
@@ -309,7 +411,6 @@ def judge(
     realized: RealizedPerformance | None,
     now: datetime | None = None,
 ) -> PolicyDecision:
-    now = now or datetime.now(UTC)
     evidence = PolicyEvidence(
         batch_id=batch.batch_id,
         rows=batch_profile.rows,
@@ -324,10 +425,14 @@ def judge(
         labelled_rows=realized.rows_labelled if realized else 0,
         window_start=batch_profile.window_start,
         window_end=batch_profile.window_end,
-        concept_drift=_concept_drift(ws, batch.frame, batch.scored_by, "monitor"),
+        concept_drift=concept_drift_evidence(ws, batch.frame, batch.scored_by, "monitor"),
         slices=_slice_evidence(est, realized),
+        model_version=batch.production,
+        serving_version=batch.production,
     )
-    return decide(evidence, policy_state(ws, now), ws.settings.policy, now)
+    clock = now or policy_clock(evidence, datetime.now(UTC))
+    state = policy_state(ws, clock, batch_id=batch.batch_id, model_version=batch.production)
+    return decide(evidence, state, ws.settings.policy, clock)
 
 
 def record(
@@ -339,7 +444,7 @@ def record(
     decision: PolicyDecision,
 ) -> str | None:
     """Write batch, signals and decision in one transaction; returns the retrain idempotency key if any."""
-    from tasks.store import DecisionRecord, SignalRecord
+    from tasks.store import DecisionRecord, LabelRecord, SignalRecord
 
     model = ws.model
     start, end = batch_profile.window_start, batch_profile.window_end
@@ -376,29 +481,23 @@ def record(
     bounds = {"lower": est.lower, "upper": est.upper, "reference": est.reference_value}
     signals.append(signal("estimate", est.metric, est.method, est.value, est.lower_threshold, est.alert, bounds))
     if realized is not None and realized.value is not None:
-        labelled = {"rows_labelled": realized.rows_labelled, **_estimate_error(est.value, est, realized.value)}
+        realized_payload = {"rows_labelled": realized.rows_labelled, **estimate_error(est.value, est, realized.value)}
         signals.append(
-            signal("realized", realized.metric, "labels", realized.value, est.lower_threshold, False, labelled)
+            signal("realized", realized.metric, "labels", realized.value, est.lower_threshold, False, realized_payload)
         )
     concept = decision.evidence.concept_drift
     if concept is not None:
-        signals.append(_concept_signal(ws, batch.batch_id, concept, batch.scored_by, "monitor", (start, end)))
-    key = (
-        events.retrain_key(model, decision.window_start, decision.window_end)
-        if (decision.action == Action.RETRAIN)
-        else None
-    )
-    payload: dict[str, Any] = decision.to_dict()
-    payload["scored_by"] = batch.scored_by
-    payload["retrain_key"] = key
-    if payload["evidence"].get("concept_drift"):
-        # The detector's state is kept once, in its signal, not in every decision.
-        payload["evidence"]["concept_drift"].pop("state_json", None)
+        signals.append(concept_signal(ws, batch.batch_id, concept, batch.scored_by, "monitor", (start, end)))
+    labelled = realized.rows_labelled if realized is not None else 0
+    key = decision_key(ws, decision, {batch.batch_id: labelled})
+    payload = decision_payload(decision, key, scored_by=batch.scored_by)
+    arrivals = [LabelRecord(model, batch.batch_id, "with the batch", labelled, labelled)] if labelled else []
     with ws.store.transaction() as conn:
         ws.store.record_batch(
             model, batch.batch_id, batch.source, batch_profile.rows, start, end, "monitored", conn=conn
         )
         ws.store.record_signals(signals, conn=conn)
+        ws.store.record_labels(arrivals, conn=conn)
         ws.store.record_decision(
             DecisionRecord(
                 model=model,
@@ -418,7 +517,48 @@ def record(
     return key
 
 
-def _estimate_error(estimated: float | None, est: Any, realized: float | None) -> dict[str, Any]:
+def decision_key(ws: Workspace, decision: PolicyDecision, pending: dict[str, int] | None = None) -> str | None:
+    """The idempotency key of a RETRAIN: the model, its data window and the labelled rows that window holds now
+    (``pending``: labelled rows of batches not yet in the store). A re-sent request collapses into the first;
+    a grown stretch, or the same stretch with new labels, gets a new key and may retrain again."""
+    if decision.action != Action.RETRAIN:
+        return None
+    return events.retrain_key(
+        ws.model, decision.window_start, decision.window_end, window_fingerprint(ws, decision, pending or {})
+    )
+
+
+def window_fingerprint(ws: Workspace, decision: PolicyDecision, pending: dict[str, int]) -> str:
+    """(batch id, labelled rows) of every batch inside the decision's window, in batch-id order."""
+    start = _aware(decision.window_start) if decision.window_start else None
+    end = _aware(decision.window_end) if decision.window_end else None
+    labelled = {**ws.store.labelled_rows(ws.model), **pending}
+    inside: dict[str, int] = {}
+    for row in ws.store.batches(ws.model):
+        batch_id = str(row["batch_id"])
+        first, last = row["window_start"], row["window_end"]
+        if start is not None and first is not None and first < start:
+            continue
+        if end is not None and last is not None and last > end:
+            continue
+        inside[batch_id] = labelled.get(batch_id, 0)
+    for batch_id, rows in pending.items():
+        inside.setdefault(batch_id, rows)
+    return ";".join(f"{b}={n}" for b, n in sorted(inside.items()) if n)
+
+
+def decision_payload(decision: PolicyDecision, key: str | None, **extra: Any) -> dict[str, Any]:
+    """A policy decision as stored: the decision, its retrain key, and what the caller adds."""
+    payload: dict[str, Any] = decision.to_dict()
+    payload["retrain_key"] = key
+    payload.update(extra)
+    if payload["evidence"].get("concept_drift"):
+        # The detector's state is kept once, in its signal, not in every decision.
+        payload["evidence"]["concept_drift"].pop("state_json", None)
+    return payload
+
+
+def estimate_error(estimated: float | None, est: Any, realized: float | None) -> dict[str, Any]:
     """The running error of the estimate, stored with each realized value (est: a PerformanceEstimate or None)."""
     if estimated is None or realized is None:
         return {}
@@ -430,13 +570,14 @@ def _estimate_error(estimated: float | None, est: Any, realized: float | None) -
     }
 
 
-def announce(ws: Workspace, batch: LoadedBatch, decision: PolicyDecision, key: str | None) -> list[str]:
-    """Emit the monitoring events; returns their names. Events go nowhere without a Prefect API."""
+def announce(ws: Workspace, batch_id: str, decision: PolicyDecision, key: str | None) -> list[str]:
+    """Emit the events of a policy decision; returns their names. Events go nowhere without a Prefect API."""
     if not ws.settings.emit_events:
         return []
     base = {
         "model": ws.model,
-        "batch_id": batch.batch_id,
+        "batch_id": batch_id,
+        "trigger": decision.evidence.trigger,
         "window_start": decision.window_start,
         "window_end": decision.window_end,
     }
@@ -474,7 +615,7 @@ def announce(ws: Workspace, batch: LoadedBatch, decision: PolicyDecision, key: s
         )
         sent.append(events.RETRAIN_REQUESTED)
     for name in sent:
-        ws.store.record_event(name, events.resource_id(ws.model), {**base, "batch_id": batch.batch_id}, None)
+        ws.store.record_event(name, events.resource_id(ws.model), base, None)
     return sent
 
 
@@ -535,86 +676,3 @@ def report(
         window_start=decision.window_start,
         window_end=decision.window_end,
     )
-
-
-@dataclass(frozen=True)
-class LabelOutcome:
-    batch_id: str
-    rows_labelled: int
-    realized: float | None
-
-
-def attach_labels(ws: Workspace, label_paths: list[str]) -> list[LabelOutcome]:
-    """Delayed labels: join them into the monitored batches they belong to and record realized performance,
-    the error of the batch's earlier estimate, and the concept-drift detector fed with the newly labelled rows."""
-    import polars as pl
-
-    from tasks.data import read_file
-    from tasks.estimation import realized_performance
-    from tasks.performance_plots import write_performance_chart
-    from tasks.store import SignalRecord
-
-    contract = ws.contract
-    touched: set[str] = set()
-    arrived: list[pl.Series] = []
-    for path in label_paths:
-        labels = validate_labels(read_file(path), ws, source=path)
-        touched |= set(ws.lake.attach_labels(labels, contract, source=path))
-        arrived.append(labels.get_column(contract.entity_id))
-    new_ids = pl.concat(arrived).unique() if arrived else None
-    versions = {row["batch_id"]: row["version"] for row in ws.store.decisions(ws.model, kind="policy")}
-    outcomes: list[LabelOutcome] = []
-    signals: list[SignalRecord] = []
-    for batch_id in sorted(touched):
-        frame = pl.read_parquet(ws.lake.path(batch_id))
-        realized = realized_performance(frame, contract)
-        outcomes.append(LabelOutcome(batch_id, realized.rows_labelled, realized.value))
-        estimate = next(iter(reversed(ws.store.signals(ws.model, batch_id=batch_id, kind="estimate"))), None)
-        if realized.value is not None:
-            band = _StoredBand(estimate)
-            signals.append(
-                SignalRecord(
-                    model=ws.model,
-                    batch_id=batch_id,
-                    kind="realized",
-                    name=realized.metric,
-                    method="labels",
-                    value=realized.value,
-                    threshold=None,
-                    alert=False,
-                    payload={
-                        "rows_labelled": realized.rows_labelled,
-                        "delayed": True,
-                        **_estimate_error(band.value, band, realized.value),
-                    },
-                )
-            )
-        version = versions.get(batch_id)
-        if version is not None and new_ids is not None:
-            fresh = frame.filter(pl.col(contract.entity_id).is_in(new_ids.implode()))
-            concept = _concept_drift(ws, fresh, version, "labels")
-            if concept is not None:
-                # Recorded at once, so the next batch of the same labels file sees the detector's new state.
-                ws.store.record_signals([_concept_signal(ws, batch_id, concept, version, "labels", (None, None))])
-    ws.store.record_signals(signals)
-    write_performance_chart(ws)
-    return outcomes
-
-
-@dataclass(frozen=True)
-class _StoredBand:
-    """An estimate signal row read back as (value, lower, upper)."""
-
-    row: dict[str, Any] | None
-
-    @property
-    def value(self) -> float | None:
-        return None if self.row is None else self.row["value"]
-
-    @property
-    def lower(self) -> float | None:
-        return None if self.row is None else (self.row["payload"] or {}).get("lower")
-
-    @property
-    def upper(self) -> float | None:
-        return None if self.row is None else (self.row["payload"] or {}).get("upper")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -38,6 +38,7 @@ class SliceEvidence:
     realized_drop: float | None = None
     sampling_error: float | None = None  # of the estimate at this slice's size
     labelled_rows: int = 0
+    reference_value: float | None = None  # the slice's realized metric on the reference (for late labels)
 
     @property
     def name(self) -> str:
@@ -77,6 +78,14 @@ class PolicyEvidence:
     window_end: datetime | None = None
     concept_drift: ConceptDriftEvidence | None = None  # None: no labelled rows reached a detector
     slices: tuple[SliceEvidence, ...] = ()
+    trigger: str = "monitor"  # "monitor": the batch arrived; "labels": its labels arrived later (a re-judgement)
+    model_version: str | None = None  # production version the batch was judged for
+    serving_version: str | None = None  # production version when this decision is taken
+
+    @property
+    def serving(self) -> bool:
+        """The batch judges the model that serves now (labels of a retired model's batch cannot retrain)."""
+        return self.model_version is None or self.serving_version is None or self.model_version == self.serving_version
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PolicyEvidence:
@@ -98,6 +107,9 @@ class PolicyEvidence:
             window_end=_opt_time(data.get("window_end")),
             concept_drift=ConceptDriftEvidence(**concept) if concept else None,
             slices=tuple(SliceEvidence(**item) for item in data.get("slices") or ()),
+            trigger=str(data.get("trigger") or "monitor"),
+            model_version=data.get("model_version"),
+            serving_version=data.get("serving_version"),
         )
 
 
@@ -115,12 +127,29 @@ class PolicyState:
 
 @dataclass(frozen=True)
 class PastDecision:
-    """What the policy remembers of an earlier decision (from the audit store, or from a replay)."""
+    """What the policy remembers of an earlier batch (from the audit store, or from a replay): its latest verdict.
+
+    ``decided_at`` is on the policy clock (:func:`policy_clock`): the batch's data time when it has one.
+    ``labelled_rows`` is what is labelled in the batch *now*, not what was labelled when it was first judged.
+    """
 
     decided_at: datetime
     degraded: bool
     window_start: datetime | None
     labelled_rows: int
+    batch_id: str = ""
+    model_version: str | None = None  # production version the batch was judged for
+
+
+def policy_clock(evidence: PolicyEvidence, wall: datetime) -> datetime:
+    """The time the policy judges a batch at: the end of its data window, else the wall clock.
+
+    Cooldown and the daily budget count in batch time, so a back-fill or a burst of late labels behaves
+    like the days it covers rather than like the minutes it took to monitor them.
+    """
+    moment = evidence.window_end or wall
+    # Batch timestamps may be naive; the store's times are UTC-aware: one clock compares them as UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def state_from_history(
@@ -128,16 +157,22 @@ def state_from_history(
     retrains: Sequence[datetime],
     now: datetime,
     pending_concept_drift: ConceptDriftEvidence | None = None,
+    *,
+    model_version: str | None = None,
 ) -> PolicyState:
     """The policy's memory, derived the same way for the monitor (store rows) and the replay harness.
 
-    ``past`` is in decision order; ``retrains`` are the times retraining happened.
+    ``past`` holds the latest verdict of each earlier batch, in batch order, without the batch being judged;
+    ``retrains`` are the (policy-clock) times retraining happened. With ``model_version``, the degraded streak
+    stops at a batch judged for another production version: a retired model's evidence does not persist.
     """
     last_retrain = max(retrains) if retrains else None
     streak = 0
     stretch_start: datetime | None = None
     for item in reversed(past):
         if not item.degraded:
+            break
+        if model_version and item.model_version and item.model_version != model_version:
             break
         streak += 1
         stretch_start = item.window_start or stretch_start
@@ -352,7 +387,22 @@ def decide(evidence: PolicyEvidence, state: PolicyState, settings: PolicySetting
             found.append(f"slice(s) degraded: {[s.name for s in bad_slices]}")
         reasons.extend(found)
 
-    # 3. Guards against retraining storms.
+    # 3. Only evidence about the serving model can retrain it.
+    if not evidence.serving:
+        rules.append(
+            RuleResult(
+                "serving",
+                "fail",
+                f"judged for {evidence.model_version}; production is now {evidence.serving_version}",
+            )
+        )
+        reasons.append(
+            f"the batch was judged for {evidence.model_version}, which production no longer serves "
+            f"(now {evidence.serving_version}): recorded, not acted on"
+        )
+        return finish(Action.ALERT, degraded, drifted, impact_drop, impact_rows)
+
+    # 4. Guards against retraining storms.
     streak = state.consecutive_degraded + 1
     if streak < settings.persistence:
         rules.append(RuleResult("persistence", "fail", f"{streak} of {settings.persistence} consecutive batches"))
@@ -416,10 +466,3 @@ def _opt_time(value: Any) -> datetime | None:
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.4f}"
-
-
-def prefect_tasks() -> dict[str, Any]:
-    """Thin Prefect task wrappers of this module's functions (imported lazily)."""
-    from prefect import task
-
-    return {"decide": task(name="policy-decide")(decide)}

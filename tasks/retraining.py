@@ -65,6 +65,25 @@ def claim(ws: Workspace, key: str | None) -> bool:
     return True if key is None else ws.store.claim(key, purpose="retrain")
 
 
+DUPLICATE_REASON = "duplicate request: this window, with the labelled rows it holds, was already retrained"
+
+
+def record_duplicate(ws: Workspace, key: str | None, reason: str) -> RetrainOutcome:
+    """A collapsed retrain request is a visible decision (kind ``retrain``, outcome ``duplicate``) with its key."""
+    from tasks.store import DecisionRecord
+
+    ws.store.record_decision(
+        DecisionRecord(
+            model=ws.model,
+            kind="retrain",
+            outcome="duplicate",
+            reasons=(DUPLICATE_REASON, f"key {key}", f"requested for: {reason}"),
+            payload={"idempotency_key": key},
+        )
+    )
+    return RetrainOutcome(None, None, False, (DUPLICATE_REASON,), None, key, duplicate=True)
+
+
 def collect_window(ws: Workspace, start: datetime | None = None, end: datetime | None = None) -> pl.DataFrame:
     """The recent labelled rows of the lake: the newest training.window_rows, or all of them for an expanding window."""
     training = ws.settings.training
@@ -378,7 +397,12 @@ def record(
                 outcome="trained",
                 reasons=(reason,),
                 version=version.version,
-                payload={"idempotency_key": key, **_trained_summary(trained)},
+                # data_end: the retrain's time on the policy clock (batch time), for cooldown and budget.
+                payload={
+                    "idempotency_key": key,
+                    "data_end": _data_end(judgement.holdout_scored, ws.contract.timestamp),
+                    **_trained_summary(trained),
+                },
             ),
             conn=conn,
         )
@@ -421,6 +445,18 @@ def record(
             {**base, "diff": gate.diff, "p_value": gate.delong_p},
         )
     return path
+
+
+def _data_end(frame: pl.DataFrame, timestamp: str | None) -> str | None:
+    """The newest row's time (ISO, UTC), or None without a timestamp column."""
+    from datetime import UTC
+
+    if not timestamp or timestamp not in frame.columns or frame.height == 0:
+        return None
+    newest = frame.get_column(timestamp).max()
+    if not isinstance(newest, datetime):
+        return None
+    return (newest if newest.tzinfo else newest.replace(tzinfo=UTC)).isoformat()
 
 
 def _annotate_report(ws: Workspace, version: ModelVersion, path: Path, markdown: str, png: Path | None) -> None:

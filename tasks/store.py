@@ -64,6 +64,18 @@ class DecisionRecord:
     payload: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class LabelRecord:
+    """Labels arriving for one monitored batch: how many rows they labelled and how many the batch now has."""
+
+    model: str
+    batch_id: str
+    source: str
+    new_rows: int
+    labelled_rows: int
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
 def mask_url(url: str) -> str:
     """The URL with its password hidden, fit for messages and logs."""
     from sqlalchemy.engine import make_url
@@ -221,7 +233,23 @@ def _build_metadata() -> tuple[MetaData, dict[str, Table]]:
         Column("holder", String(300), nullable=False),
         Column("claimed_at", UTCDateTime, nullable=False),
     )
+    # Labels as they arrive: one row per (arrival, batch) with the batch's labelled rows after it. What is
+    # labelled *now* (the policy's new-rows counter, retrain fingerprints) is the newest row per batch.
+    labels = Table(
+        "driftgate_label",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("model", String(200), nullable=False),
+        Column("batch_id", String(200), nullable=False),
+        Column("source", String(1000), nullable=False),
+        Column("new_rows", Integer, nullable=False),
+        Column("labelled_rows", Integer, nullable=False),
+        Column("payload", JSON, nullable=False),
+        Column("arrived_at", UTCDateTime, nullable=False),
+        Index("ix_driftgate_label_model_batch", "model", "batch_id"),
+    )
     return metadata, {
+        "labels": labels,
         "batches": batches,
         "signals": signals,
         "decisions": decisions,
@@ -539,7 +567,40 @@ class AuditStore:
             raise self._error(f"claiming {idempotency_key!r} for {purpose}", exc) from exc
         return True
 
+    def record_labels(self, arrivals: Sequence[LabelRecord], *, conn: Connection | None = None) -> int:
+        """Record label arrivals (one per batch they completed); returns how many were written."""
+        if not arrivals:
+            return 0
+        table = self.table("labels")
+        now = _now()
+        rows = [
+            {
+                "model": a.model,
+                "batch_id": a.batch_id,
+                "source": a.source,
+                "new_rows": int(a.new_rows),
+                "labelled_rows": int(a.labelled_rows),
+                "payload": _jsonable(dict(a.payload)),
+                "arrived_at": now,
+            }
+            for a in arrivals
+        ]
+        with self._writing(conn, f"recording {len(rows)} label arrival(s)") as c:
+            c.execute(table.insert(), rows)
+        return len(rows)
+
     # --- reads -------------------------------------------------------------------------------
+    def labelled_rows(self, model: str, *, conn: Connection | None = None) -> dict[str, int]:
+        """Labelled rows of each batch of a model now (the newest arrival per batch)."""
+        current: dict[str, int] = {}
+        for row in self._rows("labels", f"reading labels of {model!r}", conn, model=model):
+            current[str(row["batch_id"])] = int(row["labelled_rows"])
+        return current
+
+    def label_arrivals(self, model: str, *, conn: Connection | None = None) -> list[dict[str, Any]]:
+        """Every label arrival of a model, oldest first."""
+        return self._rows("labels", f"reading labels of {model!r}", conn, model=model)
+
     def _rows(
         self,
         table_name: str,
@@ -635,6 +696,7 @@ class AuditStore:
             "decisions": lambda t: t.c.model == model,
             "events": lambda t: t.c.resource == resource_id(model),
             "claims": lambda t: t.c.model == model,
+            "labels": lambda t: t.c.model == model,
         }
         out: dict[str, int] = {}
         with self._reading(None, f"counting rows of {model!r}") as c:

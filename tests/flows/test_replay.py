@@ -40,7 +40,9 @@ def shadow(champion_template: Path, tmp_path_factory: pytest.TempPathFactory) ->
         features, labels = split_labels(days.batch(ROWS, shift), entity_id="id", target="repaid")
         batch = write_frame(features, home / "inputs" / f"day-{day:02d}-{phase}.parquet")
         label_file = write_frame(labels, home / "inputs" / f"day-{day:02d}-{phase}-labels.parquet")
-        (outcome,) = monitor_flow(batches=[str(batch)], labels=[str(label_file)], home=str(home), config=str(config))
+        (outcome,) = monitor_flow(batches=[str(batch)], labels=[str(label_file)], home=str(home), config=str(config))[
+            "batches"
+        ]
         outcomes.append(outcome)
     return {"home": home, "config": config, "outcomes": outcomes, "days": days}
 
@@ -91,9 +93,11 @@ def test_late_labels_feed_the_detector_and_the_estimate_error(
     features, labels = split_labels(days.batch(ROWS, DRIFT), entity_id="id", target="repaid")
     batch = write_frame(features, home / "late.parquet")
     label_file = write_frame(labels, home / "late-labels.parquet")
-    (outcome,) = monitor_flow(batches=[str(batch)], home=str(home), config=config)
+    (outcome,) = monitor_flow(batches=[str(batch)], home=str(home), config=config)["batches"]
     assert outcome["realized"] is None
-    labels_flow(labels=[str(label_file)], home=str(home), config=config)
+    arrival = labels_flow(labels=[str(label_file)], home=str(home), config=config)["labels"]
+    (judged,) = arrival["batches"]
+    assert judged["batch_id"] == "late" and judged["new_rows"] == ROWS and judged["action"] is not None
     ws = open_workspace(load_settings(Path(config)))
     try:
         (concept,) = [s for s in ws.store.signals(ws.model, kind="drift") if s["name"] == "concept_drift"]
@@ -102,11 +106,10 @@ def test_late_labels_feed_the_detector_and_the_estimate_error(
         assert realized["payload"]["delayed"] and realized["payload"]["estimated"] == pytest.approx(
             outcome["estimated"]
         )
-        if concept["alert"]:
-            from tasks.monitoring import policy_state
-
-            pending = policy_state(ws, concept["recorded_at"]).pending_concept_drift
-            assert pending is not None and pending.detected
+        # The batch is judged again on its labels: the newest policy decision of the batch says so.
+        last = ws.store.decisions(ws.model, kind="policy")[-1]
+        assert last["batch_id"] == "late" and last["payload"]["evidence"]["trigger"] == "labels"
+        assert last["payload"]["evidence"]["realized_drop"] is not None
     finally:
         ws.close()
 

@@ -49,7 +49,9 @@ def _monitor(stack: Stack, days: ScenarioGenerator, name: str, shift: Shift) -> 
     folder = stack.home / "inputs"
     batch = str(write_frame(features, folder / f"{name}.parquet"))
     label_file = str(write_frame(labels, folder / f"{name}-labels.parquet"))
-    (outcome,) = monitor_flow(batches=[batch], labels=[label_file], home=str(stack.home), config=str(stack.config))
+    (outcome,) = monitor_flow(batches=[batch], labels=[label_file], home=str(stack.home), config=str(stack.config))[
+        "batches"
+    ]
     return outcome
 
 

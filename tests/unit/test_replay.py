@@ -183,7 +183,7 @@ def test_candidate_settings_from_overrides_and_a_file(tmp_path: Path) -> None:
         150.0,
         12.0,
     )
-    assert from_file.persistence == 2 and from_file.concept_drift.method == "page_hinkley"
+    assert from_file.persistence == 2 and from_file.concept_drift.method == "mean_shift"
     diff = settings_diff(base.model_dump(mode="json"), from_file.model_dump(mode="json"))
     assert diff == [
         "concept_drift.ph_threshold: 120.0 → 150.0",

@@ -12,7 +12,7 @@ import pytest
 
 from tasks.errors import StoreError
 from tasks.events import resource_id
-from tasks.store import AuditStore, DecisionRecord, SignalRecord, mask_url
+from tasks.store import AuditStore, DecisionRecord, LabelRecord, SignalRecord, mask_url
 
 MODEL = "car-loan"
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
@@ -158,10 +158,18 @@ def test_transaction_commits_all_writes(store: AuditStore) -> None:
         store.record_batch(MODEL, "b1", "src", 10, T0, T0, "decided", conn=conn)
         store.record_signals([_signal("car_value", 0.1)], conn=conn)
         store.record_decision(DecisionRecord(MODEL, "policy", "NONE", ()), conn=conn)
+        store.record_labels([LabelRecord(MODEL, "b1", "labels.parquet", 7, 7)], conn=conn)
         assert store.record_event("e", resource_id(MODEL), {}, "k1", conn=conn)
         # Reads inside the transaction see its own writes.
         assert store.last_decision(MODEL, "policy", conn=conn) is not None
-    assert store.counts(MODEL) == {"batches": 1, "signals": 1, "decisions": 1, "events": 1, "claims": 0}
+    assert store.counts(MODEL) == {
+        "batches": 1,
+        "signals": 1,
+        "decisions": 1,
+        "events": 1,
+        "claims": 0,
+        "labels": 1,
+    }
 
 
 def test_transaction_rolls_back_everything_on_error(store: AuditStore) -> None:
@@ -169,9 +177,17 @@ def test_transaction_rolls_back_everything_on_error(store: AuditStore) -> None:
         store.record_batch(MODEL, "b1", "src", 10, T0, T0, "decided", conn=conn)
         store.record_signals([_signal("car_value", 0.1)], conn=conn)
         store.record_decision(DecisionRecord(MODEL, "policy", "RETRAIN", ()), conn=conn)
+        store.record_labels([LabelRecord(MODEL, "b1", "labels.parquet", 7, 7)], conn=conn)
         store.record_event("e", resource_id(MODEL), {}, "k1", conn=conn)
         raise RuntimeError("boom")
-    assert store.counts(MODEL) == {"batches": 0, "signals": 0, "decisions": 0, "events": 0, "claims": 0}
+    assert store.counts(MODEL) == {
+        "batches": 0,
+        "signals": 0,
+        "decisions": 0,
+        "events": 0,
+        "claims": 0,
+        "labels": 0,
+    }
     # The key of the rolled-back event is free again.
     assert store.record_event("e", resource_id(MODEL), {}, "k1")
 
@@ -267,3 +283,13 @@ def test_sqlite_path_that_cannot_be_opened_raises_store_error(tmp_path: Path) ->
     directory.mkdir()
     with pytest.raises(StoreError, match="OperationalError"):
         AuditStore(f"sqlite:///{directory}").counts(MODEL)
+
+
+def test_labelled_rows_are_the_newest_arrival_per_batch(store: AuditStore) -> None:
+    store.record_labels([LabelRecord(MODEL, "b1", "with the batch", 100, 100)])
+    store.record_labels(
+        [LabelRecord(MODEL, "b1", "late.parquet", 50, 150), LabelRecord(MODEL, "b2", "late.parquet", 9, 9)]
+    )
+    store.record_labels([LabelRecord("other", "b1", "x", 1, 1)])
+    assert store.labelled_rows(MODEL) == {"b1": 150, "b2": 9}
+    assert [row["source"] for row in store.label_arrivals(MODEL)] == ["with the batch", "late.parquet", "late.parquet"]
