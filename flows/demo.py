@@ -10,6 +10,7 @@ from prefect import flow
 from flows._common import banner
 from flows.bootstrap import bootstrap_flow
 from flows.cycle import cycle_flow
+from flows.labels import labels_flow
 from flows.retrain import retrain_flow
 from flows.rollback import rollback_flow
 from tasks import demo, progress
@@ -18,18 +19,23 @@ from tasks.reporting import write_report
 
 @flow(name="driftgate-demo", log_prints=True)
 def demo_flow(home: str, seed: int = 7, rows_per_batch: int = 4000, n_trials: int = 5) -> dict[str, Any]:
-    banner("prepare: contract, reference, seeded batches and delayed labels")
+    banner(f"prepare: contract, reference, seeded batches and their labels ({demo.LABEL_DELAY} day late)")
     plan = demo.prepare(Path(home), seed=seed, rows_per_batch=rows_per_batch, n_trials=n_trials)
     home_dir, config = str(plan.home), str(plan.config)
     total = len(plan.batches) + 3
     progress.report("demo", 0, total, "bootstrap")
     banner("1. champion: first model from the reference, promoted to production")
     first = bootstrap_flow(reference=str(plan.reference), home=home_dir, config=config)
+    days, still_to_come = demo.schedule(plan)
     cycles = []
-    for done, item in enumerate(plan.batches, start=1):
-        banner(f"day {done}: {item.phase} batch")
-        progress.report("demo", done, total, f"day {done} ({item.phase})")
-        cycles.append(cycle_flow(batches=[item.batch], labels=[item.labels], home=home_dir, config=config))
+    for day in days:
+        banner(f"day {day.number}: {day.item.phase} batch, with the labels of {len(day.labels)} earlier day(s)")
+        progress.report("demo", day.number, total, f"day {day.number} ({day.item.phase})")
+        cycles.append(
+            cycle_flow(batches=[day.item.batch], labels=list(day.labels) or None, home=home_dir, config=config)
+        )
+    banner("the last day's labels arrive")
+    labels_flow(labels=still_to_come, home=home_dir, config=config)
     banner("5. an operator retrains on the newest window: no real improvement is expected")
     progress.report("demo", total - 2, total, "operator retrain")
     operator = retrain_flow(

@@ -12,12 +12,14 @@ import yaml
 from tasks.data import STATIONARY, Shift
 
 DEMO_SLICES = ["salary_range", "repaid_loan_on_prev_car"]
-# Covariate shift towards expensive cars and indebted drivers, plus concept drift: applicants with no
-# down payment now mostly default where they used to repay (and vice versa).
-DRIFT = Shift(
-    covariate={"car_value": 0.5, "debt_to_income_ratio": 0.4},
-    concept_flip=("size_of_downpayment", "0%", 0.9),
-)
+# Concept drift: applicants with no down payment now mostly default where they used to repay (and vice versa).
+CONCEPT_FLIP = ("size_of_downpayment", "0%", 0.9)
+# The replay scenario's drift: covariate shift towards expensive cars and indebted drivers, plus the concept flip.
+DRIFT = Shift(covariate={"car_value": 0.5, "debt_to_income_ratio": 0.4}, concept_flip=CONCEPT_FLIP)
+# The demo's drift: the concept flip alone. The features do not move, so neither drift checks nor CBPE can see
+# it: it is caught when the labels of the drifted days arrive, one day late.
+CONCEPT = Shift(concept_flip=CONCEPT_FLIP)
+LABEL_DELAY = 1  # days between a batch and its labels
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,15 @@ class DemoBatch:
     phase: str  # "stationary" | "drifted" | "after"
     batch: str
     labels: str
+
+
+@dataclass(frozen=True)
+class DemoDay:
+    """What arrives on one day: the day's batch and the labels of the batch LABEL_DELAY days before."""
+
+    number: int
+    item: DemoBatch
+    labels: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -65,7 +76,7 @@ def prepare(home: Path, *, seed: int = 7, rows_per_batch: int = 4000, n_trials: 
     # The first half of NannyML's analysis period is unseen by the model and drawn like the reference.
     generator = ScenarioGenerator(analysis.head(25_000), seed=seed)
     plan = DemoPlan(home=home, config=config, reference=reference_path)
-    phases = [("stationary", STATIONARY)] * 3 + [("drifted", DRIFT)] * 2 + [("after", DRIFT)]
+    phases = [("stationary", STATIONARY)] * 3 + [("drifted", CONCEPT)] * 2 + [("after", CONCEPT)]
     for day, (phase, shift) in enumerate(phases, start=1):
         frame = generator.batch(rows_per_batch, shift)
         features, labels = split_labels(frame, entity_id="id", target="repaid")
@@ -73,6 +84,15 @@ def prepare(home: Path, *, seed: int = 7, rows_per_batch: int = 4000, n_trials: 
         labels_path = write_frame(labels, home / "inputs" / f"day-{day:02d}-{phase}-labels.parquet")
         plan.batches.append(DemoBatch(phase, str(batch_path), str(labels_path)))
     return plan
+
+
+def schedule(plan: DemoPlan) -> tuple[list[DemoDay], list[str]]:
+    """The days in order, each with the labels that arrive on it; and the labels still to come after the last day."""
+    days = [
+        DemoDay(number, item, (plan.batches[number - 1 - LABEL_DELAY].labels,) if number > LABEL_DELAY else ())
+        for number, item in enumerate(plan.batches, start=1)
+    ]
+    return days, [item.labels for item in plan.batches[len(plan.batches) - LABEL_DELAY :]]
 
 
 @dataclass(frozen=True)
@@ -103,6 +123,12 @@ def verify(home: Path, config: Path) -> list[Check]:
         failed = [g for g in gates if g["outcome"] == "failed"]
         promoted_after_pass = [p for p in promotions if passed and p["version"] == passed[0]["version"]]
         failed_versions = {g["version"] for g in failed}
+        late = [
+            p
+            for p in drifted
+            if p["outcome"] == "RETRAIN" and (p["payload"].get("evidence") or {}).get("trigger") == "labels"
+        ]
+        first_look = {p["batch_id"]: p for p in reversed(drifted)}  # each drifted batch's decision when monitored
         checks = [
             Check(
                 "champion registered as production",
@@ -112,12 +138,22 @@ def verify(home: Path, config: Path) -> list[Check]:
             Check(
                 "stationary batches cause no retraining",
                 bool(stationary) and all(p["outcome"] != "RETRAIN" for p in stationary),
-                ", ".join(f"{p['batch_id']}={p['outcome']}" for p in stationary),
+                _verdicts(stationary),
             ),
             Check(
                 "drifted, degraded stretch triggers RETRAIN",
                 any(p["outcome"] == "RETRAIN" for p in drifted),
-                ", ".join(f"{p['batch_id']}={p['outcome']}" for p in drifted),
+                _verdicts(drifted),
+            ),
+            Check(
+                "a degradation invisible without labels is caught when its labels arrive, a day late",
+                bool(late) and all(first_look[p["batch_id"]]["outcome"] != "RETRAIN" for p in late),
+                (
+                    f"{late[0]['batch_id']}: {first_look[late[0]['batch_id']]['outcome']} when monitored, RETRAIN on "
+                    f"its labels (realized drop {late[0]['payload']['evidence'].get('realized_drop') or 0:+.3f})"
+                    if late
+                    else "no RETRAIN was decided on the arrival of labels"
+                ),
             ),
             Check(
                 "candidate passes the gate and is promoted (old champion kept as previous-production)",
@@ -149,6 +185,14 @@ def verify(home: Path, config: Path) -> list[Check]:
         ws.close()
 
 
+def _verdicts(decisions: list[dict[str, Any]]) -> str:
+    """Each batch's decisions in order: when monitored, then when its labels arrived (``day-04=NONE→ALERT``)."""
+    by_batch: dict[str, list[str]] = {}
+    for row in decisions:
+        by_batch.setdefault(row["batch_id"], []).append(row["outcome"])
+    return ", ".join(f"{batch}={'→'.join(outcomes)}" for batch, outcomes in by_batch.items())
+
+
 def summary_markdown(result: dict[str, Any], checks: list[Check]) -> str:
     """The demo's own report: the outcomes, then every decision with a link to its report."""
     lines = ["# driftgate demo", "", "## Outcomes (read back from the audit store and the registry)", ""]
@@ -169,6 +213,21 @@ def summary_markdown(result: dict[str, Any], checks: list[Check]) -> str:
                 f"| {o['batch_id']} | {o['action']} | {est} | {real} | {', '.join(o['drifted_features'])} "
                 f"| [{report}]({report}) |"
             )
+    lines += [
+        "",
+        "## Labels, one day late",
+        "",
+        "Each day brings the labels of the day before; every batch that gains labels is judged again on its "
+        "realized performance.",
+        "",
+        "| arrived on day | batch | labelled rows | realized AUC | reference | judged again |",
+        "|---|---|---|---|---|---|",
+    ]
+    for day, cycle in enumerate(result["cycles"], start=1):
+        for b in (cycle.get("labels") or {}).get("batches", []):
+            real = "n/a" if b["realized"] is None else f"{b['realized']:.4f}"
+            ref = "n/a" if b["reference"] is None else f"{b['reference']:.4f}"
+            lines.append(f"| {day} | {b['batch_id']} | {b['rows_labelled']} | {real} | {ref} | {b['action']} |")
     lines += ["", "## Retrains", ""]
     retrains = [result["bootstrap"]] + [c["retrain"] for c in result["cycles"] if c["retrain"]]
     retrains.append(result["operator_retrain"])

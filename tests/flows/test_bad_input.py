@@ -72,7 +72,17 @@ def test_bad_batch_is_refused_and_nothing_changes(
         monitor_flow(batches=[str(path)], home=str(home), config=str(home / "driftgate.yaml"))
     assert column in str(info.value) and name in str(info.value)
     assert type(info.value).__module__ == "tasks.errors"
-    assert _state(home) == before
+    # Nothing changes but the record of the refusal: one BLOCK decision that carries the error.
+    after = _state(home)
+    assert (after[0], after[1], after[3], after[4]) == (before[0], before[1], before[3], before[4])
+    assert after[2] == before[2] + 1
+    ws = open_workspace(load_settings(home / "driftgate.yaml"))
+    try:
+        refusal = ws.store.decisions(ws.model, kind="policy")[-1]
+    finally:
+        ws.close()
+    assert refusal["outcome"] == "BLOCK" and refusal["batch_id"] == name
+    assert refusal["payload"]["refused"] and column in refusal["payload"]["error"]
 
 
 def test_single_class_window_is_refused_and_production_stays(champion_home: Callable[[], Path]) -> None:
@@ -82,7 +92,11 @@ def test_single_class_window_is_refused_and_production_stays(champion_home: Call
     frame.write_parquet(path)
     labels = home / "ones.parquet"
     frame.select("id", pl.lit(1).cast(pl.Int8).alias("repaid")).write_parquet(labels)
-    monitor_flow(batches=[str(path)], labels=[str(labels)], home=str(home), config=str(home / "driftgate.yaml"))
+    with pytest.raises(SingleClassError, match="ones.parquet"):  # labels of one class are refused on arrival
+        monitor_flow(batches=[str(path)], labels=[str(labels)], home=str(home), config=str(home / "driftgate.yaml"))
+    # Labels that arrive with the batch itself are the batch's data: the window is then of one class.
+    frame.with_columns(pl.lit(1).cast(pl.Int8).alias("repaid")).write_parquet(path)
+    monitor_flow(batches=[str(path)], home=str(home), config=str(home / "driftgate.yaml"))
     before = _state(home)
     with pytest.raises(SingleClassError, match="repaid"):
         retrain_flow(reason="test", home=str(home), config=str(home / "driftgate.yaml"))
