@@ -752,13 +752,28 @@ def history(at: str | None, limit: int, home: str | None, config: str | None, mo
 @click.option(
     "--clock",
     type=click.Choice(["decided", "window"]),
-    default="decided",
+    default="window",
     show_default=True,
-    help="Time the replayed policy sees per batch: when it was decided, or the end of its data window.",
+    help="Time the replayed policy sees per batch: the end of its data window (as the monitor judges), or when "
+    "it was decided.",
 )
-@click.option("--scenario", is_flag=True, help="First monitor a seeded scenario with a known shift point, then replay.")
+@click.option(
+    "--scenario",
+    is_flag=False,
+    flag_value="demo",
+    default=None,
+    help="First monitor a seeded scenario with known truth, then replay. NAME: demo (the default with a bare "
+    "--scenario), concept, covariate, benign, broken, noise or employment.",
+)
+@click.option(
+    "--label-delay",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Scenario: labels arrive this many batches after their batch (0: with it).",
+)
 @click.option("--stationary", default=8, show_default=True, help="Scenario: stationary batches before the shift.")
-@click.option("--drifted", default=6, show_default=True, help="Scenario: drifted (degraded) batches after it.")
+@click.option("--drifted", default=6, show_default=True, help="Scenario: changed (drifted) batches after it.")
 @click.option("--seed", default=7, show_default=True, help="Scenario: seed of the generator.")
 @click.option("--rows-per-batch", default=4000, show_default=True, help="Scenario: rows per batch.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
@@ -771,7 +786,8 @@ def replay(
     overrides: tuple[str, ...],
     candidate: str | None,
     clock: str,
-    scenario: bool,
+    scenario: str | None,
+    label_delay: int,
     stationary: int,
     drifted: int,
     seed: int,
@@ -787,6 +803,7 @@ def replay(
     \b
     Recorded history:  driftgate replay --home H --degraded 'drifted' --set persistence=3
     Seeded scenario:   driftgate replay --scenario --set persistence=3   (demo data, shift after 8 days)
+    Late labels:       driftgate replay --scenario concept --label-delay 2 --stationary 20
 
     The truth file holds `degraded: [batch ids]`, `degraded_pattern: regex` or `batches: {id: true|false}`.
     """
@@ -802,6 +819,8 @@ def replay(
             run_home = base / "replay" / time.strftime("run-%Y%m%d-%H%M%S")
             result = replay_scenario_flow(
                 home=str(run_home),
+                scenario=scenario,
+                label_delay=label_delay,
                 seed=seed,
                 stationary=stationary,
                 drifted=drifted,

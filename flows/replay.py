@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,10 @@ from prefect.cache_policies import NO_CACHE
 
 from flows._common import banner, workspace
 from flows.bootstrap import bootstrap_flow
+from flows.labels import labels_flow
 from flows.monitor import monitor_flow
 from tasks import progress, replay
+from tasks.errors import ConfigError, DataError
 from tasks.reporting import write_report
 
 replay_policy = task(name="replay-policy", cache_policy=NO_CACHE, persist_result=False)(replay.replay)
@@ -24,7 +27,7 @@ def replay_flow(
     degraded: str | None = None,
     overrides: list[str] | None = None,
     candidate_config: str | None = None,
-    clock: replay.Clock = "decided",
+    clock: replay.Clock = "window",
     home: str | None = None,
     config: str | None = None,
     model: str | None = None,
@@ -66,35 +69,76 @@ def replay_flow(
 @flow(name="driftgate-replay-scenario", log_prints=True)
 def replay_scenario_flow(
     home: str,
+    scenario: str = "demo",
     seed: int = 7,
     stationary: int = 8,
     drifted: int = 6,
     rows_per_batch: int = 4000,
     n_trials: int = 3,
+    label_delay: int = 0,
     overrides: list[str] | None = None,
     candidate_config: str | None = None,
 ) -> dict[str, Any]:
-    """The demo's data with a known shift point, monitored in shadow mode (nothing retrains), then replayed."""
-    banner(f"prepare: {stationary} stationary then {drifted} drifted batches (seed {seed})")
-    plan = replay.prepare_scenario(
-        Path(home), seed=seed, stationary=stationary, drifted=drifted, rows_per_batch=rows_per_batch, n_trials=n_trials
-    )
-    home_dir, config = str(plan.home), str(plan.config)
-    total = len(plan.batches) + 2
-    progress.report("scenario", 0, total, "bootstrap")
+    """A scenario with known truth monitored in shadow mode (nothing retrains), its labels arriving
+    ``label_delay`` batches late, then replayed. ``demo``: the demo's data and drift; any other name: a scenario
+    of tasks/scenarios.py (concept, covariate, benign, broken, noise, employment)."""
+    if label_delay < 0:
+        raise ConfigError(f"--label-delay must be 0 or more batches, got {label_delay}")
+    banner(f"prepare: scenario {scenario}, {stationary} stationary then {drifted} changed batches (seed {seed})")
+    if scenario == "demo":
+        plan = replay.prepare_scenario(
+            Path(home),
+            seed=seed,
+            stationary=stationary,
+            drifted=drifted,
+            rows_per_batch=rows_per_batch,
+            n_trials=n_trials,
+        )
+        files = [(item.batch, item.labels) for item in plan.batches]
+        config, reference, truth = plan.config, plan.reference, plan.truth
+    else:
+        from tasks.scenarios import prepare
+
+        named = prepare(
+            scenario,
+            Path(home),
+            seed=seed,
+            rows_per_batch=rows_per_batch,
+            stationary=stationary,
+            changed=drifted,
+            label_delay=label_delay,
+            n_trials=n_trials,
+        )
+        files = [(str(item.batch), str(item.labels)) for item in named.batches]
+        config, reference, truth = named.config, named.reference, named.truth
+    home_dir = str(Path(home))
     banner("champion: the first model from the reference, in production")
-    bootstrap_flow(reference=str(plan.reference), home=home_dir, config=config)
-    for done, item in enumerate(plan.batches, start=1):
-        progress.report("scenario", done, total, Path(item.batch).stem)
-        monitor_flow(batches=[item.batch], labels=[item.labels], home=home_dir, config=config)
-    progress.report("scenario", total - 1, total, "replay")
+    bootstrap_flow(reference=str(reference), home=home_dir, config=str(config))
+    drive_with_delay(files, label_delay, home=home_dir, config=str(config))
     result = replay_flow(
-        truth=str(plan.truth),
+        truth=str(truth),
         overrides=overrides,
         candidate_config=candidate_config,
         clock="window",
         home=home_dir,
-        config=config,
+        config=str(config),
     )
-    progress.report("scenario", total, total, "done")
-    return {**result, "home": home_dir, "config": config, "truth": str(plan.truth)}
+    return {**result, "home": home_dir, "config": str(config), "truth": str(truth), "label_delay": label_delay}
+
+
+def drive_with_delay(files: list[tuple[str, str]], delay: int, *, home: str, config: str) -> None:
+    """Monitor each batch with the labels of the batch ``delay`` places before it (0: its own), then deliver the
+    labels still to come. A refused batch is recorded as BLOCK by the monitor and the stream goes on."""
+    total = len(files) + 1
+    for index, (batch, _) in enumerate(files):
+        progress.report("scenario", index, total, Path(batch).stem)
+        arriving = [files[index - delay][1]] if index >= delay else None
+        try:
+            monitor_flow(batches=[batch], labels=arriving, home=home, config=config)
+        except DataError:
+            continue
+    leftovers = [labels for _, labels in files[len(files) - delay :]] if delay else []
+    if leftovers:
+        with contextlib.suppress(DataError):  # labels of refused batches only: nothing to judge
+            labels_flow(labels=leftovers, home=home, config=config)
+    progress.report("scenario", total, total, "replay")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +17,7 @@ from tasks.policy import (
     SliceEvidence,
     decide,
     policy_clock,
-    state_from_history,
+    state_for_batch,
 )
 
 if TYPE_CHECKING:
@@ -223,21 +223,9 @@ def policy_state(
     latest = latest_verdicts(ws)
     labelled = ws.store.labelled_rows(ws.model)
     order = batch_order(ws)
-    here = order.get(batch_id) if batch_id else None
-    past: list[PastDecision] = []
-    others: list[PastDecision] = []
-    for bid, row in sorted(latest.items(), key=lambda item: order.get(item[0], (_decision_clock(item[1]), 0))):
-        if bid == batch_id:
-            continue
-        item = _past_decision(row, labelled)
-        others.append(item)
-        if here is None or order.get(bid, (item.decided_at, 0)) < here:
-            past.append(item)
-    state = state_from_history(past, retrain_times(ws), now, model_version=model_version)
-    last = state.last_retrain_at
-    # Labelled rows of every other batch newer than the last retrain, later batches included: what is labelled now.
-    fresh = sum(item.labelled_rows for item in others if last is None or item.decided_at > last)
-    return replace(state, labelled_rows_since_retrain=fresh)
+    ranked = sorted(latest.items(), key=lambda item: order.get(item[0], (_decision_clock(item[1]), 0)))
+    verdicts = [_past_decision(row, labelled) for _, row in ranked]
+    return state_for_batch(verdicts, batch_id, retrain_times(ws), now, model_version=model_version)
 
 
 def latest_verdicts(ws: Workspace) -> dict[str, dict[str, Any]]:

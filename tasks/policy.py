@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -185,6 +185,28 @@ def state_from_history(
         degraded_window_start=stretch_start,
         pending_concept_drift=pending_concept_drift,
     )
+
+
+def state_for_batch(
+    verdicts: Sequence[PastDecision],
+    batch_id: str | None,
+    retrains: Sequence[datetime],
+    now: datetime,
+    *,
+    model_version: str | None = None,
+) -> PolicyState:
+    """The policy's memory when judging ``batch_id``, from the latest verdict of every batch in batch order.
+
+    The degraded streak runs over the batches *before* the judged one (a batch judged again on late labels sees
+    only its predecessors); the labelled rows since the last retrain count every *other* batch, later ones
+    included: what is labelled now. The monitor (store rows) and the replay harness both call this.
+    """
+    ids = [v.batch_id for v in verdicts]
+    before = verdicts[: ids.index(batch_id)] if batch_id in ids else list(verdicts)
+    state = state_from_history(before, retrains, now, model_version=model_version)
+    last = state.last_retrain_at
+    fresh = sum(v.labelled_rows for v in verdicts if v.batch_id != batch_id and (last is None or v.decided_at > last))
+    return replace(state, labelled_rows_since_retrain=fresh)
 
 
 @dataclass(frozen=True)

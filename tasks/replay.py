@@ -7,6 +7,11 @@ retrain at that moment. The score counts false alarms (RETRAIN on a batch that w
 degradations (a degraded stretch that never got a RETRAIN) and the detection delay (batches from the start of
 a degraded stretch to its first RETRAIN).
 
+Labels arrive late in production, so a batch is judged more than once: when it is monitored, and again when
+its labels land (trigger ``labels``). A replay step is one such judgement, in the order they happened; the
+policy's memory holds the latest verdict of each batch. Delays are counted in *monitored batches*: a RETRAIN
+decided on the labels of batch i while batch i+1 is the newest counts at position i+1.
+
 Replaying recorded evidence cannot undo what happened after a real retrain: batches monitored after a new
 model went into production carry that model's evidence. Truth should describe the model that scored them.
 """
@@ -21,16 +26,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tasks.errors import ConfigError
-from tasks.policy import Action, PastDecision, PolicyEvidence, decide, state_from_history
+from tasks.policy import Action, PastDecision, PolicyEvidence, decide, policy_clock, state_for_batch
 from tasks.settings import PolicySettings
 
 
 @dataclass(frozen=True)
 class ReplayBatch:
+    """One judgement of a batch: when it was monitored, or again when its labels arrived."""
+
     batch_id: str
     evidence: PolicyEvidence
-    at: datetime  # when the policy judged it (decision time in the store; window end in a scenario)
+    at: datetime  # the policy clock of the judgement (its batch's window end, or when it was decided)
     truly_degraded: bool | None = None  # None: truth unknown, left out of the score
+    position: int | None = None  # index of the newest monitored batch at this judgement (None: its own index)
 
 
 @dataclass(frozen=True)
@@ -42,16 +50,18 @@ class ReplayStep:
     priority_class: str
     failing_rules: tuple[str, ...]
     reason: str  # the decision's last reason
+    trigger: str = "monitor"  # "monitor" or "labels" (judged again when its labels arrived)
+    position: int = 0  # index of the newest monitored batch at this judgement
 
 
 @dataclass(frozen=True)
 class Episode:
-    """A maximal run of consecutive truly degraded batches (by position in the replay)."""
+    """A maximal run of consecutive truly degraded batches (by their position among monitored batches)."""
 
     start: int
     end: int  # inclusive
-    first_alert: int | None  # first ALERT or RETRAIN in the episode
-    first_retrain: int | None
+    first_alert: int | None  # position at the first ALERT or RETRAIN on a batch of the episode
+    first_retrain: int | None  # position at the first RETRAIN on a batch of the episode
 
     @property
     def delay(self) -> int | None:
@@ -83,12 +93,20 @@ class ReplayReport:
 
 
 def replay(batches: Sequence[ReplayBatch], settings: PolicySettings) -> ReplayReport:
-    """Decide every batch in order under ``settings``; a RETRAIN counts as a retrain at that batch's time."""
-    past: list[PastDecision] = []
+    """Decide every judgement in order under ``settings``; a RETRAIN counts as a retrain at that judgement's time.
+
+    The memory is the latest verdict of each batch, in the order batches were first monitored, as the monitor
+    keeps it (``state_for_batch``).
+    """
+    verdicts: dict[str, PastDecision] = {}
     retrains: list[datetime] = []
     steps: list[ReplayStep] = []
+    seen: dict[str, int] = {}
     for batch in batches:
-        state = state_from_history(past, retrains, batch.at)
+        seen.setdefault(batch.batch_id, len(seen))
+        state = state_for_batch(
+            list(verdicts.values()), batch.batch_id, retrains, batch.at, model_version=batch.evidence.model_version
+        )
         decision = decide(batch.evidence, state, settings, batch.at)
         steps.append(
             ReplayStep(
@@ -99,15 +117,18 @@ def replay(batches: Sequence[ReplayBatch], settings: PolicySettings) -> ReplayRe
                 priority_class=decision.priority_class,
                 failing_rules=tuple(r.rule for r in decision.rules if r.outcome == "fail"),
                 reason=decision.reasons[-1] if decision.reasons else "",
+                trigger=batch.evidence.trigger,
+                position=batch.position if batch.position is not None else len(seen) - 1,
             )
         )
-        past.append(
-            PastDecision(
-                decided_at=batch.at,
-                degraded=decision.degraded,
-                window_start=decision.window_start,
-                labelled_rows=batch.evidence.labelled_rows,
-            )
+        # Assigning to an existing key keeps its place: the order stays the order batches were first monitored.
+        verdicts[batch.batch_id] = PastDecision(
+            decided_at=batch.at,
+            degraded=decision.degraded,
+            window_start=decision.window_start,
+            labelled_rows=batch.evidence.labelled_rows,
+            batch_id=batch.batch_id,
+            model_version=batch.evidence.model_version,
         )
         if decision.action == Action.RETRAIN:
             retrains.append(batch.at)
@@ -118,33 +139,38 @@ def replay(batches: Sequence[ReplayBatch], settings: PolicySettings) -> ReplayRe
 
 
 def _episodes(steps: Sequence[ReplayStep]) -> tuple[Episode, ...]:
+    batches = list(dict.fromkeys(s.batch_id for s in steps))
+    truth = {s.batch_id: s.truly_degraded for s in steps}
     found: list[Episode] = []
     start: int | None = None
-    for index, step in enumerate([*steps, None]):
-        degraded = step is not None and step.truly_degraded is True
+    for index, batch_id in enumerate([*batches, None]):
+        degraded = batch_id is not None and truth[batch_id] is True
         if degraded and start is None:
             start = index
         elif not degraded and start is not None:
-            span = range(start, index)
-            alert = next((i for i in span if steps[i].action in (Action.ALERT, Action.RETRAIN)), None)
-            retrain = next((i for i in span if steps[i].action == Action.RETRAIN), None)
+            members = set(batches[start:index])
+            judged = [s for s in steps if s.batch_id in members]
+            alert = next((s.position for s in judged if s.action in (Action.ALERT, Action.RETRAIN)), None)
+            retrain = next((s.position for s in judged if s.action == Action.RETRAIN), None)
             found.append(Episode(start=start, end=index - 1, first_alert=alert, first_retrain=retrain))
             start = None
     return tuple(found)
 
 
 def _score(steps: Sequence[ReplayStep], episodes: Sequence[Episode]) -> ReplayScore:
+    """Counts per batch (a batch judged twice, on arrival and on its labels, is one batch)."""
     delays = [e.delay for e in episodes if e.delay is not None]
+    truth = {s.batch_id: s.truly_degraded for s in steps}
     clean = [s for s in steps if s.truly_degraded is False]
     return ReplayScore(
-        batches=len(steps),
-        judged=sum(1 for s in steps if s.truly_degraded is not None),
-        degraded_batches=sum(1 for s in steps if s.truly_degraded is True),
+        batches=len(truth),
+        judged=sum(1 for t in truth.values() if t is not None),
+        degraded_batches=sum(1 for t in truth.values() if t is True),
         episodes=len(episodes),
         detected=len(delays),
         missed=len(episodes) - len(delays),
-        false_alarms=sum(1 for s in clean if s.action == Action.RETRAIN),
-        false_alerts=sum(1 for s in clean if s.action == Action.ALERT),
+        false_alarms=len({s.batch_id for s in clean if s.action == Action.RETRAIN}),
+        false_alerts=len({s.batch_id for s in clean if s.action == Action.ALERT}),
         retrains=sum(1 for s in steps if s.action == Action.RETRAIN),
         mean_delay=sum(delays) / len(delays) if delays else None,
         max_delay=max(delays) if delays else None,
@@ -156,25 +182,32 @@ Clock = Literal["decided", "window"]
 
 
 def batches_from_decisions(
-    rows: Sequence[dict[str, Any]], truth: dict[str, bool] | None = None, *, clock: Clock = "decided"
+    rows: Sequence[dict[str, Any]], truth: dict[str, bool] | None = None, *, clock: Clock = "window"
 ) -> list[ReplayBatch]:
-    """Replay batches from the store's policy decisions (oldest first); a batch decided twice keeps the first.
+    """Replay judgements from the store's policy decisions, oldest first: each batch when monitored and again
+    when its labels arrived. Refusals at the boundary carry no evidence and are left out.
 
-    clock: the time the replayed policy sees for each batch (cooldown, budget): when it was decided, or the end
-    of its data window (for back-filled or shadow-monitored history decided within minutes).
+    clock: the time the replayed policy sees (cooldown, budget): the end of the batch's data window, as the
+    monitor judges (``policy_clock``), or when the decision was taken.
     """
-    seen: set[str] = set()
     batches: list[ReplayBatch] = []
+    seen: dict[str, int] = {}
     for row in rows:
         evidence = (row.get("payload") or {}).get("evidence")
-        if not evidence or row.get("batch_id") in seen:
+        if not evidence:
             continue
         batch_id = str(row["batch_id"])
-        seen.add(batch_id)
+        seen.setdefault(batch_id, len(seen))
         parsed = PolicyEvidence.from_dict(evidence)
-        at = parsed.window_end if clock == "window" and parsed.window_end is not None else row["decided_at"]
+        at = policy_clock(parsed, row["decided_at"]) if clock == "window" else row["decided_at"]
         batches.append(
-            ReplayBatch(batch_id=batch_id, evidence=parsed, at=at, truly_degraded=(truth or {}).get(batch_id))
+            ReplayBatch(
+                batch_id=batch_id,
+                evidence=parsed,
+                at=at,
+                truly_degraded=(truth or {}).get(batch_id),
+                position=len(seen) - 1,
+            )
         )
     return batches
 
@@ -331,12 +364,13 @@ def replay_markdown(title: str, baseline: ReplayReport, candidate: ReplayReport 
         changes = settings_diff(baseline.settings, candidate.settings)
         lines += ["", "Candidate settings: " + ("; ".join(changes) if changes else "identical to the current ones")]
     lines += ["", "## Batches", ""]
-    header = "| # | batch | truly degraded | current |" + (" candidate |" if candidate else "")
-    lines += [header, "|---|---|---|---|" + ("---|" if candidate else "")]
+    header = "| # | batch | judged on | truly degraded | current |" + (" candidate |" if candidate else "")
+    lines += [header, "|---|---|---|---|---|" + ("---|" if candidate else "")]
     for index, step in enumerate(baseline.steps):
         truth = {True: "yes", False: "no", None: "?"}[step.truly_degraded]
         cell = _step_cell(step)
-        row = f"| {index} | {step.batch_id} | {truth} | {cell} |"
+        on = "arrival" if step.trigger == "monitor" else f"labels (newest batch #{step.position})"
+        row = f"| {index} | {step.batch_id} | {on} | {truth} | {cell} |"
         if candidate:
             row += f" {_step_cell(candidate.steps[index])} |"
         lines.append(row)

@@ -92,7 +92,7 @@ def test_single_class_window_is_refused_and_production_stays(champion_home: Call
     frame.write_parquet(path)
     labels = home / "ones.parquet"
     frame.select("id", pl.lit(1).cast(pl.Int8).alias("repaid")).write_parquet(labels)
-    with pytest.raises(SingleClassError, match="ones.parquet"):  # labels of one class are refused on arrival
+    with pytest.raises(SingleClassError, match=r"ones\.parquet"):  # labels of one class are refused on arrival
         monitor_flow(batches=[str(path)], labels=[str(labels)], home=str(home), config=str(home / "driftgate.yaml"))
     # Labels that arrive with the batch itself are the batch's data: the window is then of one class.
     frame.with_columns(pl.lit(1).cast(pl.Int8).alias("repaid")).write_parquet(path)
