@@ -180,7 +180,7 @@ def state_from_history(
     return PolicyState(
         consecutive_degraded=streak,
         last_retrain_at=last_retrain,
-        retrains_last_24h=sum(1 for at in retrains if now - timedelta(hours=24) <= at <= now),
+        retrains_last_24h=sum(1 for at in retrains if now - timedelta(hours=24) < at <= now),  # (now - 24 h, now]
         labelled_rows_since_retrain=labelled,
         degraded_window_start=stretch_start,
         pending_concept_drift=pending_concept_drift,

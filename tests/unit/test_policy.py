@@ -293,3 +293,74 @@ def test_joint_drift_alone_alerts_and_says_so() -> None:
     assert decision.drifted
     assert "joint distribution" in decision.reasons[-1]
     assert PolicyEvidence.from_dict(decision.to_dict()["evidence"]).multivariate_drift
+
+
+def test_cooldown_and_budget_count_in_batch_time_not_wall_time() -> None:
+    """Three degraded daily batches monitored minutes apart (a back-fill, a burst of late labels) are judged on
+    their own days: a budget of one retrain a day holds none of them."""
+    from datetime import UTC, datetime, timedelta
+
+    from tasks.policy import PastDecision, policy_clock, state_for_batch
+
+    settings = PolicySettings(persistence=1, max_retrains_per_day=1, cooldown_hours=12, min_new_rows=0)
+    day = datetime(2026, 5, 1, tzinfo=UTC)
+    verdicts: list[PastDecision] = []
+    retrains: list[datetime] = []
+    actions = []
+    for index in range(3):
+        evidence = PolicyEvidence(
+            batch_id=f"b{index}",
+            rows=4000,
+            quality_passed=True,
+            realized_drop=0.1,
+            labelled_rows=4000,
+            window_start=(day + timedelta(days=index)).replace(tzinfo=None),
+            window_end=(day + timedelta(days=index + 1)).replace(tzinfo=None),  # naive data times
+        )
+        clock = policy_clock(evidence, datetime(2026, 12, 4, 12, index, tzinfo=UTC))  # minutes apart on the wall
+        assert clock == day + timedelta(days=index + 1)
+        decision = decide(evidence, state_for_batch(verdicts, evidence.batch_id, retrains, clock), settings, clock)
+        actions.append(decision.action)
+        verdicts.append(PastDecision(clock, decision.degraded, decision.window_start, 4000, evidence.batch_id))
+        if decision.action == Action.RETRAIN:
+            retrains.append(clock)
+    assert actions == [Action.RETRAIN] * 3
+
+
+def test_late_labels_count_towards_new_rows_and_a_retired_model_cannot_retrain() -> None:
+    from datetime import UTC, datetime
+
+    from tasks.policy import PastDecision, state_for_batch
+
+    at = datetime(2026, 5, 3, tzinfo=UTC)
+    # Batches judged when monitored without labels; their labels arrived later (labelled_rows is what is now).
+    verdicts = [
+        PastDecision(datetime(2026, 5, 1, tzinfo=UTC), True, None, 3000, "b1", "v0"),
+        PastDecision(datetime(2026, 5, 2, tzinfo=UTC), False, None, 0, "b2", "v0"),
+        PastDecision(datetime(2026, 5, 4, tzinfo=UTC), False, None, 2500, "b3", "v0"),
+    ]
+    state = state_for_batch(verdicts, "b2", [], at, model_version="v0")
+    assert state.consecutive_degraded == 1  # b1, the batch before b2; b3 comes later
+    assert state.labelled_rows_since_retrain == 5500  # every other batch's labels, later ones included
+    retired = PolicyEvidence(
+        batch_id="b2", rows=3000, quality_passed=True, realized_drop=0.2, labelled_rows=3000,
+        model_version="v0", serving_version="v1", trigger="labels",
+    )  # fmt: skip
+    decision = decide(retired, state, PolicySettings(persistence=1), at)
+    assert decision.action == Action.ALERT and decision.rule("serving").outcome == "fail"  # type: ignore[union-attr]
+    assert "no longer serves" in decision.reasons[-1]
+    # A streak stops at a batch judged for another version.
+    other = [PastDecision(at, True, None, 10, "a", "v0"), PastDecision(at, True, None, 10, "b", "v1")]
+    assert state_for_batch(other, None, [], at, model_version="v1").consecutive_degraded == 1
+
+
+def test_retrain_keys_follow_the_labelled_rows_of_the_window() -> None:
+    from datetime import datetime
+
+    from tasks.events import retrain_key
+
+    start, end = datetime(2026, 5, 1), datetime(2026, 5, 3)
+    first = retrain_key("m", start, end, "b1=4000;b2=4000")
+    assert first == retrain_key("m", start, end, "b1=4000;b2=4000")  # a re-sent request collapses
+    assert first != retrain_key("m", start, end, "b1=4000;b2=4000;b3=2500")  # more labels: a new request
+    assert first != retrain_key("m", start, datetime(2026, 5, 4), "b1=4000;b2=4000")  # a grown stretch
