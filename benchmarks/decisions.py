@@ -1,4 +1,4 @@
-"""The loop's decisions under delayed labels, on scenarios with known truth (tasks/scenarios.py).
+"""The loop's decisions under delayed labels, on scenarios with known truth (tasks/data/scenarios.py).
 
 Each scenario is monitored in shadow mode (nothing retrains) with its labels arriving 0, 1 and 2 batches late
 (`driftgate replay --scenario NAME --label-delay K`), and the recorded decisions are scored against the truth:
@@ -35,8 +35,8 @@ SCENARIOS = ("concept", "covariate", "benign", "broken", "noise", "employment")
 
 def run_cell(name: str, delay: int, root: Path, args: argparse.Namespace) -> dict[str, Any]:
     from flows.replay import replay_scenario_flow
-    from tasks.settings import load_settings
-    from tasks.workspace import open_workspace
+    from tasks.core.settings import load_settings
+    from tasks.resources.workspace import open_workspace
 
     home = root / f"{name}-delay{delay}"
     started = time.perf_counter()
@@ -92,8 +92,8 @@ def _plan(home: Path) -> dict[str, Any]:
 def gate_verdict(cell: dict[str, Any]) -> dict[str, Any] | None:
     """Act once on the cell's first RETRAIN (never promoting): does the gate agree that retraining helps?"""
     from flows.retrain import retrain_flow
-    from tasks.settings import load_settings
-    from tasks.workspace import open_workspace
+    from tasks.core.settings import load_settings
+    from tasks.resources.workspace import open_workspace
 
     ws = open_workspace(load_settings(Path(cell["config"])))
     try:
@@ -160,7 +160,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None, help="keep the scenario homes under this folder")
     args = parser.parse_args()
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    from tasks.telemetry import disable_telemetry
+    from tasks.core.telemetry import disable_telemetry
 
     disable_telemetry()
     scenarios = args.scenario or list(SCENARIOS)

@@ -114,7 +114,7 @@ def write_parquet(path: Path, rows: int, seed: int, *, shifted: bool) -> Path:
 
 def contract() -> object:
     """The model contract of the benchmark data (features only; no target or scores)."""
-    from tasks.schema import FeatureSpec, ModelContract
+    from tasks.data.contract import FeatureSpec, ModelContract
 
     return ModelContract(
         name="drift-benchmark",

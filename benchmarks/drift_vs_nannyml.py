@@ -92,9 +92,9 @@ def work_polars_sum(reference: Path, analysis: Path, out: Path | None, multivari
 def work_driftgate(reference: Path, analysis: Path, out: Path | None, multivariate: bool) -> dict[str, Any]:
     import polars as pl
 
-    from tasks.chunking import Chunking
-    from tasks.profiling import fit_reference_profile, profile_chunks
-    from tasks.settings import ProfilingSettings
+    from tasks.core.settings import ProfilingSettings
+    from tasks.data.chunking import Chunking
+    from tasks.drift.profiling import fit_reference_profile, profile_chunks
 
     rows = int(pl.scan_parquet(analysis).select(pl.len()).collect().item())
     chunk_rows = int(os.environ.get("DRIFT_BENCH_CHUNK_ROWS", "0"))
@@ -165,10 +165,10 @@ def worker_main(args: argparse.Namespace) -> None:
         import polars
         import scipy.special  # noqa: F401
 
-        import tasks.chunking
-        import tasks.multivariate
-        import tasks.profiling  # noqa: F401
-        from tasks.kernels import warm_up
+        import tasks.data.chunking
+        import tasks.drift.multivariate
+        import tasks.drift.profiling  # noqa: F401
+        from tasks.drift.kernels import warm_up
 
         warm_up()  # numba: import and load the compiled kernels (compile them on a new machine)
     else:
@@ -214,7 +214,7 @@ def agreement(ours: Path, theirs: Path) -> dict[str, float]:
     """Largest |driftgate - NannyML| per NannyML method over all chunks and features."""
     import polars as pl
 
-    from tasks.profiling import NANNYML_METHODS
+    from tasks.drift.profiling import NANNYML_METHODS
 
     mine = (
         pl.read_parquet(ours)

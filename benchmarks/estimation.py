@@ -4,8 +4,8 @@
     uv run python benchmarks/estimation.py --part speed --sizes 100000 --runs 3
     uv run python benchmarks/estimation.py --part error
 
-Part "speed": fit + estimate at each size, by driftgate's wrapper (tasks/estimation.py: validation, polars to
-numpy to pandas, NannyML) and by NannyML called directly on a ready pandas frame (the peer), on the same rows.
+Part "speed": fit + estimate at each size, by driftgate's wrapper (tasks/performance/estimation.py: validation,
+polars to numpy to pandas, NannyML) and by NannyML called directly on a ready pandas frame (the peer), on the same rows.
 Each measurement runs in a fresh process, so the peak resident memory (ru_maxrss, minus the process's size after
 imports) is that run's own; medians of --runs runs, and the driftgate/NannyML ratio. Rows are drawn with
 replacement from NannyML's car-loan (CBPE, binary, roc_auc) and car-price (DLE, regression, rmse + mae) data;
@@ -46,7 +46,7 @@ def _car_loan(rows: int, seed: int) -> tuple[Any, Any]:
     import numpy as np
     import polars as pl
 
-    from tasks.data import _nannyml_data_dir
+    from tasks.data.files import _nannyml_data_dir
 
     frame = pl.read_csv(_nannyml_data_dir() / "synthetic_car_loan_reference.csv").select(
         pl.col("repaid").cast(pl.Int8), "y_pred_proba", pl.col("y_pred").cast(pl.Int8)
@@ -59,7 +59,7 @@ def _car_price(rows: int, seed: int) -> tuple[Any, Any]:
     import numpy as np
     import polars as pl
 
-    from tasks.data import _nannyml_data_dir
+    from tasks.data.files import _nannyml_data_dir
 
     frame = pl.read_csv(_nannyml_data_dir() / "regression_synthetic_reference.csv").drop("id", "timestamp")
     rng = np.random.default_rng(seed)
@@ -80,7 +80,7 @@ def measure_one(method: str, impl: str, rows: int, seed: int) -> dict[str, float
     pd.set_option("future.infer_string", False)
     import nannyml as nml
 
-    from tasks.estimation import ModelOutputs, estimate_metrics, fit_metric_estimator
+    from tasks.performance.estimation import ModelOutputs, estimate_metrics, fit_metric_estimator
 
     chunk = rows // CHUNKS
     reference, analysis = _car_loan(rows, seed) if method == "cbpe" else _car_price(rows, seed)
@@ -184,8 +184,8 @@ def error() -> list[dict[str, Any]]:
     import numpy as np
     import polars as pl
 
-    from tasks.data import _nannyml_data_dir
-    from tasks.estimation import ModelOutputs, estimate_metrics, fit_metric_estimator
+    from tasks.data.files import _nannyml_data_dir
+    from tasks.performance.estimation import ModelOutputs, estimate_metrics, fit_metric_estimator
 
     folder = _nannyml_data_dir()
 
@@ -285,7 +285,7 @@ def main() -> None:
         method, impl, rows, seed = args.one
         print(json.dumps(measure_one(method, impl, int(rows), int(seed))))
         return
-    from tasks.telemetry import disable_telemetry
+    from tasks.core.telemetry import disable_telemetry
 
     disable_telemetry()
     if args.part in ("speed", "all"):

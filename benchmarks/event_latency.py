@@ -26,8 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from deployments.local_server import LocalPrefect, client_settings
-from tasks.telemetry import disable_telemetry
+from devkit.local_server import LocalPrefect, client_settings
+from tasks.core.telemetry import disable_telemetry
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
@@ -41,8 +41,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def prepare_home(home: Path, keys: list[str]) -> Path:
     """A driftgate home whose audit store has already claimed `keys` (each retrain run will be a no-op)."""
-    from tasks.settings import load_settings
-    from tasks.workspace import open_workspace
+    from tasks.core.settings import load_settings
+    from tasks.resources.workspace import open_workspace
 
     home.mkdir(parents=True, exist_ok=True)
     config = home / "driftgate.yaml"
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     disable_telemetry()  # before prefect is imported
 
-    from tasks import events
+    from tasks.resources import events
 
     root = Path(tempfile.mkdtemp(prefix="driftgate-event-latency-"))
     keys = [f"retrain-bench-{uuid.uuid4().hex[:12]}" for _ in range(args.requests)]

@@ -16,7 +16,7 @@ the power otherwise) and the naive rule's. On the null pairs also: driftgate wit
 criterion (McNemar's exact test), at the Bayes decision threshold of the scores. Monte-Carlo error
 of a rate r over N pairs: sqrt(r (1 - r) / N).
 
-The gate runs exactly as shipped (``tasks.gating.evaluate_gate``) with ``gate.n_bootstrap=100`` (the
+The gate runs exactly as shipped (``tasks.gate.evaluate.evaluate_gate``) with ``gate.n_bootstrap=100`` (the
 bootstrap interval is reported, never decisive, so fewer resamples change no decision and save time).
 """
 
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
-from tasks.gating import evaluate_gate
-from tasks.settings import GateSettings
+from tasks.core.settings import GateSettings
+from tasks.gate.evaluate import evaluate_gate
 
 
 @dataclass(frozen=True)

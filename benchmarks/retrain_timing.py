@@ -8,7 +8,7 @@ older reference rows. The champion is a LightGBM model trained (untimed) on the 
 the rest of the reference is the back-test's older data. Every row is distinct (no resampling, so the holdout
 never repeats a training row). Timed stages, as the retrain flow runs them (minus Prefect, registry, tracking):
 
-1. window: holdout split, time-ordered (tasks.windows.assemble_window);
+1. window: holdout split, time-ordered (tasks.training.windows.assemble_window);
 2. tune + refit: ``--trials`` Optuna trials (TPE, median pruning, early stopping) in a journal file;
 3. score: candidate and champion on the holdout;
 4. gate inputs: back-test rows (sampled, scored by both), stress scenarios, inference timing;
@@ -57,12 +57,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
 
-    from tasks.gating import BacktestData, evaluate_gate, gate_slices
-    from tasks.schema import infer_contract
-    from tasks.settings import GateSettings, TrainingSettings
-    from tasks.stress import stress_scenarios, top_features
-    from tasks.training import measure_inference, predict_proba, train_candidate
-    from tasks.windows import assemble_window, older_rows, row_keys
+    from tasks.core.settings import GateSettings, TrainingSettings
+    from tasks.data.contract import infer_contract
+    from tasks.gate.evaluate import BacktestData, evaluate_gate, gate_slices
+    from tasks.gate.stress import stress_scenarios, top_features
+    from tasks.training.train import measure_inference, predict_proba, train_candidate
+    from tasks.training.windows import assemble_window, older_rows, row_keys
 
     reference = synthetic(50_000, seed=args.seed, start=datetime(2024, 1, 1), first_id=0, drifted=False)
     recent = synthetic(args.rows, seed=args.seed + 1, start=datetime(2024, 6, 1), first_id=10**7, drifted=True)

@@ -30,9 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tasks.drill import serve_once  # noqa: E402
-from tasks.registry import LEDGER_NAME, LocalRegistry  # noqa: E402
-from tests.unit.promotion_home import MODEL, make_home, rows, train_text  # noqa: E402
+from devkit.promotion_home import MODEL, make_home, rows, train_text  # noqa: E402
+from tasks.registry.local import LEDGER_NAME, LocalRegistry  # noqa: E402
+from tasks.stages.drill import serve_once  # noqa: E402
 
 TARGET_SECONDS = 2.0
 POLL_SECONDS = 0.002

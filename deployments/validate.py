@@ -38,7 +38,7 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def validate(path: Path) -> list[Problem]:
-    from tasks.events import ALL_EVENTS
+    from tasks.resources.events import ALL_EVENTS
 
     root = path.parent
     problems: list[Problem] = []
@@ -81,7 +81,7 @@ def validate(path: Path) -> list[Problem]:
 
 def _retrain_routing(deployments: list[dict[str, Any]]) -> list[Problem]:
     """Each priority class reaches one retrain deployment whose queue bears its name; none is left unrouted."""
-    from tasks.events import PRIORITY_CLASSES, PRIORITY_LABEL, RETRAIN_REQUESTED
+    from tasks.resources.events import PRIORITY_CLASSES, PRIORITY_LABEL, RETRAIN_REQUESTED
 
     problems: list[Problem] = []
     routed: dict[str, list[str]] = {klass: [] for klass in PRIORITY_CLASSES}

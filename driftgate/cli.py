@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import click
 
@@ -28,7 +28,7 @@ def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _quiet_prefect(verbose: bool) -> None:
-    from tasks.telemetry import disable_telemetry
+    from tasks.core.telemetry import disable_telemetry
 
     disable_telemetry()
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
@@ -42,7 +42,7 @@ def _quiet_prefect(verbose: bool) -> None:
 def _progress() -> Iterator[None]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from tasks import progress as sink
+    from tasks.core import progress as sink
 
     bars: dict[str, Any] = {}
     with Progress(
@@ -73,7 +73,7 @@ def _fail(exc: Exception) -> None:
 
 @contextmanager
 def _errors() -> Iterator[None]:
-    from tasks.errors import DriftgateError
+    from tasks.core.errors import DriftgateError
 
     try:
         yield
@@ -89,7 +89,13 @@ def _errors() -> Iterator[None]:
         raise
 
 
-def _flow_args(home: str | None, config: str | None, model: str | None) -> dict[str, str | None]:
+class _FlowArgs(TypedDict):
+    home: str | None
+    config: str | None
+    model: str | None
+
+
+def _flow_args(home: str | None, config: str | None, model: str | None) -> _FlowArgs:
     return {"home": home, "config": config, "model": model}
 
 
@@ -137,7 +143,7 @@ def demo(ctx: click.Context, home: str | None, seed: int, rows_per_batch: int, t
     is not promoted; a rollback that restores the previous production version.
     """
     _quiet_prefect(ctx.obj["verbose"])
-    from tasks.settings import load_settings
+    from tasks.core.settings import load_settings
 
     base = load_settings(home=home).home
     run_home = base / "demo" / time.strftime("run-%Y%m%d-%H%M%S")
@@ -210,10 +216,10 @@ def contract(
     with _errors():
         import re
 
-        from tasks.data import read_file
-        from tasks.schema import infer_contract
-        from tasks.settings import load_settings
-        from tasks.workspace import MODEL_NAME
+        from tasks.core.settings import load_settings
+        from tasks.data.contract import infer_contract
+        from tasks.data.files import read_file
+        from tasks.resources.workspace import MODEL_NAME
 
         settings = load_settings(Path(config) if config else None, home=home, model_name=model)
         if "model_name" in settings.model_fields_set:
@@ -381,10 +387,10 @@ def profile(
     if sum(option is not None for option in (chunk_rows, chunks, chunk_by)) > 1:
         raise click.UsageError("choose one of --chunk-rows, --chunks and --chunk-by")
     with _errors(), _progress():
-        from tasks.chunking import Chunking
-        from tasks.drift_scan import scan_drift
-        from tasks.schema import ModelContract
-        from tasks.settings import load_settings
+        from tasks.core.settings import load_settings
+        from tasks.data.chunking import Chunking
+        from tasks.data.contract import ModelContract
+        from tasks.stages.drift_scan import scan_drift
 
         settings = load_settings(Path(config) if config else None, home=home, model_name=model)
         if chunk_by is not None:
@@ -578,9 +584,9 @@ def rollback(
             result = rollback_flow(reason=reason, actor=actor, **_flow_args(home, config, model))
             before, after = result["from"], result["to"]
         else:
-            from tasks.promotion import rollback as rollback_now
-            from tasks.settings import load_settings
-            from tasks.workspace import open_workspace
+            from tasks.core.settings import load_settings
+            from tasks.resources.workspace import open_workspace
+            from tasks.stages.promotion import rollback as rollback_now
 
             ws = open_workspace(load_settings(Path(config) if config else None, home=home, model_name=model))
             try:
@@ -685,8 +691,8 @@ def approve(flow_run_id: str, approver: str, comment: str, reject: bool) -> None
 def reconcile(home: str | None, config: str | None, model: str | None) -> None:
     """Make the W&B Registry match the ledger (registry_backend: wandb): publish missing versions, move aliases."""
     with _errors():
-        from tasks.settings import load_settings
-        from tasks.workspace import open_workspace
+        from tasks.core.settings import load_settings
+        from tasks.resources.workspace import open_workspace
 
         ws = open_workspace(load_settings(Path(config) if config else None, home=home, model_name=model))
         try:
@@ -705,8 +711,8 @@ def history(at: str | None, limit: int, home: str | None, config: str | None, mo
     with _errors():
         from datetime import UTC, datetime
 
-        from tasks.settings import load_settings
-        from tasks.workspace import open_workspace
+        from tasks.core.settings import load_settings
+        from tasks.resources.workspace import open_workspace
 
         ws = open_workspace(load_settings(Path(config) if config else None, home=home, model_name=model))
         if at:
@@ -813,7 +819,7 @@ def replay(
     with _errors(), _progress():
         if scenario:
             from flows.replay import replay_scenario_flow
-            from tasks.settings import load_settings
+            from tasks.core.settings import load_settings
 
             base = load_settings(home=home).home
             run_home = base / "replay" / time.strftime("run-%Y%m%d-%H%M%S")
@@ -836,7 +842,7 @@ def replay(
                 degraded=degraded,
                 overrides=list(overrides) or None,
                 candidate_config=candidate,
-                clock=clock,  # type: ignore[arg-type]
+                clock="window" if clock == "window" else "decided",
                 **_flow_args(home, config, model),
             )
     if as_json:

@@ -11,8 +11,8 @@ from typing import Any
 
 from prefect import get_run_logger
 
-from tasks.settings import load_settings
-from tasks.workspace import Workspace, open_workspace
+from tasks.core.settings import load_settings
+from tasks.resources.workspace import Workspace, open_workspace
 
 
 def workspace(home: str | None = None, config: str | None = None, model: str | None = None) -> Workspace:

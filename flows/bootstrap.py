@@ -11,14 +11,15 @@ from prefect.cache_policies import NO_CACHE
 from flows import steps
 from flows._common import banner, workspace
 from flows.promote import promote_flow
-from tasks import progress, retraining
-from tasks.retraining import RetrainOutcome
+from tasks.core import progress
+from tasks.stages import retraining
+from tasks.stages.retraining import RetrainOutcome
 
 if TYPE_CHECKING:
     import polars as pl
 
-    from tasks.schema import ModelContract
-    from tasks.workspace import Workspace
+    from tasks.data.contract import ModelContract
+    from tasks.resources.workspace import Workspace
 
 
 def read_reference(ws: Workspace, path: str) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -28,8 +29,8 @@ def read_reference(ws: Workspace, path: str) -> tuple[pl.DataFrame, pl.DataFrame
     classes, an entity id that is missing or repeats, a timestamp that is entirely null or does not
     parse are refused here with a typed error, before anything is trained or kept.
     """
-    from tasks.data import read_file
-    from tasks.schema import check_reference, require_two_classes, validate_batch
+    from tasks.data.contract import check_reference, require_two_classes, validate_batch
+    from tasks.data.files import read_file
 
     raw = read_file(path)
     check_reference(raw, ws.contract, source=path)
@@ -44,9 +45,9 @@ def as_read(scored: pl.DataFrame, raw: pl.DataFrame, contract: ModelContract) ->
     This is the monitoring reference the version carries. Monitoring compares each batch's schema, as
     read, with the reference's: a reference in validation's dtypes (Float64 features, Int8 labels) would
     make every batch of the user's own data warn "dtype changed". Rows are matched on the entity id,
-    which the reference holds once per row (checked by :func:`tasks.schema.check_reference`).
+    which the reference holds once per row (checked by :func:`tasks.data.contract.check_reference`).
     """
-    from tasks.scoring import VERSION_COLUMN
+    from tasks.training.scoring import VERSION_COLUMN
 
     scores = [c for c in (contract.probability, contract.prediction, VERSION_COLUMN) if c in scored.columns]
     rows = raw.drop([c for c in scores if c in raw.columns])

@@ -1,4 +1,4 @@
-"""Demo flow: the whole loop on NannyML's car-loan data with a seeded scenario (see tasks/demo.py)."""
+"""Demo flow: the whole loop on NannyML's car-loan data with a seeded scenario (see tasks/stages/demo.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from flows.cycle import cycle_flow
 from flows.labels import labels_flow
 from flows.retrain import retrain_flow
 from flows.rollback import rollback_flow
-from tasks import demo, progress
-from tasks.reporting import write_report
+from tasks.core import progress
+from tasks.report.markdown import write_report
+from tasks.stages import demo
 
 
 @flow(name="driftgate-demo", log_prints=True)

@@ -8,7 +8,7 @@ from typing import Any
 from prefect import flow
 
 from flows._common import banner, workspace
-from tasks import drill
+from tasks.stages import drill
 
 run_drill = drill.prefect_tasks()["run_drill"]
 

@@ -10,7 +10,7 @@ from prefect import flow
 
 from flows import steps
 from flows._common import act_on_retrain, banner, workspace
-from tasks.data import expand_paths
+from tasks.data.files import expand_paths
 
 
 @flow(name="driftgate-labels", log_prints=True)

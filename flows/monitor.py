@@ -10,9 +10,9 @@ from prefect import flow
 
 from flows import steps
 from flows._common import banner, workspace
-from tasks import progress
-from tasks.data import expand_paths
-from tasks.errors import DataError
+from tasks.core import progress
+from tasks.core.errors import DataError
+from tasks.data.files import expand_paths
 
 
 @flow(name="driftgate-monitor", log_prints=True)

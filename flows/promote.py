@@ -13,9 +13,9 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 
 from flows._common import banner, workspace
-from tasks import canary, promotion
-from tasks.promotion import AUTO_APPROVER, Approval, PromotionOutcome
-from tasks.workspace import Workspace
+from tasks.resources.workspace import Workspace
+from tasks.stages import canary, promotion
+from tasks.stages.promotion import AUTO_APPROVER, Approval, PromotionOutcome
 
 _tasks = promotion.prefect_tasks()
 check_candidate = _tasks["check_candidate"]

@@ -1,4 +1,4 @@
-"""Replay flows: the policy decided again over recorded batches, scored against known truth (tasks/replay.py)."""
+"""Replay flows: the policy decided again over recorded batches, scored against known truth (tasks/policy/replay.py)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from flows._common import banner, workspace
 from flows.bootstrap import bootstrap_flow
 from flows.labels import labels_flow
 from flows.monitor import monitor_flow
-from tasks import progress, replay
-from tasks.errors import ConfigError, DataError
-from tasks.reporting import write_report
+from tasks.core import progress
+from tasks.core.errors import ConfigError, DataError
+from tasks.policy import replay
+from tasks.report.markdown import write_report
 
 replay_policy = task(name="replay-policy", cache_policy=NO_CACHE, persist_result=False)(replay.replay)
 
@@ -81,7 +82,7 @@ def replay_scenario_flow(
 ) -> dict[str, Any]:
     """A scenario with known truth monitored in shadow mode (nothing retrains), its labels arriving
     ``label_delay`` batches late, then replayed. ``demo``: the demo's data and drift; any other name: a scenario
-    of tasks/scenarios.py (concept, covariate, benign, broken, noise, employment)."""
+    of tasks/data/scenarios.py (concept, covariate, benign, broken, noise, employment)."""
     if label_delay < 0:
         raise ConfigError(f"--label-delay must be 0 or more batches, got {label_delay}")
     banner(f"prepare: scenario {scenario}, {stationary} stationary then {drifted} changed batches (seed {seed})")
@@ -97,7 +98,7 @@ def replay_scenario_flow(
         files = [(item.batch, item.labels) for item in plan.batches]
         config, reference, truth = plan.config, plan.reference, plan.truth
     else:
-        from tasks.scenarios import prepare
+        from tasks.data.scenarios import prepare
 
         named = prepare(
             scenario,

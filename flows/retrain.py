@@ -11,8 +11,8 @@ from prefect import flow
 from flows import steps
 from flows._common import banner, retrain_slot, workspace
 from flows.promote import promote_flow
-from tasks import progress
-from tasks.retraining import RetrainOutcome
+from tasks.core import progress
+from tasks.stages.retraining import RetrainOutcome
 
 
 @flow(name="driftgate-retrain", log_prints=True)

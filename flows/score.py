@@ -8,7 +8,7 @@ from typing import Any
 from prefect import flow
 
 from flows._common import banner, workspace
-from tasks import canary
+from tasks.stages import canary
 
 _tasks = canary.prefect_tasks()
 score_file = _tasks["score_file"]
@@ -25,7 +25,7 @@ def score_flow(
 ) -> list[dict[str, Any]]:
     """Each batch is scored by production and (for its share of entities) the canary; every prediction is
     stored with the version that made it. Label files, if given, are joined into the stored predictions."""
-    from tasks.data import expand_paths
+    from tasks.data.files import expand_paths
 
     ws = workspace(home, config, model)
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks import arrivals, monitoring, promotion, retraining
+from tasks.stages import arrivals, monitoring, promotion, retraining
 
 select_batches = task(name="select-batches", cache_policy=NO_CACHE, persist_result=False)(monitoring.select_batches)
 prepare_context = task(name="prepare-monitoring", cache_policy=NO_CACHE, persist_result=False)(

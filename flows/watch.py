@@ -8,7 +8,7 @@ from typing import Any
 from prefect import flow
 
 from flows._common import banner, workspace
-from tasks import promotion
+from tasks.stages import promotion
 
 watch_window = promotion.prefect_tasks()["watch"]
 

@@ -20,8 +20,8 @@ def prefect_harness() -> Iterator[None]:
 def champion_template(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Path:
     """A home with a contract and a champion in production, trained once per session on car-loan rows."""
     from flows.bootstrap import bootstrap_flow
-    from tasks.data import load_car_loan
-    from tasks.schema import infer_contract
+    from tasks.data.contract import infer_contract
+    from tasks.data.files import load_car_loan
 
     home = tmp_path_factory.mktemp("champion")
     reference, _ = load_car_loan()

@@ -11,10 +11,10 @@ import pytest
 
 from flows.monitor import monitor_flow
 from flows.retrain import retrain_flow
-from tasks.data import load_car_loan
-from tasks.errors import MissingColumnError, NonFiniteError, ProbabilityRangeError, SingleClassError
-from tasks.settings import load_settings
-from tasks.workspace import open_workspace
+from tasks.core.errors import MissingColumnError, NonFiniteError, ProbabilityRangeError, SingleClassError
+from tasks.core.settings import load_settings
+from tasks.data.files import load_car_loan
+from tasks.resources.workspace import open_workspace
 
 
 def _state(home: Path) -> tuple[dict[str, str], int, int, int, list[str]]:
@@ -71,7 +71,7 @@ def test_bad_batch_is_refused_and_nothing_changes(
     with pytest.raises(error) as info:
         monitor_flow(batches=[str(path)], home=str(home), config=str(home / "driftgate.yaml"))
     assert column in str(info.value) and name in str(info.value)
-    assert type(info.value).__module__ == "tasks.errors"
+    assert type(info.value).__module__ == "tasks.core.errors"
     # Nothing changes but the record of the refusal: one BLOCK decision that carries the error.
     after = _state(home)
     assert (after[0], after[1], after[3], after[4]) == (before[0], before[1], before[3], before[4])

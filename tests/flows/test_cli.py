@@ -8,7 +8,7 @@ import polars as pl
 from click.testing import CliRunner
 
 from driftgate.cli import main
-from tasks.data import ScenarioGenerator, load_car_loan, split_labels
+from tasks.data.files import ScenarioGenerator, load_car_loan, split_labels
 
 
 def test_user_data_path_without_python(tmp_path: Path) -> None:

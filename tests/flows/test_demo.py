@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from flows.demo import demo_flow
-from tasks.settings import load_settings
-from tasks.workspace import open_workspace
+from tasks.core.settings import load_settings
+from tasks.resources.workspace import open_workspace
 
 
 @pytest.fixture(scope="module")

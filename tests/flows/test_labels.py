@@ -13,12 +13,12 @@ from click.testing import CliRunner
 
 from flows.labels import labels_flow
 from flows.monitor import monitor_flow
-from tasks import events
-from tasks.data import STATIONARY, ScenarioGenerator, Shift, load_car_loan, split_labels, write_frame
-from tasks.errors import DataError, SingleClassError
-from tasks.labels import LabelConflictError
-from tasks.settings import load_settings
-from tasks.workspace import open_workspace
+from tasks.core.errors import DataError, SingleClassError
+from tasks.core.settings import load_settings
+from tasks.data.files import STATIONARY, ScenarioGenerator, Shift, load_car_loan, split_labels, write_frame
+from tasks.data.labels import LabelConflictError
+from tasks.resources import events
+from tasks.resources.workspace import open_workspace
 
 # Concept change with unchanged features: applicants with no down payment flip their repayment behaviour.
 # CBPE trusts the model's scores, so only labels can reveal it.

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from driftgate.cli import main
-from tests.unit.test_contract_checks import churn
+from tests.support.churn import churn
 
 
 def test_own_data_is_named_after_its_file_and_monitored_without_schema_warnings(
@@ -17,8 +17,8 @@ def test_own_data_is_named_after_its_file_and_monitored_without_schema_warnings(
 ) -> None:
     from datetime import datetime
 
-    from tasks.settings import load_settings
-    from tasks.workspace import open_workspace
+    from tasks.core.settings import load_settings
+    from tasks.resources.workspace import open_workspace
 
     monkeypatch.delenv("DRIFTGATE_MODEL_NAME", raising=False)
     reference = tmp_path / "churn.parquet"

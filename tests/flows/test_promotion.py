@@ -11,7 +11,7 @@ from uuid import UUID
 import pytest
 from click.testing import CliRunner
 
-from tests.unit.promotion_home import MODEL, Home, good_and_bad_models, make_home
+from devkit.promotion_home import MODEL, Home, good_and_bad_models, make_home
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,10 @@ import pytest
 from flows.labels import labels_flow
 from flows.monitor import monitor_flow
 from flows.replay import replay_flow
-from tasks.data import STATIONARY, ScenarioGenerator, split_labels, write_frame
-from tasks.demo import DRIFT
-from tasks.settings import load_settings
-from tasks.workspace import open_workspace
+from tasks.core.settings import load_settings
+from tasks.data.files import STATIONARY, ScenarioGenerator, split_labels, write_frame
+from tasks.resources.workspace import open_workspace
+from tasks.stages.demo import DRIFT
 
 ROWS = 2000
 
@@ -27,7 +27,7 @@ ROWS = 2000
 def shadow(champion_template: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     import shutil
 
-    from tasks.data import load_car_loan
+    from tasks.data.files import load_car_loan
 
     home = tmp_path_factory.mktemp("replay") / "home"
     shutil.copytree(champion_template, home)

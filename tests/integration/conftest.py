@@ -17,7 +17,7 @@ from uuid import UUID
 import pytest
 import yaml
 
-from deployments.local_server import LocalPrefect, client_settings
+from devkit.local_server import LocalPrefect, client_settings
 
 if TYPE_CHECKING:
     import polars as pl
@@ -82,8 +82,8 @@ class Stack:
             return list(client.read_events(event_filter, limit=50).events)
 
     def registry_versions(self) -> list[str]:
-        from tasks.settings import load_settings
-        from tasks.workspace import open_workspace
+        from tasks.core.settings import load_settings
+        from tasks.resources.workspace import open_workspace
 
         ws = open_workspace(load_settings(self.config))
         try:
@@ -116,8 +116,8 @@ def _final_or_none(run: FlowRun) -> FlowRun | None:
 
 def write_home(home: Path) -> tuple[Path, Path, pl.DataFrame]:
     """Contract, labelled reference and settings of a small driftgate home; returns (config, reference, analysis)."""
-    from tasks.data import load_car_loan
-    from tasks.schema import infer_contract
+    from tasks.data.contract import infer_contract
+    from tasks.data.files import load_car_loan
 
     home.mkdir(parents=True, exist_ok=True)
     reference, analysis = load_car_loan()

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from flows.monitor import monitor_flow
-from tasks import events
-from tasks.data import STATIONARY, ScenarioGenerator, Shift, split_labels, write_frame
-from tasks.demo import DRIFT
+from tasks.data.files import STATIONARY, ScenarioGenerator, Shift, split_labels, write_frame
+from tasks.resources import events
+from tasks.stages.demo import DRIFT
 from tests.integration.conftest import MODEL, Stack, poll
 
 pytestmark = pytest.mark.integration
@@ -158,8 +158,8 @@ def test_repeated_event_starts_no_second_run_and_a_new_event_is_a_no_op(
 
 def test_null_window_arrives_as_none(stack: Stack) -> None:
     """A request without a window (a contract without timestamps) templates to None, not the string 'None'."""
-    from tasks.settings import load_settings
-    from tasks.workspace import open_workspace
+    from tasks.core.settings import load_settings
+    from tasks.resources.workspace import open_workspace
 
     key = f"retrain-null-window-{uuid.uuid4().hex[:8]}"
     ws = open_workspace(load_settings(stack.config))

@@ -1,0 +1,1 @@
+"""Development kit: test harnesses and fixture homes (not shipped in the wheel)."""

@@ -1,0 +1,333 @@
+"""One settings object for driftgate: env prefix ``DRIFTGATE_`` (nested with ``__``), optional YAML file.
+
+Precedence (highest first): explicit keyword arguments, environment variables,
+the YAML file named by ``DRIFTGATE_CONFIG`` (or passed to :func:`load_settings`), defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from tasks.core.errors import ConfigError
+
+
+class ProfilingSettings(BaseModel):
+    chunk_size: int = Field(5000, ge=50, description="rows per chunk when chunking by size")
+    reference_chunks: int = Field(20, ge=5, description="reference chunks used to calibrate drift thresholds")
+    false_alarm_quantile: float = Field(
+        0.99, gt=0.5, lt=1.0, description="per-feature threshold = this quantile of reference chunk statistics"
+    )
+    min_rows: int = Field(100, ge=1, description="a batch with fewer rows fails data quality")
+    max_missing_rate: float = Field(0.2, ge=0.0, le=1.0, description="missingness above this fails data quality")
+
+
+class ConceptDriftSettings(BaseModel):
+    """Detector on the model's per-row error stream once labels arrive (tasks/drift/concept.py)."""
+
+    method: Literal["page_hinkley", "adwin", "off"] = Field("page_hinkley", description="detector, or off")
+    error: Literal["brier", "zero_one", "log_loss"] = Field("brier", description="per-row loss fed to the detector")
+    action: Literal["retrain", "alert"] = Field(
+        "retrain", description="an alarm counts as performance degradation (retrain) or only alerts"
+    )
+    ph_delta: float = Field(0.03, ge=0.0, description="Page-Hinkley tolerated increase per row, in std. deviations")
+    ph_threshold: float = Field(
+        120.0, gt=0.0, description="Page-Hinkley lambda in std. deviations (~0.4 % false alarms per 4000 rows)"
+    )
+    ph_min_rows: int = Field(300, ge=2, description="rows before Page-Hinkley starts testing")
+    adwin_delta: float = Field(0.002, gt=0.0, lt=1.0, description="ADWIN confidence per cut test")
+    adwin_bucket_rows: int = Field(100, ge=1, description="ADWIN rows per bucket")
+    adwin_max_buckets: int = Field(400, ge=10, description="ADWIN window cap in buckets")
+
+
+class PolicySettings(BaseModel):
+    performance_drop: float = Field(
+        0.02, ge=0.0, description="estimated/realized metric drop below the reference that counts as degradation"
+    )
+    drift_feature_share: float = Field(
+        0.2, ge=0.0, le=1.0, description="share of drifted features that makes drift 'broad'"
+    )
+    retrain_on_drift_alone: bool = Field(False, description="allow RETRAIN on drift without performance evidence")
+    persistence: int = Field(1, ge=1, description="consecutive degraded batches required before RETRAIN")
+    cooldown_hours: float = Field(0.0, ge=0.0, description="no new retrain within this time after the last one")
+    min_new_rows: int = Field(1000, ge=0, description="labelled rows required since the last retrain")
+    max_retrains_per_day: int = Field(4, ge=0, description="retraining budget")
+    business_weight: float = Field(1.0, ge=0.0, description="weight of one point of metric drop")
+    traffic_weight: float = Field(1.0, ge=0.0, description="weight of traffic (rows per batch / 10k)")
+    urgent_impact: float = Field(5.0, gt=0.0, description="impact at or above which a retrain is urgent")
+    normal_impact: float = Field(1.0, gt=0.0, description="impact at or above which a retrain is normal (else low)")
+    slice_action: Literal["retrain", "alert", "off"] = Field(
+        "retrain", description="a degraded slice counts as degradation (retrain), only alerts, or is not judged"
+    )
+    slice_performance_drop: float = Field(
+        0.05, ge=0.0, description="metric drop below the slice's own reference that degrades a slice"
+    )
+    slice_z: float = Field(3.0, ge=0.0, description="a slice's drop must also exceed this many sampling errors")
+    min_slice_rows: int = Field(300, ge=1, description="slices with fewer rows are reported, not judged")
+    concept_drift: ConceptDriftSettings = ConceptDriftSettings()
+
+    @model_validator(mode="after")
+    def _ordered_impacts(self) -> PolicySettings:
+        if self.normal_impact > self.urgent_impact:
+            raise ValueError(
+                f"normal_impact ({self.normal_impact}) must not exceed urgent_impact ({self.urgent_impact})"
+            )
+        return self
+
+
+class TrainingSettings(BaseModel):
+    n_trials: int = Field(8, ge=1, description="Optuna trial budget (of the whole study, shared by its workers)")
+    timeout_seconds: float = Field(120.0, gt=0, description="Optuna wall-time budget of one tuning call")
+    num_boost_round: int = Field(300, ge=10, description="max trees; early stopping picks fewer")
+    early_stopping_rounds: int = Field(20, ge=1)
+    validation_fraction: float = Field(
+        0.2, gt=0.0, lt=0.5, description="time-ordered tail of the recent training rows that validates"
+    )
+    holdout_fraction: float = Field(
+        0.3, gt=0.0, lt=0.6, description="time-ordered tail of the recent rows kept for the gate"
+    )
+    window: Literal["sliding", "expanding", "reference_plus_recent"] = Field(
+        "sliding",
+        description="sliding: the newest window_rows labelled rows; expanding: the labelled reference plus every "
+        "labelled monitored row; reference_plus_recent: a sample of the reference (weighted) plus the newest rows",
+    )
+    window_rows: int = Field(20000, ge=500, description="most recent labelled rows used for retraining")
+    reference_rows: int = Field(
+        20000, ge=0, description="reference rows sampled into a reference_plus_recent window (0: none)"
+    )
+    reference_weight: float = Field(
+        0.5, gt=0.0, le=1.0, description="weight of a reference row relative to a recent row (reference_plus_recent)"
+    )
+    seed: int = 42
+
+
+class CostMatrix(BaseModel):
+    """Cost of each outcome of one decision taken at gate.decision_threshold (any unit; lower is better)."""
+
+    true_negative: float = 0.0
+    false_positive: float = Field(..., description="cost of predicting positive for a negative row")
+    false_negative: float = Field(..., description="cost of predicting negative for a positive row")
+    true_positive: float = 0.0
+
+
+GateRule = Literal["backtest", "stress", "inference"]
+
+
+class GateSettings(BaseModel):
+    metric: Literal["roc_auc", "accuracy", "expected_cost"] = Field(
+        "roc_auc",
+        description="primary criterion: roc_auc (DeLong), accuracy (McNemar) or expected_cost (gate.cost_matrix)",
+    )
+    alpha: float = Field(0.05, gt=0.0, lt=0.5, description="significance level of every test")
+    min_effect: float = Field(
+        0.0, ge=0.0, description="required improvement in the primary metric (AUC or accuracy, or cost saved per row)"
+    )
+    slice_margin: float = Field(0.02, ge=0.0, description="non-inferiority margin of ROC AUC per slice")
+    min_slice_rows: int = Field(200, ge=10, description="slices smaller than this are reported, not judged")
+    n_bootstrap: int = Field(1000, ge=100, description="bootstrap resamples")
+    min_rows: int = Field(500, ge=10, description="minimum holdout rows for a verdict")
+    floor_roc_auc: float = Field(0.6, ge=0.5, le=1.0, description="absolute floor for a first model")
+    floor_accuracy: float | None = Field(
+        None, ge=0.0, le=1.0, description="first-model accuracy floor; default: the holdout's majority-class rate"
+    )
+    max_expected_cost: float | None = Field(
+        None, description="first-model ceiling on cost per row; default: the cheaper constant decision's cost"
+    )
+    decision_threshold: float = Field(
+        0.5, gt=0.0, lt=1.0, description="probability from which a row is predicted positive (accuracy, costs)"
+    )
+    cost_matrix: CostMatrix | None = Field(None, description="business costs of classification outcomes")
+    cost_per_unit_error: float | None = Field(
+        None, gt=0.0, description="business cost of one unit of absolute error (regression comparisons)"
+    )
+    backtest_margin: float = Field(
+        0.10, ge=0.0, description="non-inferiority margin of ROC AUC on older data the models did not train on"
+    )
+    backtest_rows: int = Field(10000, ge=100, description="older rows sampled for the back-test")
+    max_latency_ratio: float = Field(3.0, ge=1.0, description="candidate / champion scoring time per 10k rows")
+    latency_allowance_ms: float = Field(
+        250.0, ge=0.0, description="scoring time per 10k rows that is always within budget, whatever the ratio"
+    )
+    max_size_ratio: float = Field(4.0, ge=1.0, description="candidate / champion model size")
+    size_allowance_bytes: int = Field(
+        5_000_000, ge=0, description="model size that is always within budget, whatever the ratio"
+    )
+    stress_features: int = Field(
+        3, ge=0, description="most important features of each model shifted in the stress test (0: no stress test)"
+    )
+    stress_shift: float = Field(
+        0.5, gt=0.0, description="exponential tilt of a numeric feature, in standard deviations"
+    )
+    stress_category_factor: float = Field(3.0, gt=1.0, description="weight multiplier of one category in a scenario")
+    stress_margin: float = Field(
+        0.05, ge=0.0, description="largest extra AUC loss under a scenario, candidate vs champion, that still passes"
+    )
+    advisory_rules: list[GateRule] = Field(
+        default_factory=list, description="rules that are reported but do not block (backtest, stress, inference)"
+    )
+
+    @model_validator(mode="after")
+    def _primary_needs_costs(self) -> GateSettings:
+        if self.metric == "expected_cost" and self.cost_matrix is None:
+            raise ValueError("gate.metric 'expected_cost' needs gate.cost_matrix (false_positive, false_negative)")
+        return self
+
+
+class PromotionSettings(BaseModel):
+    """Staged promotion: approval, canary watch window and the thresholds that trigger automatic rollback."""
+
+    auto_approve: bool = Field(True, description="policy allows promotion without a human approval (no pause)")
+    approval_timeout_seconds: int = Field(3600, ge=1, description="how long the approval pause waits for input")
+    approval_poll_seconds: int = Field(10, ge=1, description="how often a paused promotion checks for input")
+    watch_hours: float = Field(
+        0.0, ge=0.0, description="canary exposure before production moves; 0 judges at once on the evidence so far"
+    )
+    min_canary_rows: int = Field(0, ge=0, description="rows the canary must have served before it may be promoted")
+    max_estimated_drop: float = Field(0.02, ge=0.0, description="largest CBPE-estimated AUC drop vs production")
+    max_realized_drop: float = Field(0.02, ge=0.0, description="largest realized AUC drop vs production (paired)")
+    min_labelled_rows: int = Field(200, ge=10, description="labelled rows before realized performance is judged")
+    max_error_rate: float = Field(0.01, ge=0.0, le=1.0, description="share of routed rows the canary failed to score")
+    max_latency_ms_per_1k: float = Field(2000.0, gt=0.0, description="scoring time per 1,000 rows (median of batches)")
+    rollback_window_hours: float = Field(
+        24.0, ge=0.0, description="after promotion, a failing post-deployment audit moves production back"
+    )
+
+
+class DriftgateSettings(BaseSettings):
+    """Everything driftgate can be told, with defaults that run offline on one machine."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DRIFTGATE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    home: Path = Field(Path(".driftgate"), description="all state lives here: registry, store, runs, reports")
+    model_name: str = Field("car-loan", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    contract_path: Path | None = Field(None, description="model contract YAML; default <home>/contract.yaml")
+    reference_path: str | None = Field(None, description="reference data file; default <home>/reference.parquet")
+    store_url: str | None = Field(None, description="SQLAlchemy URL of the audit store; default SQLite in home")
+    registry_backend: Literal["local", "wandb"] = Field(
+        "local", description="local registry, or local ledger mirrored to the W&B Registry (needs WANDB_API_KEY)"
+    )
+    tracking_mode: Literal["offline", "online", "disabled"] = "offline"
+    wandb_project: str = "driftgate"
+    wandb_entity: str | None = None
+    wandb_registry: str = Field(
+        "model", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$", description="W&B Registry name: wandb-registry-<name>/<model>"
+    )
+    num_threads: int = Field(1, ge=1, description="LightGBM threads; 1 is steadier on a shared machine")
+    canary_share: float = Field(0.1, ge=0.0, le=1.0)
+    emit_events: bool = Field(True, description="emit Prefect events (needs a Prefect API)")
+    retrain_slot: str | None = Field(
+        "driftgate-retrain",
+        description="Prefect global concurrency limit a retrain holds while it trains, so that at most that many "
+        "retrains run across the priority deployments; skipped while the limit does not exist on the server "
+        "(create it with `prefect gcl create driftgate-retrain --limit 1`); none: no slot",
+    )
+    telemetry: bool = Field(False, description="leave dependency telemetry on (off by default)")
+    profiling: ProfilingSettings = ProfilingSettings()
+    policy: PolicySettings = PolicySettings()
+    training: TrainingSettings = TrainingSettings()
+    gate: GateSettings = GateSettings()
+    promotion: PromotionSettings = PromotionSettings()
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls))
+
+    # --- derived paths -------------------------------------------------------------
+    @property
+    def registry_dir(self) -> Path:
+        return self.home / "registry"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def wandb_dir(self) -> Path:
+        return self.home / "wandb"
+
+    @property
+    def optuna_dir(self) -> Path:
+        return self.home / "optuna"
+
+    @property
+    def predictions_dir(self) -> Path:
+        return self.home / "predictions"
+
+    @property
+    def resolved_contract_path(self) -> Path:
+        return self.contract_path or self.home / "contract.yaml"
+
+    @property
+    def resolved_reference_path(self) -> str:
+        return self.reference_path or str(self.home / "reference.parquet")
+
+    @property
+    def resolved_store_url(self) -> str:
+        return self.store_url or f"sqlite:///{self.home / 'audit.db'}"
+
+    def ensure_dirs(self) -> None:
+        for path in (self.home, self.registry_dir, self.reports_dir, self.wandb_dir, self.optuna_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Reads the YAML file named by DRIFTGATE_CONFIG, if any."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("DRIFTGATE_CONFIG")
+        if not path:
+            return {}
+        return read_yaml_config(Path(path))
+
+
+def read_yaml_config(path: Path) -> dict[str, Any]:
+    import yaml
+
+    if not path.is_file():
+        raise ConfigError(f"settings file {path} (DRIFTGATE_CONFIG) does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"settings file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"settings file {path} must hold a mapping at the top level")
+    return data
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> DriftgateSettings:
+    """Build settings, turning validation failures into a ConfigError that names the setting."""
+    try:
+        if config_file is not None:
+            file_values = read_yaml_config(config_file)
+            merged = {**file_values, **{k: v for k, v in overrides.items() if v is not None}}
+            return DriftgateSettings(**merged)
+        return DriftgateSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"DRIFTGATE_{'__'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from exc

@@ -1,0 +1,971 @@
+"""Performance without labels (NannyML CBPE and DLE) and realized performance once labels land.
+
+This is the only module that imports NannyML or hands polars frames to pandas. NannyML is imported
+lazily (about 5 s, and only after its usage analytics are switched off). Only the columns an estimator
+reads (label, probabilities, prediction, and DLE's features) cross into pandas, as plain numpy columns,
+so neither pyarrow-backed strings nor the rest of the batch ever reach NannyML.
+
+Two entry points:
+
+- the monitored loop (binary classification, the contract's ``problem_type``): :func:`fit_estimator`,
+  :func:`estimate_performance` (overall and per slice of the contract) and :func:`realized_performance`;
+- any scored frame described by :class:`ModelOutputs`: CBPE for binary and multiclass classification
+  (roc_auc, f1, precision, recall, specificity, accuracy; multiclass averages are macro, as NannyML's),
+  DLE for regression (rmse, mae): :func:`fit_metric_estimator`, :func:`estimate_metrics` (one chunk or
+  many), :func:`realized_metrics`.
+
+CBPE's alert thresholds come from the chunk-to-chunk spread of the realized metric on the reference,
+in chunks of ``chunk_size`` rows, while each batch is estimated as one chunk: fit with a ``chunk_size``
+close to the typical batch size, or the thresholds will be too wide (bigger batches) or too tight.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from tasks.core.errors import (
+    DtypeError,
+    EmptyBatchError,
+    EstimationError,
+    MissingColumnError,
+    NonFiniteError,
+    ProbabilityRangeError,
+    SingleClassError,
+    UnknownClassError,
+)
+from tasks.data.contract import ModelContract
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy as np
+    import pandas as pd
+    import polars as pl
+
+# Metrics CBPE estimates for binary classification, with the sklearn function of their realized value.
+SUPPORTED_METRICS = ("roc_auc", "accuracy", "f1", "precision", "recall", "specificity")
+DECISION_THRESHOLD = 0.5
+ProblemType = Literal["classification_binary", "classification_multiclass", "regression"]
+METRICS_BY_PROBLEM: dict[str, tuple[str, ...]] = {
+    "classification_binary": SUPPORTED_METRICS,
+    "classification_multiclass": SUPPORTED_METRICS,
+    "regression": ("rmse", "mae"),
+}
+LOWER_IS_BETTER = frozenset({"rmse", "mae"})
+MIN_SLICE_ROWS = 50  # smaller slices get no estimate at all (CBPE's sampling error model breaks down)
+_ALL = "__all__"
+
+
+@dataclass(frozen=True)
+class SliceEstimate:
+    """CBPE's estimate on the rows of one slice (a value of a segment column), against that slice's reference."""
+
+    column: str
+    value: str
+    rows: int
+    estimate: float | None
+    lower: float | None
+    upper: float | None
+    sampling_error: float | None
+    reference_value: float | None  # realized metric on the reference rows of this slice (None: undefined there)
+    reference_estimate: float | None  # CBPE's estimate on those same reference rows
+
+    @property
+    def drop(self) -> float | None:
+        """Estimate on the reference slice minus estimate on this batch's slice.
+
+        Comparing estimate with estimate cancels the bias CBPE has within a slice where the model is not
+        calibrated (the calibrator is fitted on the whole reference): measured up to 0.03 AUC on car-loan.
+        """
+        if self.estimate is None or self.reference_estimate is None:
+            return None
+        return self.reference_estimate - self.estimate
+
+
+@dataclass(frozen=True)
+class SliceRealized:
+    column: str
+    value: str
+    rows_labelled: int
+    realized: float | None
+
+
+@dataclass(frozen=True)
+class PerformanceEstimate:
+    """CBPE's estimate of a metric on one batch (one chunk), with NannyML's band and reference thresholds."""
+
+    metric: str
+    value: float
+    lower: float | None
+    upper: float | None
+    sampling_error: float | None
+    reference_value: float
+    lower_threshold: float | None
+    upper_threshold: float | None
+    alert: bool
+    rows: int
+    method: str
+    window_start: datetime | None
+    window_end: datetime | None
+    higher_is_better: bool = True
+    slices: tuple[SliceEstimate, ...] = ()
+
+    @property
+    def drop(self) -> float:
+        """How much worse the estimate is than the realized reference value (negative when better)."""
+        change = self.reference_value - self.value
+        return change if self.higher_is_better else -change
+
+
+@dataclass(frozen=True)
+class RealizedPerformance:
+    """The metric computed on the labelled rows of a batch; ``value`` is None when it cannot be computed."""
+
+    metric: str
+    value: float | None
+    rows_labelled: int
+    rows: int
+    slices: tuple[SliceRealized, ...] = ()
+
+
+@dataclass(eq=False)
+class PerformanceEstimator:
+    """A CBPE estimator fitted once on a scored, labelled reference. Not picklable; refit in each process."""
+
+    metric: str
+    reference_value: float
+    reference_rows: int
+    chunk_size: int
+    lower_threshold: float | None
+    upper_threshold: float | None
+    calibrated: bool
+    cbpe: Any = field(repr=False)
+    # CBPE.estimate appends to the estimator's own result frame, so concurrent calls must take turns.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Realized metric on the reference rows of each slice, keyed by (column, value); absent when undefined.
+    slice_reference: dict[tuple[str, str], float] = field(default_factory=dict)
+    # CBPE's estimate on the same reference rows: the baseline of a slice's estimated drop.
+    slice_reference_estimate: dict[tuple[str, str], float] = field(default_factory=dict)
+    slice_columns: tuple[str, ...] = ()
+
+
+def _nannyml() -> Any:
+    from tasks.core.telemetry import disable_telemetry
+
+    disable_telemetry()
+    import nannyml
+
+    return nannyml
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence NannyML's chatter for one call: warnings about few chunks and its own INFO/WARNING logs."""
+    import logging
+
+    logger = logging.getLogger("nannyml")
+    previous = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(previous)
+
+
+def _configure_pandas() -> None:
+    import pandas as pd
+
+    with warnings.catch_warnings():
+        # pandas 3 warns that the option is going away; it is still needed for NannyML's DLE with pyarrow.
+        warnings.simplefilter("ignore")
+        pd.set_option("future.infer_string", False)
+
+
+def _check_metric(metric: str) -> None:
+    if metric not in SUPPORTED_METRICS:
+        raise EstimationError(f"metric {metric!r} is not supported; choose one of {SUPPORTED_METRICS}")
+
+
+def _probabilities(frame: pl.DataFrame, contract: ModelContract, source: str) -> pl.Series:
+    import polars as pl
+
+    if contract.probability not in frame.columns:
+        raise EstimationError(
+            f"{source} has no probability column {contract.probability!r} (contract {contract.name!r}); "
+            "score it with the model before estimating performance"
+        )
+    column = frame.get_column(contract.probability)
+    if not column.dtype.is_numeric():
+        raise DtypeError(f"expected probabilities, found {column.dtype}", source=source, column=contract.probability)
+    column = column.cast(pl.Float64)
+    outside = int((~column.is_between(0.0, 1.0) & column.is_not_null()).sum())
+    if outside:
+        raise ProbabilityRangeError(f"{outside} values outside [0, 1]", source=source, column=contract.probability)
+    return column
+
+
+def _labels(frame: pl.DataFrame, contract: ModelContract, source: str) -> pl.Series:
+    import polars as pl
+
+    if contract.target not in frame.columns:
+        raise EstimationError(
+            f"{source} has no target column {contract.target!r} (contract {contract.name!r}); "
+            "CBPE is fitted on labelled reference data"
+        )
+    column = frame.get_column(contract.target)
+    if column.dtype == pl.Boolean:
+        return column.cast(pl.Int8)
+    if not column.dtype.is_numeric():
+        raise DtypeError(f"expected a 0/1 label, found {column.dtype}", source=source, column=contract.target)
+    values = set(column.drop_nulls().unique().to_list())
+    if not values <= {0, 1}:
+        raise DtypeError(
+            f"binary labels must be 0/1, found {sorted(values - {0, 1})[:5]}", source=source, column=contract.target
+        )
+    return column.cast(pl.Int8)
+
+
+def _predictions(frame: pl.DataFrame, contract: ModelContract, probability: pl.Series) -> pl.Series:
+    import polars as pl
+
+    if contract.prediction in frame.columns:
+        column = frame.get_column(contract.prediction)
+        if not (column.dtype.is_numeric() or column.dtype == pl.Boolean):
+            raise DtypeError(
+                f"expected 0/1 predictions, found {column.dtype}", source="batch", column=contract.prediction
+            )
+        return column.cast(pl.Int8)
+    return (probability >= DECISION_THRESHOLD).cast(pl.Int8).alias(contract.prediction)
+
+
+def _realized_value(metric: str, y_true: np.ndarray, probability: np.ndarray, prediction: np.ndarray) -> float | None:
+    import numpy as np
+    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
+
+    if len(y_true) == 0 or np.unique(y_true).size < 2:
+        return None
+    scorers: dict[str, Callable[[], float]] = {
+        "roc_auc": lambda: roc_auc_score(y_true, probability),
+        "accuracy": lambda: accuracy_score(y_true, prediction),
+        "f1": lambda: f1_score(y_true, prediction, zero_division=0),
+        "precision": lambda: precision_score(y_true, prediction, zero_division=0),
+        "recall": lambda: recall_score(y_true, prediction, zero_division=0),
+        "specificity": lambda: recall_score(y_true, prediction, pos_label=0, zero_division=0),
+    }
+    return float(scorers[metric]())
+
+
+def _optional(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return None if math.isnan(number) else number
+
+
+def _aware(value: Any) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _window(frame: pl.DataFrame, contract: ModelContract) -> tuple[datetime | None, datetime | None]:
+    if not contract.timestamp or contract.timestamp not in frame.columns or frame.height == 0:
+        return None, None
+    stamps = frame.get_column(contract.timestamp)
+    if not stamps.dtype.is_temporal():
+        return None, None
+    return _aware(stamps.min()), _aware(stamps.max())
+
+
+_KEY_SEPARATOR = "\x1f"
+MISSING_SLICE = "(missing)"
+
+
+def _slice_key(column: str) -> str:
+    return f"__slice__{column}"
+
+
+def _slice_values(frame: pl.DataFrame, columns: tuple[str, ...]) -> list[pl.Expr]:
+    """Slice columns as text (missing values as their own slice), under names that cannot clash."""
+    import polars as pl
+
+    return [pl.lit(frame.get_column(c)).cast(pl.String).fill_null(MISSING_SLICE).alias(_slice_key(c)) for c in columns]
+
+
+def _slice_chunker(columns: tuple[str, ...], min_rows: int) -> Any:
+    """A NannyML chunker: the whole frame first, then one chunk per value of each slice column."""
+    from nannyml.chunk import Chunk, Chunker
+
+    class SliceChunker(Chunker):
+        def _split(self, data: Any) -> list[Any]:
+            chunks = [Chunk(key=_ALL, data=data)]
+            for column in columns:
+                key = _slice_key(column)
+                if key not in data.columns:
+                    continue
+                for value, part in data.groupby(key, sort=True):
+                    if len(part) >= min_rows:
+                        chunks.append(Chunk(key=f"{column}{_KEY_SEPARATOR}{value}", data=part))
+            return chunks
+
+    return SliceChunker()
+
+
+def fit_estimator(
+    reference: pl.DataFrame, contract: ModelContract, *, metric: str = "roc_auc", chunk_size: int = 5000
+) -> PerformanceEstimator:
+    """Fit CBPE on a scored, labelled reference (rows without a label or a probability are left out).
+
+    The prediction column is derived as probability >= 0.5 when the reference lacks it.
+    """
+    import numpy as np
+    import pandas as pd
+    import polars as pl
+
+    source = f"reference of {contract.name!r}"
+    _check_metric(metric)
+    if chunk_size < 2:
+        raise EstimationError(f"chunk_size must be at least 2, got {chunk_size}")
+    probability = _probabilities(reference, contract, source)
+    labels = _labels(reference, contract, source)
+    prediction = _predictions(reference, contract, probability)
+    slice_columns = tuple(c for c in contract.slices if c in reference.columns)
+    frame = pl.DataFrame({"y": labels, "p": probability, "yhat": prediction}).with_columns(
+        _slice_values(reference, slice_columns)
+    )
+    if contract.timestamp and contract.timestamp in reference.columns:
+        # Reference chunks follow time, so the thresholds reflect how the metric varies over time.
+        frame = frame.with_columns(reference.get_column(contract.timestamp).alias("t")).sort("t", maintain_order=True)
+    frame = frame.filter(pl.col("y").is_not_null() & pl.col("p").is_not_null() & pl.col("yhat").is_not_null())
+    if frame.height == 0:
+        raise EstimationError(f"{source} has no row with both a label and a probability")
+    if frame.get_column("y").n_unique() < 2:
+        only = frame.get_column("y").unique().to_list()
+        raise SingleClassError(
+            f"labels hold a single class {only}; CBPE needs both 0 and 1", source=source, column=contract.target
+        )
+    if frame.height < 2 * chunk_size:
+        raise EstimationError(
+            f"{source} has {frame.height} labelled rows; CBPE thresholds need at least 2 chunks of "
+            f"chunk_size={chunk_size} rows: lower chunk_size or use a bigger reference"
+        )
+
+    y_true = frame.get_column("y").to_numpy().astype(np.int64)
+    y_proba = frame.get_column("p").to_numpy().astype(np.float64)
+    y_pred = frame.get_column("yhat").to_numpy().astype(np.int64)
+    reference_value = _realized_value(metric, y_true, y_proba, y_pred)
+    if reference_value is None:  # two classes were checked above; keeps the type checker honest
+        raise EstimationError(f"{source}: realized {metric} is undefined")
+
+    _configure_pandas()
+    data = pd.DataFrame({contract.target: y_true, contract.probability: y_proba, contract.prediction: y_pred})
+    nml = _nannyml()
+    from nannyml.chunk import SizeBasedChunker
+
+    cbpe = nml.CBPE(
+        metrics=[metric],
+        y_pred_proba=contract.probability,
+        y_pred=contract.prediction,
+        y_true=contract.target,
+        problem_type="classification_binary",
+        # Equal chunks: a small leftover chunk would inflate the spread the thresholds are built from.
+        chunker=SizeBasedChunker(chunk_size=chunk_size, incomplete="drop"),
+    )
+    try:
+        with _quiet():
+            cbpe.fit(data)
+    except Exception as exc:  # NannyML raises its own (and pandas/sklearn) errors: name the stage and input
+        raise EstimationError(f"CBPE fit on {source} ({frame.height} rows) failed: {exc}") from exc
+    # From now on every batch is estimated as one chunk, followed by one chunk per slice value.
+    cbpe.chunker = _slice_chunker(slice_columns, MIN_SLICE_ROWS)
+    fitted_metric = cbpe.metrics[0]
+    slice_reference: dict[tuple[str, str], float] = {}
+    for column in slice_columns:
+        for (value,), part in frame.group_by(_slice_key(column), maintain_order=True):
+            realized = _realized_value(
+                metric,
+                part.get_column("y").to_numpy().astype(np.int64),
+                part.get_column("p").to_numpy().astype(np.float64),
+                part.get_column("yhat").to_numpy().astype(np.int64),
+            )
+            if realized is not None:
+                slice_reference[(column, str(value))] = realized
+    estimator = PerformanceEstimator(
+        metric=metric,
+        reference_value=reference_value,
+        reference_rows=frame.height,
+        chunk_size=chunk_size,
+        lower_threshold=_optional(fitted_metric.lower_threshold_value),
+        upper_threshold=_optional(fitted_metric.upper_threshold_value),
+        calibrated=bool(cbpe.needs_calibration),
+        cbpe=cbpe,
+        slice_reference=slice_reference,
+        slice_columns=slice_columns,
+    )
+    if slice_columns:
+        scored = frame.rename({"p": contract.probability, "yhat": contract.prediction}).with_columns(
+            [pl.col(_slice_key(c)).alias(c) for c in slice_columns]
+        )
+        on_reference = estimate_performance(estimator, scored, contract)
+        estimator.slice_reference_estimate = {
+            (s.column, s.value): s.estimate for s in on_reference.slices if s.estimate is not None
+        }
+    return estimator
+
+
+def estimate_performance(
+    estimator: PerformanceEstimator, batch: pl.DataFrame, contract: ModelContract
+) -> PerformanceEstimate:
+    """Estimate the metric on a scored batch (labels not needed): the whole batch as one CBPE chunk, and each
+    slice of the contract (values with at least ``MIN_SLICE_ROWS`` rows) as a chunk of its own, in one call."""
+    import numpy as np
+    import pandas as pd
+    import polars as pl
+
+    source = f"batch of {contract.name!r}"
+    probability = _probabilities(batch, contract, source)
+    prediction = _predictions(batch, contract, probability)
+    slice_columns = tuple(c for c in estimator.slice_columns if c in batch.columns)
+    frame = (
+        pl.DataFrame({"p": probability, "yhat": prediction})
+        .with_columns(_slice_values(batch, slice_columns))
+        .filter(pl.col("p").is_not_null() & pl.col("yhat").is_not_null())
+    )
+    if frame.height == 0:
+        raise EmptyBatchError(
+            f"no scored rows to estimate {estimator.metric} on ({batch.height} rows in the batch)",
+            source=source,
+            column=contract.probability,
+        )
+    _configure_pandas()
+    data = pd.DataFrame(
+        {
+            contract.probability: frame.get_column("p").to_numpy().astype(np.float64),
+            contract.prediction: frame.get_column("yhat").to_numpy().astype(np.int64),
+            **{_slice_key(c): frame.get_column(_slice_key(c)).to_numpy() for c in slice_columns},
+        }
+    )
+    try:
+        with estimator.lock, _quiet():
+            result = estimator.cbpe.estimate(data).filter(period="analysis").to_df()
+    except Exception as exc:  # NannyML's own errors: name the batch and the metric
+        raise EstimationError(
+            f"CBPE estimate of {estimator.metric} on {source} ({frame.height} rows) failed: {exc}"
+        ) from exc
+    column = estimator.cbpe.metrics[0].column_name
+    keys = result[("chunk", "key")].tolist()
+    if _ALL not in keys:
+        raise EstimationError(f"CBPE returned no whole-batch chunk for {source}; see NannyML's log")
+    row = result.iloc[keys.index(_ALL)]
+    value = _optional(row[(column, "value")])
+    if value is None:
+        raise EstimationError(
+            f"CBPE returned no {estimator.metric} estimate for {source} ({frame.height} rows); see NannyML's log"
+        )
+    sizes = {
+        (column_name, str(value)): int(count)
+        for column_name in slice_columns
+        for value, count in frame.get_column(_slice_key(column_name)).value_counts().iter_rows()
+    }
+    slices = []
+    for position, key in enumerate(keys):
+        if key == _ALL:
+            continue
+        slice_column, _, slice_value = str(key).partition(_KEY_SEPARATOR)
+        part = result.iloc[position]
+        slices.append(
+            SliceEstimate(
+                column=slice_column,
+                value=slice_value,
+                rows=sizes[(slice_column, slice_value)],
+                estimate=_optional(part[(column, "value")]),
+                lower=_optional(part[(column, "lower_confidence_boundary")]),
+                upper=_optional(part[(column, "upper_confidence_boundary")]),
+                sampling_error=_optional(part[(column, "sampling_error")]),
+                reference_value=estimator.slice_reference.get((slice_column, slice_value)),
+                reference_estimate=estimator.slice_reference_estimate.get((slice_column, slice_value)),
+            )
+        )
+    window_start, window_end = _window(batch, contract)
+    return PerformanceEstimate(
+        metric=estimator.metric,
+        value=value,
+        lower=_optional(row[(column, "lower_confidence_boundary")]),
+        upper=_optional(row[(column, "upper_confidence_boundary")]),
+        sampling_error=_optional(row[(column, "sampling_error")]),
+        reference_value=estimator.reference_value,
+        lower_threshold=_optional(row[(column, "lower_threshold")]),
+        upper_threshold=_optional(row[(column, "upper_threshold")]),
+        alert=bool(row[(column, "alert")]),
+        rows=frame.height,
+        method="cbpe",
+        window_start=window_start,
+        window_end=window_end,
+        slices=tuple(slices),
+    )
+
+
+def realized_performance(batch: pl.DataFrame, contract: ModelContract, metric: str = "roc_auc") -> RealizedPerformance:
+    """The metric on the labelled rows of a scored batch (sklearn); None with no labels or a single class."""
+    import numpy as np
+    import polars as pl
+
+    _check_metric(metric)
+    source = f"batch of {contract.name!r}"
+    probability = _probabilities(batch, contract, source)
+    if contract.target not in batch.columns:
+        return RealizedPerformance(metric=metric, value=None, rows_labelled=0, rows=batch.height)
+    labels = _labels(batch, contract, source)
+    prediction = _predictions(batch, contract, probability)
+    slice_columns = tuple(c for c in contract.slices if c in batch.columns)
+    frame = (
+        pl.DataFrame({"y": labels, "p": probability, "yhat": prediction})
+        .with_columns(_slice_values(batch, slice_columns))
+        .filter(pl.col("y").is_not_null() & pl.col("p").is_not_null() & pl.col("yhat").is_not_null())
+    )
+
+    def value_of(part: pl.DataFrame) -> float | None:
+        return _realized_value(
+            metric,
+            part.get_column("y").to_numpy().astype(np.int64),
+            part.get_column("p").to_numpy().astype(np.float64),
+            part.get_column("yhat").to_numpy().astype(np.int64),
+        )
+
+    slices = [
+        SliceRealized(column=column, value=str(value), rows_labelled=part.height, realized=value_of(part))
+        for column in slice_columns
+        for (value,), part in frame.group_by(_slice_key(column), maintain_order=True)
+    ]
+    return RealizedPerformance(
+        metric=metric,
+        value=value_of(frame),
+        rows_labelled=frame.height,
+        rows=batch.height,
+        slices=tuple(sorted(slices, key=lambda s: (s.column, s.value))),
+    )
+
+
+# --- any scored frame: binary and multiclass CBPE, regression DLE ---------------------------------------------
+@dataclass(frozen=True)
+class ModelOutputs:
+    """The columns of a scored frame that estimation reads, for any problem type.
+
+    probabilities: (class, column) pairs; binary takes one pair, for the positive class (labels 0/1);
+    multiclass one pair per class (labels are the class names). features: DLE's inputs (regression only).
+    """
+
+    problem_type: ProblemType
+    target: str
+    prediction: str
+    probabilities: tuple[tuple[str, str], ...] = ()
+    features: tuple[str, ...] = ()
+    timestamp: str | None = None
+
+    @classmethod
+    def of_contract(cls, contract: ModelContract) -> ModelOutputs:
+        """The monitored model's outputs (binary classification)."""
+        return cls(
+            problem_type="classification_binary",
+            target=contract.target,
+            prediction=contract.prediction,
+            probabilities=((str(contract.positive_label), contract.probability),),
+            timestamp=contract.timestamp,
+        )
+
+    @property
+    def classes(self) -> list[str]:
+        return sorted(label for label, _ in self.probabilities)
+
+    @property
+    def probability_columns(self) -> list[str]:
+        return [column for _, column in sorted(self.probabilities)]
+
+
+@dataclass(eq=False)
+class MetricEstimator:
+    """CBPE or DLE fitted once on a labelled reference, for several metrics. Not picklable; refit per process."""
+
+    outputs: ModelOutputs
+    method: str  # "cbpe" | "dle"
+    metrics: tuple[str, ...]
+    reference_values: dict[str, float]
+    lower_thresholds: dict[str, float | None]
+    upper_thresholds: dict[str, float | None]
+    reference_rows: int
+    chunk_size: int
+    nml: Any = field(repr=False)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+@dataclass(frozen=True)
+class ChunkEstimate:
+    """Every metric's estimate on one chunk of a frame, and the realized value when the chunk holds labels."""
+
+    index: int
+    start_row: int  # position in the frame (after sorting by timestamp, when the outputs name one)
+    end_row: int  # inclusive
+    estimates: dict[str, PerformanceEstimate]
+    realized: dict[str, float | None]
+
+
+def _check_outputs(outputs: ModelOutputs, metrics: Sequence[str]) -> tuple[str, ...]:
+    allowed = METRICS_BY_PROBLEM.get(outputs.problem_type)
+    if allowed is None:
+        raise EstimationError(
+            f"unknown problem type {outputs.problem_type!r}; choose one of {list(METRICS_BY_PROBLEM)}"
+        )
+    unknown = [m for m in metrics if m not in allowed]
+    if unknown or not metrics:
+        raise EstimationError(
+            f"metrics {unknown or '[]'} are not supported for {outputs.problem_type}; choose from {allowed}"
+        )
+    if outputs.problem_type == "regression":
+        if not outputs.features:
+            raise EstimationError("DLE needs the model's feature columns (ModelOutputs.features)")
+    elif outputs.problem_type == "classification_binary" and len(outputs.probabilities) != 1:
+        raise EstimationError("binary classification takes one probability column (of the positive class)")
+    elif outputs.problem_type == "classification_multiclass" and len(outputs.probabilities) < 3:
+        raise EstimationError("multiclass classification needs a probability column for each of >= 3 classes")
+    return tuple(dict.fromkeys(metrics))
+
+
+def _numeric(frame: pl.DataFrame, column: str, source: str, *, what: str) -> np.ndarray:
+    import numpy as np
+    import polars as pl
+
+    if column not in frame.columns:
+        raise MissingColumnError(f"{what} column is missing", source=source, column=column)
+    series = frame.get_column(column)
+    if series.dtype == pl.Boolean:
+        series = series.cast(pl.Int8)
+    if not series.dtype.is_numeric():
+        raise DtypeError(f"expected numbers for the {what}, found {series.dtype}", source=source, column=column)
+    values = series.cast(pl.Float64).to_numpy()
+    bad = int(np.sum(~np.isfinite(values) & ~np.isnan(values)))
+    if bad:
+        raise NonFiniteError(f"{bad} infinite values in the {what}", source=source, column=column)
+    return np.asarray(values)
+
+
+def _class_labels(frame: pl.DataFrame, column: str, outputs: ModelOutputs, source: str, *, what: str) -> np.ndarray:
+    """Class names as text; binary ones as 0/1 (NannyML's binary metrics need numbers)."""
+    import numpy as np
+    import polars as pl
+
+    if column not in frame.columns:
+        raise MissingColumnError(f"{what} column is missing", source=source, column=column)
+    series = frame.get_column(column)
+    if outputs.problem_type == "classification_binary":
+        if series.dtype == pl.Boolean:
+            series = series.cast(pl.Int8)
+        if not series.dtype.is_numeric():
+            raise DtypeError(f"expected 0/1 for the {what}, found {series.dtype}", source=source, column=column)
+        seen = set(series.drop_nulls().unique().to_list())
+        if not seen <= {0, 1}:
+            raise UnknownClassError(
+                f"binary {what} must be 0/1, found {sorted(seen - {0, 1})[:5]}", source=source, column=column
+            )
+        return np.asarray(series.cast(pl.Float64).to_numpy())
+    text = series.cast(pl.String)
+    unknown = sorted(set(text.drop_nulls().unique().to_list()) - set(outputs.classes))
+    if unknown:
+        raise UnknownClassError(
+            f"{what} holds classes {unknown[:5]} that have no probability column (known: {outputs.classes})",
+            source=source,
+            column=column,
+        )
+    return np.asarray(text.to_numpy(), dtype=object)
+
+
+def _outputs_frame(
+    frame: pl.DataFrame, outputs: ModelOutputs, source: str, *, with_target: bool
+) -> tuple[pd.DataFrame, pl.DataFrame]:
+    """The columns NannyML reads, validated, as a pandas frame (rows in time order) plus the sorted polars frame."""
+    import numpy as np
+    import pandas as pd
+    import polars as pl
+
+    if outputs.timestamp and outputs.timestamp in frame.columns:
+        frame = frame.sort(outputs.timestamp, maintain_order=True)
+    columns: dict[str, Any] = {}
+    if outputs.problem_type == "regression":
+        columns[outputs.prediction] = _numeric(frame, outputs.prediction, source, what="prediction")
+        if with_target:
+            columns[outputs.target] = _numeric(frame, outputs.target, source, what="target")
+        for feature in outputs.features:
+            if feature not in frame.columns:
+                raise MissingColumnError("DLE feature column is missing", source=source, column=feature)
+            series = frame.get_column(feature)
+            if series.dtype in (pl.String, pl.Categorical, pl.Enum, pl.Boolean):
+                # NannyML treats object columns as categorical and ordinal-encodes them itself.
+                columns[feature] = np.asarray(series.cast(pl.String).to_numpy(), dtype=object)
+            elif series.dtype.is_numeric():
+                columns[feature] = series.cast(pl.Float64).to_numpy()
+            else:
+                raise DtypeError(f"DLE cannot use a {series.dtype} feature", source=source, column=feature)
+    else:
+        for _, column in outputs.probabilities:
+            if column not in frame.columns:
+                raise EstimationError(
+                    f"{source} has no probability column {column!r}; score it before estimating performance"
+                )
+            values = _numeric(frame, column, source, what="probability")
+            outside = int(np.sum((values < 0) | (values > 1)))
+            if outside:
+                raise ProbabilityRangeError(f"{outside} values outside [0, 1]", source=source, column=column)
+            columns[column] = values
+        if outputs.problem_type == "classification_binary" and outputs.prediction not in frame.columns:
+            columns[outputs.prediction] = (columns[outputs.probabilities[0][1]] >= DECISION_THRESHOLD).astype(
+                np.float64
+            )
+        else:
+            columns[outputs.prediction] = _class_labels(frame, outputs.prediction, outputs, source, what="prediction")
+        if with_target:
+            if outputs.target not in frame.columns:
+                raise EstimationError(f"{source} has no target column {outputs.target!r}; estimators fit on labels")
+            columns[outputs.target] = _class_labels(frame, outputs.target, outputs, source, what="target")
+    _configure_pandas()
+    return pd.DataFrame(columns), frame
+
+
+def _metric_value(metric: str, outputs: ModelOutputs, data: pd.DataFrame) -> float | None:
+    """The realized metric on labelled rows, by sklearn (macro averages for multiclass, like NannyML)."""
+    import numpy as np
+    from sklearn.metrics import (
+        accuracy_score,
+        f1_score,
+        mean_absolute_error,
+        mean_squared_error,
+        multilabel_confusion_matrix,
+        precision_score,
+        recall_score,
+        roc_auc_score,
+    )
+
+    if data.empty:
+        return None
+    y_true = data[outputs.target].to_numpy()
+    y_pred = data[outputs.prediction].to_numpy()
+    if outputs.problem_type == "regression":
+        if metric == "rmse":
+            return float(np.sqrt(mean_squared_error(y_true, y_pred)))
+        return float(mean_absolute_error(y_true, y_pred))
+    if outputs.problem_type == "classification_binary":
+        column = outputs.probabilities[0][1]
+        return _realized_value(
+            metric, y_true.astype(np.int64), data[column].to_numpy(np.float64), y_pred.astype(np.int64)
+        )
+    labels = outputs.classes
+    if len(set(y_true.tolist())) < 2:
+        return None
+    if metric == "roc_auc":
+        if len(set(y_true.tolist())) < len(labels):
+            return None  # one-vs-rest AUC is undefined for a class absent from the labels
+        return float(
+            roc_auc_score(
+                y_true, data[outputs.probability_columns].to_numpy(), multi_class="ovr", average="macro", labels=labels
+            )
+        )
+    if metric == "accuracy":
+        return float(accuracy_score(y_true, y_pred))
+    if metric == "specificity":
+        confusion = multilabel_confusion_matrix(y_true, y_pred, labels=labels)
+        negatives = confusion[:, 0, 0] + confusion[:, 0, 1]
+        return float(np.mean(confusion[:, 0, 0] / np.maximum(negatives, 1)))
+    scorer = {"f1": f1_score, "precision": precision_score, "recall": recall_score}[metric]
+    return float(scorer(y_true, y_pred, average="macro", labels=labels, zero_division=0))
+
+
+def fit_metric_estimator(
+    reference: pl.DataFrame,
+    outputs: ModelOutputs,
+    *,
+    metrics: Sequence[str] | None = None,
+    chunk_size: int = 5000,
+    num_threads: int = 1,
+    seed: int = 0,
+) -> MetricEstimator:
+    """Fit CBPE (classification) or DLE (regression) on a labelled reference; thresholds come from the spread of
+    the realized metric across reference chunks of ``chunk_size`` rows (NannyML's mean +- 3 std)."""
+    source = f"reference ({outputs.problem_type})"
+    chosen = _check_outputs(outputs, list(metrics) if metrics is not None else METRICS_BY_PROBLEM[outputs.problem_type])
+    if chunk_size < 2:
+        raise EstimationError(f"chunk_size must be at least 2, got {chunk_size}")
+    data, _ = _outputs_frame(reference, outputs, source, with_target=True)
+    label_columns = [outputs.target, outputs.prediction, *outputs.probability_columns]
+    data = data.dropna(subset=label_columns).reset_index(drop=True)
+    if len(data) < 2 * chunk_size:
+        raise EstimationError(
+            f"{source} has {len(data)} labelled rows; thresholds need at least 2 chunks of chunk_size={chunk_size}"
+        )
+    if outputs.problem_type != "regression":
+        present = set(data[outputs.target].tolist())
+        if len(present) < 2:
+            raise SingleClassError(
+                f"labels hold a single class {sorted(map(str, present))}; estimation needs at least two",
+                source=source,
+                column=outputs.target,
+            )
+    reference_values: dict[str, float] = {}
+    for metric in chosen:
+        value = _metric_value(metric, outputs, data)
+        if value is None:
+            raise EstimationError(f"{source}: realized {metric} is undefined on the reference (a class has no rows)")
+        reference_values[metric] = value
+
+    nml = _nannyml()
+    from nannyml.chunk import SizeBasedChunker
+
+    chunker = SizeBasedChunker(chunk_size=chunk_size, incomplete="drop")
+    if outputs.problem_type == "regression":
+        estimator = nml.DLE(
+            feature_column_names=list(outputs.features),
+            y_pred=outputs.prediction,
+            y_true=outputs.target,
+            metrics=list(chosen),
+            chunker=chunker,
+            # LightGBM's default takes every core; on a shared machine that oversubscribes and runs 30x slower.
+            hyperparameters={"n_jobs": num_threads, "random_state": seed, "verbosity": -1},
+        )
+        method = "dle"
+    else:
+        binary = outputs.problem_type == "classification_binary"
+        estimator = nml.CBPE(
+            metrics=list(chosen),
+            y_pred_proba=outputs.probabilities[0][1] if binary else dict(outputs.probabilities),
+            y_pred=outputs.prediction,
+            y_true=outputs.target,
+            problem_type=outputs.problem_type,
+            chunker=chunker,
+        )
+        method = "cbpe"
+    try:
+        with _quiet():
+            estimator.fit(data)
+    except Exception as exc:  # NannyML's own (and pandas/sklearn/LightGBM) errors: name the stage and input
+        raise EstimationError(f"{method.upper()} fit on {source} ({len(data)} rows) failed: {exc}") from exc
+    fitted = {m.column_name: m for m in estimator.metrics}
+    return MetricEstimator(
+        outputs=outputs,
+        method=method,
+        metrics=chosen,
+        reference_values=reference_values,
+        lower_thresholds={m: _optional(fitted[m].lower_threshold_value) for m in chosen},
+        upper_thresholds={m: _optional(fitted[m].upper_threshold_value) for m in chosen},
+        reference_rows=len(data),
+        chunk_size=chunk_size,
+        nml=estimator,
+    )
+
+
+def estimate_metrics(
+    estimator: MetricEstimator, frame: pl.DataFrame, *, chunk_size: int | None = None
+) -> list[ChunkEstimate]:
+    """Estimate every metric on a scored frame: as one chunk (default) or in chunks of ``chunk_size`` rows (a
+    smaller last chunk is kept). Labels are not needed; when present, each chunk also carries realized values."""
+    outputs = estimator.outputs
+    source = f"frame ({outputs.problem_type})"
+    with_target = outputs.target in frame.columns
+    data, ordered = _outputs_frame(frame, outputs, source, with_target=with_target)
+    if data.empty:
+        raise EmptyBatchError("no rows to estimate performance on", source=source)
+    _nannyml()  # telemetry off before any nannyml module loads
+    from nannyml.chunk import CountBasedChunker, SizeBasedChunker
+
+    chunker = (
+        CountBasedChunker(chunk_number=1)
+        if chunk_size is None
+        else SizeBasedChunker(chunk_size=chunk_size, incomplete="keep")
+    )
+    try:
+        with estimator.lock, _quiet():
+            estimator.nml.chunker = chunker
+            result = estimator.nml.estimate(data).filter(period="analysis").to_df()
+    except Exception as exc:  # NannyML's own errors: name the frame and the method
+        raise EstimationError(
+            f"{estimator.method.upper()} estimate on {source} ({len(data)} rows) failed: {exc}"
+        ) from exc
+    window_column = outputs.timestamp if outputs.timestamp in ordered.columns else None
+    chunks: list[ChunkEstimate] = []
+    for index in range(len(result)):
+        row = result.iloc[index]
+        start, end = int(row[("chunk", "start_index")]), int(row[("chunk", "end_index")])
+        part = data.iloc[start : end + 1]
+        window_start = window_end = None
+        if window_column:
+            stamps = ordered.get_column(window_column).slice(start, end - start + 1)
+            if stamps.dtype.is_temporal():
+                window_start, window_end = _aware(stamps.min()), _aware(stamps.max())
+        estimates = {}
+        for metric in estimator.metrics:
+            value = _optional(row[(metric, "value")])
+            if value is None:
+                raise EstimationError(
+                    f"{estimator.method.upper()} returned no {metric} estimate for chunk {index} of {source}"
+                )
+            estimates[metric] = PerformanceEstimate(
+                metric=metric,
+                value=value,
+                lower=_optional(row[(metric, "lower_confidence_boundary")]),
+                upper=_optional(row[(metric, "upper_confidence_boundary")]),
+                sampling_error=_optional(row[(metric, "sampling_error")]),
+                reference_value=estimator.reference_values[metric],
+                lower_threshold=estimator.lower_thresholds[metric],
+                upper_threshold=estimator.upper_thresholds[metric],
+                alert=bool(row[(metric, "alert")]),
+                rows=len(part),
+                method=estimator.method,
+                window_start=window_start,
+                window_end=window_end,
+                higher_is_better=metric not in LOWER_IS_BETTER,
+            )
+        realized: dict[str, float | None] = {}
+        if with_target:
+            labelled = part.dropna(subset=[outputs.target])
+            realized = {m: _metric_value(m, outputs, labelled) for m in estimator.metrics}
+        chunks.append(ChunkEstimate(index, start, end, estimates, realized))
+    return chunks
+
+
+def realized_metrics(
+    frame: pl.DataFrame, outputs: ModelOutputs, metrics: Sequence[str] | None = None
+) -> dict[str, RealizedPerformance]:
+    """Realized metrics on the labelled rows of a scored frame (sklearn); a value is None when undefined."""
+    source = f"frame ({outputs.problem_type})"
+    chosen = _check_outputs(outputs, list(metrics) if metrics is not None else METRICS_BY_PROBLEM[outputs.problem_type])
+    if outputs.target not in frame.columns:
+        return {m: RealizedPerformance(metric=m, value=None, rows_labelled=0, rows=frame.height) for m in chosen}
+    data, _ = _outputs_frame(frame, outputs, source, with_target=True)
+    labelled = data.dropna(subset=[outputs.target, outputs.prediction, *outputs.probability_columns])
+    return {
+        m: RealizedPerformance(
+            metric=m, value=_metric_value(m, outputs, labelled), rows_labelled=len(labelled), rows=frame.height
+        )
+        for m in chosen
+    }
+
+
+def prefect_tasks() -> dict[str, Any]:
+    """Thin Prefect task wrappers of this module's functions (imported lazily)."""
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE
+
+    # Frames and a fitted CBPE make poor cache keys (hashing them costs more than the work).
+    return {
+        "fit_estimator": task(name="fit-estimator", cache_policy=NO_CACHE)(fit_estimator),
+        "estimate_performance": task(name="estimate-performance", cache_policy=NO_CACHE)(estimate_performance),
+        "realized_performance": task(name="realized-performance", cache_policy=NO_CACHE)(realized_performance),
+        "fit_metric_estimator": task(name="fit-metric-estimator", cache_policy=NO_CACHE)(fit_metric_estimator),
+        "estimate_metrics": task(name="estimate-metrics", cache_policy=NO_CACHE)(estimate_metrics),
+        "realized_metrics": task(name="realized-metrics", cache_policy=NO_CACHE)(realized_metrics),
+    }

@@ -1,0 +1,1141 @@
+"""Local model registry with W&B artifact semantics, built on a ledger that never lies.
+
+One collection per model under the registry root::
+
+    <root>/<model>/
+        .lock                   flock target: every write of this model is serialized on it
+        ledger.jsonl            append-only transactions; the aliases are their replay
+        v0/ v1/ ...             immutable versions: the files as given + manifest.json (sha256 each)
+        annotations/v0.json     mutable side-notes (gate report path, ...) outside the manifest
+        .staging-<pid>-<hex>/   a version being written; renamed to v<N> only once complete
+
+Each ledger transaction is one JSON line written by a single ``os.write`` on an ``O_APPEND``
+descriptor and fsync'd, so a multi-alias move (promote, rollback) is all or nothing. A line
+without its terminating newline is a write torn by a crash: readers ignore it and the next
+locked writer truncates it. There is no alias cache to drift away from the ledger: replaying
+a few thousand lines takes milliseconds, and it answers "what held each alias at T" for free.
+Models are stored byte for byte as given (LightGBM text); nothing is ever pickled.
+
+A registry may carry a *mirror* (:class:`AliasMirror`, e.g. the W&B Registry in
+``tasks.registry.wandb_mirror``): a second place that must show the same aliases. The ledger stays the
+source of truth. Under the model's lock, every move first re-reads the mirror and refuses
+(``AliasConflictError``, recorded in the ledger) when an alias there no longer matches the ledger,
+e.g. after a move in the W&B UI; then the move is applied to the mirror, and only then appended
+to the ledger. A mirror failure moves nothing locally; :meth:`LocalRegistry.reconcile` makes the
+mirror match the ledger again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from tasks.core.errors import (
+    AliasConflictError,
+    ConfigError,
+    DriftgateError,
+    IntegrityError,
+    RegistryError,
+    VersionNotFoundError,
+)
+
+if TYPE_CHECKING:
+    from tasks.core.settings import DriftgateSettings
+
+MANIFEST_NAME: Final = "manifest.json"
+LEDGER_NAME: Final = "ledger.jsonl"
+LOCK_NAME: Final = ".lock"
+ANNOTATIONS_DIR: Final = "annotations"
+STAGING_PREFIX: Final = ".staging-"
+MANIFEST_FORMAT: Final = 1
+
+LATEST: Final = "latest"
+CANDIDATE: Final = "candidate"
+STAGING: Final = "staging"
+CANARY: Final = "canary"
+PRODUCTION: Final = "production"
+PREVIOUS_PRODUCTION: Final = "previous-production"
+# Only promote/rollback may move these two, so the last-known-good bookkeeping stays right.
+_PROMOTION_ALIASES: Final = frozenset({PRODUCTION, PREVIOUS_PRODUCTION})
+# Ledger entries that move nothing but belong to the history: approvals, audits, drills, mirror repairs.
+NOTE_ACTIONS: Final = frozenset({"approve", "reject", "audit", "drill", "watch", "mirror"})
+# W&B maintains "latest" itself; mirroring it would fight the server.
+_UNMIRRORED: Final = frozenset({LATEST})
+
+_ALIAS_RE: Final = re.compile(r"^[a-z][a-z0-9-]*$")
+_VERSION_RE: Final = re.compile(r"^v(0|[1-9][0-9]*)$")
+_VERSION_LIKE_RE: Final = re.compile(r"^v[0-9]+$")
+_NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_CHUNK: Final = 1 << 20
+_READ_ONLY: Final = 0o444
+
+
+class Unchecked:
+    """Type of :data:`ANY`: "do not check what the alias points at"."""
+
+    _instance: Unchecked | None = None
+
+    def __new__(cls) -> Unchecked:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "ANY"
+
+    def __reduce__(self) -> str:
+        # Unpickling (e.g. in a Prefect worker process) must yield the same singleton.
+        return "ANY"
+
+
+ANY: Final = Unchecked()
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    model: str
+    version: str
+    index: int
+    path: Path
+    created_at: datetime
+    metadata: dict[str, Any]
+    digests: dict[str, str]
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    alias: str
+    from_version: str | None
+    to_version: str | None
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    seq: int
+    at: datetime
+    model: str
+    action: str
+    moves: tuple[AliasMove, ...]
+    actor: str
+    reason: str
+    evidence: str | None
+    outcome: str
+
+
+class AliasMirror(Protocol):
+    """A second home of versions and aliases (the W&B Registry) that must agree with the ledger."""
+
+    @property
+    def name(self) -> str: ...
+
+    def publish(self, version: ModelVersion, aliases: Sequence[str]) -> None: ...
+
+    def versions(self, model: str) -> set[str]: ...
+
+    def aliases(self, model: str) -> dict[str, str]: ...
+
+    def apply(self, model: str, moves: Sequence[AliasMove]) -> None: ...
+
+
+class Registry(Protocol):
+    """What flows need from a registry; :class:`LocalRegistry` is the offline implementation."""
+
+    def register(
+        self,
+        model: str,
+        files: Mapping[str, Path | bytes],
+        metadata: Mapping[str, Any],
+        *,
+        actor: str,
+        reason: str,
+        aliases: Sequence[str] = (CANDIDATE,),
+    ) -> ModelVersion: ...
+
+    def versions(self, model: str) -> list[ModelVersion]: ...
+
+    def get(self, model: str, version: str) -> ModelVersion: ...
+
+    def resolve(self, model: str, alias: str) -> ModelVersion | None: ...
+
+    def aliases(self, model: str) -> dict[str, str]: ...
+
+    def move_alias(
+        self,
+        model: str,
+        alias: str,
+        to_version: str | None,
+        *,
+        expected: str | None,
+        actor: str,
+        reason: str,
+        evidence: str | None = None,
+    ) -> LedgerEntry: ...
+
+    def promote(
+        self,
+        model: str,
+        version: str,
+        *,
+        actor: str,
+        reason: str,
+        evidence: str | None = None,
+        expected_production: str | Unchecked | None = ANY,
+    ) -> LedgerEntry: ...
+
+    def rollback(self, model: str, *, actor: str, reason: str, evidence: str | None = None) -> LedgerEntry: ...
+
+    def note(self, model: str, action: str, *, actor: str, reason: str, evidence: str | None = None) -> LedgerEntry: ...
+
+    def ledger(self, model: str) -> list[LedgerEntry]: ...
+
+    def aliases_at(self, model: str, at: datetime) -> dict[str, str]: ...
+
+    def read_file(self, version: ModelVersion, name: str) -> bytes: ...
+
+    def verify(self, version: ModelVersion) -> None: ...
+
+    def annotate(self, model: str, version: str, key: str, value: Any) -> None: ...
+
+    def annotations(self, model: str, version: str) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class _Record:
+    """A parsed ledger line plus the fields only register entries carry."""
+
+    entry: LedgerEntry
+    version: str | None
+    manifest_sha256: str | None
+
+
+@dataclass(frozen=True)
+class _LedgerState:
+    records: list[_Record]
+    valid_bytes: int  # offset just past the last complete line; a torn tail starts here
+    file_bytes: int
+
+    @property
+    def last_seq(self) -> int:
+        return self.records[-1].entry.seq if self.records else 0
+
+    @property
+    def last_at(self) -> datetime | None:
+        return self.records[-1].entry.at if self.records else None
+
+    def aliases(self, until: datetime | None = None) -> dict[str, str]:
+        return replay_aliases([r.entry for r in self.records], until)
+
+
+# --- pure helpers ----------------------------------------------------------------------
+
+
+def replay_aliases(entries: Sequence[LedgerEntry], until: datetime | None = None) -> dict[str, str]:
+    """Alias -> version after applying every applied entry (up to ``until`` inclusive) in order."""
+    aliases: dict[str, str] = {}
+    for entry in entries:
+        if until is not None and entry.at > until:
+            break
+        if entry.outcome != "applied":
+            continue
+        for move in entry.moves:
+            if move.to_version is None:
+                aliases.pop(move.alias, None)
+            else:
+                aliases[move.alias] = move.to_version
+    return aliases
+
+
+def last_known_good(entries: Sequence[LedgerEntry], restored: str, rolled_back_from: str | None) -> str | None:
+    """The version that held production before ``restored`` and was never rolled back from.
+
+    Walks the production history backwards from ``restored``'s latest tenure, so that two
+    rollbacks in a row step back through two good versions instead of bouncing between two.
+    """
+    tenures: list[str] = []
+    excluded = {restored} | ({rolled_back_from} if rolled_back_from else set())
+    for entry in entries:
+        if entry.outcome != "applied":
+            continue
+        for move in entry.moves:
+            if move.alias != PRODUCTION:
+                continue
+            if move.to_version is not None:
+                tenures.append(move.to_version)
+            if entry.action == "rollback" and move.from_version is not None:
+                excluded.add(move.from_version)
+    # previous-production set by hand may never have held production: search all history.
+    end = len(tenures) - 1 - tenures[::-1].index(restored) if restored in tenures else len(tenures)
+    for version in reversed(tenures[:end]):
+        if version not in excluded:
+            return version
+    return None
+
+
+def check_alias(alias: str) -> None:
+    if not _ALIAS_RE.match(alias) or _VERSION_LIKE_RE.match(alias):
+        raise RegistryError(
+            f"invalid alias {alias!r}: aliases match ^[a-z][a-z0-9-]*$ and must not look like a version (v<N>)"
+        )
+
+
+def _check_model(model: str) -> None:
+    if not _NAME_RE.match(model):
+        raise RegistryError(f"invalid model name {model!r}: use letters, digits, '_', '.', '-' (no path separators)")
+
+
+def _check_file_name(model: str, name: str) -> None:
+    if not _NAME_RE.match(name) or name == MANIFEST_NAME:
+        raise RegistryError(
+            f"invalid file name {name!r} for model {model!r}: use letters, digits, '_', '.', '-' "
+            f"(no directories) and not {MANIFEST_NAME!r}"
+        )
+
+
+def _json_text(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, sort_keys=True, allow_nan=True)
+    except (TypeError, ValueError) as exc:
+        raise RegistryError(f"{what} must be JSON-serializable (no pickles in the registry): {exc}") from exc
+
+
+def _utc(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_durably(dest: Path, source: Path | bytes, model: str) -> str:
+    """Copy ``source`` to ``dest`` (fsync'd, read-only) and return its sha256."""
+    digest = hashlib.sha256()
+    with dest.open("xb") as out:
+        if isinstance(source, bytes):
+            digest.update(source)
+            out.write(source)
+        else:
+            try:
+                with Path(source).open("rb") as handle:
+                    while chunk := handle.read(_CHUNK):
+                        digest.update(chunk)
+                        out.write(chunk)
+            except OSError as exc:
+                raise RegistryError(f"cannot read {source} to register it in model {model!r}: {exc}") from exc
+        out.flush()
+        os.fsync(out.fileno())
+    os.chmod(dest, _READ_ONLY)
+    return digest.hexdigest()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _entry_to_json(entry: LedgerEntry, extra: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "seq": entry.seq,
+        "at": entry.at.isoformat(),
+        "model": entry.model,
+        "action": entry.action,
+        "moves": [{"alias": m.alias, "from": m.from_version, "to": m.to_version} for m in entry.moves],
+        "actor": entry.actor,
+        "reason": entry.reason,
+        "evidence": entry.evidence,
+        "outcome": entry.outcome,
+        **extra,
+    }
+
+
+def _record_from_json(data: dict[str, Any]) -> _Record:
+    entry = LedgerEntry(
+        seq=int(data["seq"]),
+        at=_utc(data["at"]),
+        model=str(data["model"]),
+        action=str(data["action"]),
+        moves=tuple(AliasMove(str(m["alias"]), m.get("from"), m.get("to")) for m in data["moves"]),
+        actor=str(data["actor"]),
+        reason=str(data["reason"]),
+        evidence=data.get("evidence"),
+        outcome=str(data["outcome"]),
+    )
+    return _Record(entry, data.get("version"), data.get("manifest_sha256"))
+
+
+def _read_ledger(path: Path) -> _LedgerState:
+    """Parse a ledger, ignoring a torn (newline-less) last line; a corrupt complete line is an error."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return _LedgerState([], 0, 0)
+    valid_bytes = raw.rfind(b"\n") + 1
+    records: list[_Record] = []
+    for number, line in enumerate(raw[:valid_bytes].splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(_record_from_json(json.loads(line)))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise IntegrityError(f"ledger {path} line {number} is corrupt ({exc}); refusing to guess aliases") from exc
+    return _LedgerState(records, valid_bytes, len(raw))
+
+
+# --- the registry ----------------------------------------------------------------------
+
+
+class LocalRegistry:
+    """Registry on a local (or shared POSIX) filesystem; safe across processes via flock."""
+
+    def __init__(self, root: Path, mirror: AliasMirror | None = None) -> None:
+        self.root = Path(root).expanduser().resolve()
+        self.mirror = mirror
+
+    def __repr__(self) -> str:
+        suffix = f", mirror={self.mirror.name!r}" if self.mirror is not None else ""
+        return f"{type(self).__name__}({str(self.root)!r}{suffix})"
+
+    # paths ---------------------------------------------------------------------------
+    def _model_dir(self, model: str) -> Path:
+        _check_model(model)
+        return self.root / model
+
+    def _existing_model_dir(self, model: str) -> Path:
+        model_dir = self._model_dir(model)
+        if not model_dir.is_dir():
+            raise VersionNotFoundError(f"model {model!r} has no versions in registry {self.root}")
+        return model_dir
+
+    @contextlib.contextmanager
+    def _locked(self, model_dir: Path) -> Iterator[_LedgerState]:
+        """Hold the model's lock; yields the ledger as it stands, torn tail already cut off."""
+        model_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(model_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            ledger_path = model_dir / LEDGER_NAME
+            state = _read_ledger(ledger_path)
+            if state.file_bytes > state.valid_bytes:
+                os.truncate(ledger_path, state.valid_bytes)
+            yield state
+        finally:
+            os.close(fd)  # closing the descriptor releases the flock
+
+    def _append(
+        self,
+        model_dir: Path,
+        state: _LedgerState,
+        *,
+        model: str,
+        action: str,
+        moves: Sequence[AliasMove],
+        actor: str,
+        reason: str,
+        evidence: str | None,
+        outcome: str = "applied",
+        extra: Mapping[str, Any] | None = None,
+    ) -> LedgerEntry:
+        now = datetime.now(UTC)
+        # Keep time monotone in the ledger even if the wall clock steps back, so aliases_at stays a prefix.
+        at = max(now, state.last_at) if state.last_at else now
+        entry = LedgerEntry(
+            seq=state.last_seq + 1,
+            at=at,
+            model=model,
+            action=action,
+            moves=tuple(moves),
+            actor=actor,
+            reason=reason,
+            evidence=evidence,
+            outcome=outcome,
+        )
+        line = (json.dumps(_entry_to_json(entry, extra or {}), separators=(",", ":")) + "\n").encode()
+        ledger_path = model_dir / LEDGER_NAME
+        is_new = not ledger_path.exists()
+        fd = os.open(ledger_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            written = os.write(fd, line)
+            # A regular file writes short only when the disk is full; finish or fail, the lock keeps it contiguous.
+            while written < len(line):
+                written += os.write(fd, line[written:])
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if is_new:
+            _fsync_dir(model_dir)
+        return entry
+
+    # versions ------------------------------------------------------------------------
+    def register(
+        self,
+        model: str,
+        files: Mapping[str, Path | bytes],
+        metadata: Mapping[str, Any],
+        *,
+        actor: str,
+        reason: str,
+        aliases: Sequence[str] = (CANDIDATE,),
+    ) -> ModelVersion:
+        model_dir = self._model_dir(model)
+        if not files:
+            raise RegistryError(f"register {model!r}: no files given")
+        for name in files:
+            _check_file_name(model, name)
+        requested = list(dict.fromkeys([LATEST, *aliases]))
+        for alias in requested:
+            check_alias(alias)
+        blocked = _PROMOTION_ALIASES.intersection(requested)
+        if blocked:
+            raise RegistryError(
+                f"register {model!r} cannot set {sorted(blocked)}: use promote(), which keeps previous-production"
+            )
+        metadata_dict = json.loads(_json_text(dict(metadata), f"metadata of model {model!r}"))
+
+        model_dir.mkdir(parents=True, exist_ok=True)
+        staging = model_dir / f"{STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+        staging.mkdir()
+        try:
+            # Heavy copying happens before taking the lock, so concurrent alias moves are not held up.
+            digests = {name: _write_durably(staging / name, source, model) for name, source in sorted(files.items())}
+            with self._locked(model_dir) as state:
+                self._remove_abandoned_staging(model_dir, keep=staging)
+                index = 1 + max((v.index for v in self._scan_versions(model_dir)), default=-1)
+                version = f"v{index}"
+                created_at = datetime.now(UTC)
+                manifest = {
+                    "format": MANIFEST_FORMAT,
+                    "model": model,
+                    "version": version,
+                    "index": index,
+                    "created_at": created_at.isoformat(),
+                    "files": {name: {"sha256": digests[name]} for name in sorted(digests)},
+                    "metadata": metadata_dict,
+                }
+                manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+                _write_durably(staging / MANIFEST_NAME, manifest_bytes, model)
+                _fsync_dir(staging)
+                current = state.aliases()
+                moves = [AliasMove(alias, current.get(alias), version) for alias in requested]
+                self._check_mirror(
+                    model_dir, state, model=model, moves=moves, actor=actor, reason=reason, evidence=None
+                )
+                os.rename(staging, model_dir / version)
+                _fsync_dir(model_dir)
+                self._append(
+                    model_dir,
+                    state,
+                    model=model,
+                    action="register",
+                    moves=moves,
+                    actor=actor,
+                    reason=reason,
+                    evidence=None,
+                    extra={"version": version, "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest()},
+                )
+                registered = self.get(model, version)
+                if self.mirror is not None:
+                    self._publish(model_dir, state, registered, [m.alias for m in moves], actor=actor)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return registered
+
+    def _remove_abandoned_staging(self, model_dir: Path, keep: Path) -> None:
+        for path in model_dir.glob(f"{STAGING_PREFIX}*"):
+            pid_text = path.name[len(STAGING_PREFIX) :].split("-", 1)[0]
+            if path != keep and pid_text.isdigit() and not _pid_alive(int(pid_text)):
+                shutil.rmtree(path, ignore_errors=True)
+
+    def _scan_versions(self, model_dir: Path) -> list[ModelVersion]:
+        found = []
+        for path in model_dir.iterdir() if model_dir.is_dir() else ():
+            if _VERSION_RE.match(path.name) and (path / MANIFEST_NAME).is_file():
+                found.append(self._load_version(model_dir.name, path.name, path))
+        return sorted(found, key=lambda v: v.index)
+
+    def _load_version(self, model: str, version: str, path: Path) -> ModelVersion:
+        manifest_path = path / MANIFEST_NAME
+        try:
+            manifest = json.loads(manifest_path.read_bytes())
+            loaded = ModelVersion(
+                model=model,
+                version=version,
+                index=int(manifest["index"]),
+                path=path,
+                created_at=_utc(manifest["created_at"]),
+                metadata=dict(manifest["metadata"]),
+                digests={name: str(spec["sha256"]) for name, spec in manifest["files"].items()},
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise IntegrityError(f"manifest {manifest_path} of {model}:{version} is unreadable: {exc}") from exc
+        if manifest.get("model") != model or manifest.get("version") != version or loaded.index != int(version[1:]):
+            raise IntegrityError(
+                f"manifest {manifest_path} names {manifest.get('model')}:{manifest.get('version')}, "
+                f"not {model}:{version}: the version directory was moved or tampered with"
+            )
+        return loaded
+
+    def versions(self, model: str) -> list[ModelVersion]:
+        return self._scan_versions(self._model_dir(model))
+
+    def get(self, model: str, version: str) -> ModelVersion:
+        model_dir = self._model_dir(model)
+        path = model_dir / version
+        if not _VERSION_RE.match(version) or not (path / MANIFEST_NAME).is_file():
+            known = [v.version for v in self._scan_versions(model_dir)]
+            raise VersionNotFoundError(
+                f"model {model!r} has no version {version!r} in registry {self.root} (versions: {known or 'none'})"
+            )
+        return self._load_version(model, version, path)
+
+    # aliases -------------------------------------------------------------------------
+    def aliases(self, model: str) -> dict[str, str]:
+        return _read_ledger(self._model_dir(model) / LEDGER_NAME).aliases()
+
+    def resolve(self, model: str, alias: str) -> ModelVersion | None:
+        version = self.aliases(model).get(alias)
+        return None if version is None else self.get(model, version)
+
+    def ledger(self, model: str) -> list[LedgerEntry]:
+        return [r.entry for r in _read_ledger(self._model_dir(model) / LEDGER_NAME).records]
+
+    def aliases_at(self, model: str, at: datetime) -> dict[str, str]:
+        if at.tzinfo is None:
+            raise RegistryError(f"aliases_at({model!r}, {at.isoformat()}) needs a timezone-aware datetime")
+        return _read_ledger(self._model_dir(model) / LEDGER_NAME).aliases(until=at)
+
+    def _reject(
+        self,
+        model_dir: Path,
+        state: _LedgerState,
+        *,
+        model: str,
+        attempted: Sequence[AliasMove],
+        alias: str,
+        expected: str | None,
+        actual: str | None,
+        actor: str,
+        reason: str,
+        evidence: str | None,
+    ) -> AliasConflictError:
+        detail = (
+            f"{alias!r} of model {model!r} points at {actual or 'nothing'}, caller expected {expected or 'nothing'}"
+        )
+        self._append(
+            model_dir,
+            state,
+            model=model,
+            action="conflict",
+            moves=attempted,
+            actor=actor,
+            reason=f"{reason} [rejected: {detail}]",
+            evidence=evidence,
+            outcome="rejected",
+        )
+        return AliasConflictError(f"alias move rejected: {detail}")
+
+    def move_alias(
+        self,
+        model: str,
+        alias: str,
+        to_version: str | None,
+        *,
+        expected: str | None,
+        actor: str,
+        reason: str,
+        evidence: str | None = None,
+    ) -> LedgerEntry:
+        check_alias(alias)
+        model_dir = self._existing_model_dir(model)
+        if to_version is not None:
+            self.get(model, to_version)
+        with self._locked(model_dir) as state:
+            actual = state.aliases().get(alias)
+            if actual != expected:
+                raise self._reject(
+                    model_dir,
+                    state,
+                    model=model,
+                    attempted=[AliasMove(alias, expected, to_version)],
+                    alias=alias,
+                    expected=expected,
+                    actual=actual,
+                    actor=actor,
+                    reason=reason,
+                    evidence=evidence,
+                )
+            return self._commit(
+                model_dir,
+                state,
+                model=model,
+                action="move",
+                moves=[AliasMove(alias, actual, to_version)],
+                actor=actor,
+                reason=reason,
+                evidence=evidence,
+            )
+
+    def promote(
+        self,
+        model: str,
+        version: str,
+        *,
+        actor: str,
+        reason: str,
+        evidence: str | None = None,
+        expected_production: str | Unchecked | None = ANY,
+    ) -> LedgerEntry:
+        model_dir = self._existing_model_dir(model)
+        self.verify(self.get(model, version))  # a tampered version never reaches production
+        with self._locked(model_dir) as state:
+            current = state.aliases()
+            production = current.get(PRODUCTION)
+            if not isinstance(expected_production, Unchecked) and production != expected_production:
+                raise self._reject(
+                    model_dir,
+                    state,
+                    model=model,
+                    attempted=[AliasMove(PRODUCTION, expected_production, version)],
+                    alias=PRODUCTION,
+                    expected=expected_production,
+                    actual=production,
+                    actor=actor,
+                    reason=reason,
+                    evidence=evidence,
+                )
+            if production == version:
+                raise RegistryError(f"{model}:{version} already holds 'production'; nothing to promote")
+            moves = [AliasMove(PRODUCTION, production, version)]
+            if production is not None:
+                moves.append(AliasMove(PREVIOUS_PRODUCTION, current.get(PREVIOUS_PRODUCTION), production))
+            return self._commit(
+                model_dir,
+                state,
+                model=model,
+                action="promote",
+                moves=moves,
+                actor=actor,
+                reason=reason,
+                evidence=evidence,
+            )
+
+    def rollback(self, model: str, *, actor: str, reason: str, evidence: str | None = None) -> LedgerEntry:
+        model_dir = self._existing_model_dir(model)
+        with self._locked(model_dir) as state:
+            current = state.aliases()
+            production = current.get(PRODUCTION)
+            restored = current.get(PREVIOUS_PRODUCTION)
+            if restored is None:
+                raise RegistryError(
+                    f"cannot roll back model {model!r}: no 'previous-production' version to return to "
+                    f"(production is {production or 'unset'}; known-good versions were used up or never existed)"
+                )
+            moves = [AliasMove(PRODUCTION, production, restored)]
+            try:
+                self.verify(self.get(model, restored))
+            except RegistryError as exc:
+                self._append(
+                    model_dir,
+                    state,
+                    model=model,
+                    action="rollback",
+                    moves=moves,
+                    actor=actor,
+                    reason=f"{reason} [rejected: {restored} failed verification: {exc}]",
+                    evidence=evidence,
+                    outcome="rejected",
+                )
+                raise
+            next_previous = last_known_good([r.entry for r in state.records], restored, production)
+            return self._commit(
+                model_dir,
+                state,
+                model=model,
+                action="rollback",
+                moves=[
+                    AliasMove(PRODUCTION, production, restored),
+                    AliasMove(PREVIOUS_PRODUCTION, restored, next_previous),
+                ],
+                actor=actor,
+                reason=reason,
+                evidence=evidence,
+            )
+
+    def note(self, model: str, action: str, *, actor: str, reason: str, evidence: str | None = None) -> LedgerEntry:
+        """Append an entry that moves nothing (an approval, an audit, a drill) to the model's history."""
+        if action not in NOTE_ACTIONS:
+            raise RegistryError(f"ledger note {action!r} for model {model!r}: use one of {sorted(NOTE_ACTIONS)}")
+        model_dir = self._existing_model_dir(model)
+        with self._locked(model_dir) as state:
+            return self._append(
+                model_dir, state, model=model, action=action, moves=(), actor=actor, reason=reason, evidence=evidence
+            )
+
+    # mirror --------------------------------------------------------------------------
+    def _commit(
+        self,
+        model_dir: Path,
+        state: _LedgerState,
+        *,
+        model: str,
+        action: str,
+        moves: Sequence[AliasMove],
+        actor: str,
+        reason: str,
+        evidence: str | None,
+    ) -> LedgerEntry:
+        """Apply checked moves: to the mirror first (if any), then to the ledger, all under the lock."""
+        if self.mirror is not None:
+            self._check_mirror(
+                model_dir, state, model=model, moves=moves, actor=actor, reason=reason, evidence=evidence
+            )
+            self._apply_to_mirror(model_dir, state, model=model, moves=moves, actor=actor, reason=reason)
+        return self._append(
+            model_dir,
+            state,
+            model=model,
+            action=action,
+            moves=moves,
+            actor=actor,
+            reason=reason,
+            evidence=evidence,
+        )
+
+    def _mirror_aliases(self, model: str) -> dict[str, str]:
+        assert self.mirror is not None
+        try:
+            return self.mirror.aliases(model)
+        except DriftgateError:
+            raise
+        except Exception as exc:  # the mirror's client raises its own network/HTTP errors
+            raise RegistryError(f"cannot read the aliases of {model!r} from {self.mirror.name}: {exc}") from exc
+
+    def _check_mirror(
+        self,
+        model_dir: Path,
+        state: _LedgerState,
+        *,
+        model: str,
+        moves: Sequence[AliasMove],
+        actor: str,
+        reason: str,
+        evidence: str | None,
+    ) -> None:
+        """Refuse a move when the mirror no longer shows what the ledger says (someone moved it outside driftgate)."""
+        if self.mirror is None:
+            return
+        mirrored = [m for m in moves if m.alias not in _UNMIRRORED]
+        if not mirrored:
+            return
+        remote = self._mirror_aliases(model)
+        local = state.aliases()
+        diverged = [m.alias for m in mirrored if remote.get(m.alias) != local.get(m.alias)]
+        if not diverged:
+            return
+        detail = ", ".join(
+            f"{alias!r} is on {remote.get(alias) or 'nothing'} there, on {local.get(alias) or 'nothing'} in the ledger"
+            for alias in diverged
+        )
+        self._append(
+            model_dir,
+            state,
+            model=model,
+            action="conflict",
+            moves=moves,
+            actor=actor,
+            reason=f"{reason} [rejected: {self.mirror.name} diverged from the ledger: {detail}]",
+            evidence=evidence,
+            outcome="rejected",
+        )
+        raise AliasConflictError(
+            f"alias move of model {model!r} rejected: {self.mirror.name} diverged from the ledger ({detail}); "
+            "an alias was moved outside driftgate: check, then `driftgate reconcile` to make it match the ledger"
+        )
+
+    def _apply_to_mirror(
+        self,
+        model_dir: Path,
+        state: _LedgerState,
+        *,
+        model: str,
+        moves: Sequence[AliasMove],
+        actor: str,
+        reason: str,
+    ) -> None:
+        assert self.mirror is not None
+        mirrored = [m for m in moves if m.alias not in _UNMIRRORED]
+        if not mirrored:
+            return
+        try:
+            self.mirror.apply(model, mirrored)
+        except Exception as exc:  # the mirror's client raises its own network/HTTP errors
+            undo = [AliasMove(m.alias, m.to_version, m.from_version) for m in reversed(mirrored)]
+            with contextlib.suppress(Exception):  # best effort: the move is refused either way
+                self.mirror.apply(model, undo)
+            self._append(
+                model_dir,
+                state,
+                model=model,
+                action="mirror",
+                moves=moves,
+                actor=actor,
+                reason=f"{reason} [rejected: {self.mirror.name} failed to apply the move: {exc}]",
+                evidence=None,
+                outcome="rejected",
+            )
+            raise RegistryError(
+                f"alias move of model {model!r} not applied: {self.mirror.name} failed ({exc}); the ledger is "
+                "unchanged; if the mirror was left half-moved, `driftgate reconcile` makes it match the ledger"
+            ) from exc
+
+    def _publish(
+        self, model_dir: Path, state: _LedgerState, version: ModelVersion, aliases: Sequence[str], *, actor: str
+    ) -> None:
+        assert self.mirror is not None
+        try:
+            self.mirror.publish(version, [a for a in aliases if a not in _UNMIRRORED])
+        except Exception as exc:  # the mirror's client raises its own network/HTTP errors
+            self._append(
+                model_dir,
+                _read_ledger(model_dir / LEDGER_NAME),
+                model=version.model,
+                action="mirror",
+                moves=(),
+                actor=actor,
+                reason=f"{version.version} registered locally but not published to {self.mirror.name}: {exc}",
+                evidence=None,
+                outcome="failed",
+            )
+            raise RegistryError(
+                f"{version.model}:{version.version} is registered locally but {self.mirror.name} refused it ({exc}); "
+                "`driftgate reconcile` publishes it and re-applies the aliases"
+            ) from exc
+
+    def reconcile(self, model: str, *, actor: str) -> list[str]:
+        """Make the mirror match the ledger: publish missing versions, move diverged aliases; returns what changed."""
+        if self.mirror is None:
+            return []
+        model_dir = self._existing_model_dir(model)
+        with self._locked(model_dir) as state:
+            local = state.aliases()
+            changes: list[str] = []
+            try:
+                published = self.mirror.versions(model)
+                for version in self._scan_versions(model_dir):
+                    if version.version not in published:
+                        held = sorted(a for a, v in local.items() if v == version.version and a not in _UNMIRRORED)
+                        self.mirror.publish(version, held)
+                        changes.append(f"published {version.version} with {held}")
+                remote = self.mirror.aliases(model)
+                fixes = [
+                    AliasMove(alias, remote.get(alias), local.get(alias))
+                    for alias in sorted((set(remote) | set(local)) - _UNMIRRORED)
+                    if remote.get(alias) != local.get(alias)
+                ]
+                self.mirror.apply(model, fixes)
+            except Exception as exc:  # the mirror's client raises its own network/HTTP errors
+                raise RegistryError(f"reconciling {model!r} with {self.mirror.name} failed: {exc}") from exc
+            changes += [f"{m.alias}: {m.from_version or 'nothing'} → {m.to_version or 'nothing'}" for m in fixes]
+            if changes:
+                self._append(
+                    model_dir,
+                    state,
+                    model=model,
+                    action="mirror",
+                    moves=(),
+                    actor=actor,
+                    reason=f"reconciled {self.mirror.name} with the ledger: {'; '.join(changes)}",
+                    evidence=None,
+                )
+            return changes
+
+    # integrity -----------------------------------------------------------------------
+    def read_file(self, version: ModelVersion, name: str) -> bytes:
+        expected = version.digests.get(name)
+        if expected is None:
+            raise RegistryError(
+                f"{version.model}:{version.version} has no file {name!r} (files: {sorted(version.digests)})"
+            )
+        path = version.path / name
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise IntegrityError(f"file {name!r} of {version.model}:{version.version} is missing ({path})") from exc
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != expected:
+            raise IntegrityError(
+                f"file {name!r} of {version.model}:{version.version} ({path}) has sha256 {actual}, "
+                f"manifest says {expected}: tampered or truncated"
+            )
+        return data
+
+    def verify(self, version: ModelVersion) -> None:
+        label = f"{version.model}:{version.version}"
+        manifest_path = version.path / MANIFEST_NAME
+        try:
+            manifest_sha = _sha256_file(manifest_path)
+        except FileNotFoundError as exc:
+            raise IntegrityError(f"manifest of {label} is missing ({manifest_path})") from exc
+        recorded = {
+            r.version: r.manifest_sha256
+            for r in _read_ledger(version.path.parent / LEDGER_NAME).records
+            if r.entry.action == "register"
+        }.get(version.version)
+        if recorded is not None and recorded != manifest_sha:
+            raise IntegrityError(
+                f"manifest {manifest_path} of {label} has sha256 {manifest_sha}, the ledger recorded {recorded} "
+                "at registration: the manifest was rewritten"
+            )
+        on_disk = self._load_version(version.model, version.version, version.path)
+        if on_disk.digests != version.digests:
+            raise IntegrityError(f"manifest {manifest_path} of {label} no longer lists the digests it was loaded with")
+        extra = sorted({p.name for p in version.path.iterdir()} - set(version.digests) - {MANIFEST_NAME})
+        if extra:
+            raise IntegrityError(f"{label} ({version.path}) holds files its manifest does not list: {extra}")
+        for name, expected in sorted(version.digests.items()):
+            path = version.path / name
+            try:
+                actual = _sha256_file(path)
+            except FileNotFoundError as exc:
+                raise IntegrityError(f"file {name!r} of {label} is missing ({path})") from exc
+            if actual != expected:
+                raise IntegrityError(
+                    f"file {name!r} of {label} ({path}) has sha256 {actual}, manifest says {expected}: "
+                    "tampered or truncated"
+                )
+
+    # annotations -----------------------------------------------------------------------
+    def _annotations_path(self, model: str, version: str) -> Path:
+        return self._model_dir(model) / ANNOTATIONS_DIR / f"{version}.json"
+
+    def annotate(self, model: str, version: str, key: str, value: Any) -> None:
+        self.get(model, version)
+        _json_text(value, f"annotation {key!r} of {model}:{version}")
+        path = self._annotations_path(model, version)
+        with self._locked(path.parent.parent):
+            notes = self.annotations(model, version)
+            notes[key] = value
+            path.parent.mkdir(exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(notes, indent=2, sort_keys=True) + "\n")
+            os.replace(tmp, path)
+
+    def annotations(self, model: str, version: str) -> dict[str, Any]:
+        path = self._annotations_path(model, version)
+        try:
+            notes = json.loads(path.read_text())
+        except FileNotFoundError:
+            return {}
+        except ValueError as exc:
+            raise IntegrityError(f"annotations {path} of {model}:{version} are not valid JSON: {exc}") from exc
+        if not isinstance(notes, dict):
+            raise IntegrityError(f"annotations {path} of {model}:{version} must hold a JSON object")
+        return notes
+
+
+def make_registry(settings: DriftgateSettings) -> LocalRegistry:
+    """The registry chosen by ``settings.registry_backend``: the local ledger, mirrored to W&B for ``wandb``."""
+    if settings.registry_backend == "local":
+        return LocalRegistry(settings.registry_dir)
+    if settings.registry_backend == "wandb":
+        from tasks.registry.wandb_mirror import WandbRegistry
+
+        return WandbRegistry.from_settings(settings)
+    raise ConfigError(f"DRIFTGATE_REGISTRY_BACKEND={settings.registry_backend!r} is not one of ['local', 'wandb']")
+
+
+# --- flow-facing functions (each opens the registry by path, so Prefect can pass them around) ---
+
+
+def register_model(
+    registry_dir: Path,
+    model: str,
+    files: Mapping[str, Path | bytes],
+    metadata: Mapping[str, Any],
+    *,
+    actor: str,
+    reason: str,
+    aliases: Sequence[str] = (CANDIDATE,),
+) -> ModelVersion:
+    return LocalRegistry(registry_dir).register(model, files, metadata, actor=actor, reason=reason, aliases=aliases)
+
+
+def promote_model(
+    registry_dir: Path,
+    model: str,
+    version: str,
+    *,
+    actor: str,
+    reason: str,
+    evidence: str | None = None,
+    expected_production: str | Unchecked | None = ANY,
+) -> LedgerEntry:
+    return LocalRegistry(registry_dir).promote(
+        model, version, actor=actor, reason=reason, evidence=evidence, expected_production=expected_production
+    )
+
+
+def rollback_model(
+    registry_dir: Path, model: str, *, actor: str, reason: str, evidence: str | None = None
+) -> LedgerEntry:
+    return LocalRegistry(registry_dir).rollback(model, actor=actor, reason=reason, evidence=evidence)
+
+
+def move_model_alias(
+    registry_dir: Path,
+    model: str,
+    alias: str,
+    to_version: str | None,
+    *,
+    expected: str | None,
+    actor: str,
+    reason: str,
+    evidence: str | None = None,
+) -> LedgerEntry:
+    return LocalRegistry(registry_dir).move_alias(
+        model, alias, to_version, expected=expected, actor=actor, reason=reason, evidence=evidence
+    )
+
+
+def prefect_tasks() -> dict[str, Any]:
+    """Thin Prefect task wrappers of this module's functions (imported lazily).
+
+    Never cached: replaying a cached alias move would report a promotion that did not happen.
+    """
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE
+
+    return {
+        "register_model": task(name="register-model", cache_policy=NO_CACHE)(register_model),
+        "promote_model": task(name="promote-model", cache_policy=NO_CACHE)(promote_model),
+        "rollback_model": task(name="rollback-model", cache_policy=NO_CACHE)(rollback_model),
+        "move_model_alias": task(name="move-model-alias", cache_policy=NO_CACHE)(move_model_alias),
+    }

@@ -1,0 +1,117 @@
+"""The resources one driftgate home holds, each chosen by settings (registry, store, tracker, lake)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from tasks.core.errors import ConfigError, VersionNotFoundError
+from tasks.core.settings import DriftgateSettings
+from tasks.data.contract import ModelContract
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from tasks.registry.local import LocalRegistry, ModelVersion
+    from tasks.resources.lake import BatchLake
+    from tasks.resources.store import AuditStore
+    from tasks.resources.tracking import Tracker
+
+MODEL_FILE = "model.txt"
+REFERENCE_FILE = "reference.parquet"
+CONTRACT_FILE = "contract.yaml"
+# Model names become registry folders and W&B collection names: settings.model_name's own pattern.
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+@dataclass
+class Workspace:
+    settings: DriftgateSettings
+    _closers: list[object] = field(default_factory=list, repr=False)
+    _verified: set[str] = field(default_factory=set, repr=False)
+
+    @property
+    def model(self) -> str:
+        """The model (registry collection) this home serves: ``model_name`` when it was set (keyword,
+        ``DRIFTGATE_MODEL_NAME``, YAML, ``--model``), otherwise the contract's name, so that a contract
+        written by ``driftgate contract churn.parquet`` gives model ``churn`` everywhere. Without a
+        contract file, the default ``model_name``."""
+        settings = self.settings
+        if "model_name" in settings.model_fields_set or not settings.resolved_contract_path.is_file():
+            return settings.model_name
+        name = self.contract.name
+        if not MODEL_NAME.fullmatch(name):
+            raise ConfigError(
+                f"contract {settings.resolved_contract_path} is named {name!r}, which is not a model name "
+                f"({MODEL_NAME.pattern}): rename it in the contract, or pass --model (DRIFTGATE_MODEL_NAME)"
+            )
+        return name
+
+    @cached_property
+    def contract(self) -> ModelContract:
+        return ModelContract.load(self.settings.resolved_contract_path)
+
+    @cached_property
+    def registry(self) -> LocalRegistry:
+        """The registry of ``settings.registry_backend``: local, or the local ledger mirrored to W&B."""
+        from tasks.registry.local import make_registry
+
+        return make_registry(self.settings)
+
+    @cached_property
+    def store(self) -> AuditStore:
+        from tasks.resources.store import AuditStore
+
+        return AuditStore(self.settings.resolved_store_url)
+
+    @cached_property
+    def tracker(self) -> Tracker:
+        from tasks.resources.tracking import make_tracker
+
+        return make_tracker(self.settings)
+
+    @cached_property
+    def lake(self) -> BatchLake:
+        from tasks.resources.lake import BatchLake
+
+        return BatchLake(self.settings.home / "batches" / self.model)
+
+    def production(self) -> ModelVersion:
+        version = self.registry.resolve(self.model, "production")
+        if version is None:
+            raise VersionNotFoundError(
+                f"model {self.model!r} has no 'production' version in {self.settings.registry_dir}; "
+                "register one with `driftgate bootstrap` (or run `driftgate demo`)"
+            )
+        return version
+
+    def model_text(self, version: ModelVersion) -> str:
+        """The LightGBM text of a version, after its whole manifest was verified (a tampered version is refused)."""
+        key = f"{version.model}:{version.version}"
+        if key not in self._verified:
+            self.registry.verify(version)
+            self._verified.add(key)
+        return self.registry.read_file(version, MODEL_FILE).decode()
+
+    def reference_of(self, version: ModelVersion) -> pl.DataFrame:
+        """The monitoring reference that travels with a version: its holdout, scored by it."""
+        import io
+
+        import polars as pl
+
+        return pl.read_parquet(io.BytesIO(self.registry.read_file(version, REFERENCE_FILE)))
+
+    def close(self) -> None:
+        if "store" in self.__dict__:
+            self.store.close()
+
+
+def open_workspace(settings: DriftgateSettings) -> Workspace:
+    from tasks.core.telemetry import disable_telemetry
+
+    if not settings.telemetry:
+        disable_telemetry()
+    settings.ensure_dirs()
+    return Workspace(settings)

@@ -1,0 +1,533 @@
+"""Staged promotion and rollback: alias moves with their ledger entries, audit rows, tracking and events.
+
+The path of a version: gate pass → ``staging`` → approval → ``canary`` → watch window →
+``production`` (the old production kept as ``previous-production``). Each step is one conditional
+alias move in the registry ledger; the approval and the post-deployment audit are ledger notes,
+so the ledger alone tells who approved what, on which evidence, and what served when.
+
+A canary that misses a threshold during the watch window is withdrawn (production never moves)
+and ``driftgate.model.rolled_back`` is emitted with the reasons; a production whose audit fails
+within ``promotion.rollback_window_hours`` of its promotion is rolled back the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tasks.core.errors import RegistryError
+from tasks.registry.local import ANY, Unchecked
+from tasks.resources import events
+
+if TYPE_CHECKING:
+    from tasks.registry.local import LedgerEntry, ModelVersion
+    from tasks.resources.workspace import Workspace
+    from tasks.stages.canary import AuditVerdict, CanaryVerdict, PairedComparison, ServingStats
+
+STAGING = "staging"
+CANARY = "canary"
+PRODUCTION = "production"
+AUTO_APPROVER = "policy:auto-approve"
+
+
+@dataclass(frozen=True)
+class Approval:
+    """Who let a staged version go on to the canary, and what they said."""
+
+    approver: str
+    comment: str = ""
+    approved: bool = True
+
+
+@dataclass(frozen=True)
+class PromotionOutcome:
+    version: str
+    status: str  # "promoted" | "watching" | "aborted" | "rejected"
+    steps: tuple[str, ...]  # aliases moved onto the version, in order
+    previous: str | None  # production before the promotion
+    approver: str | None
+    reasons: tuple[str, ...]
+    report_path: str | None = None  # the canary report
+    audit_path: str | None = None  # the post-deployment audit
+
+
+@dataclass(frozen=True)
+class WatchOutcome:
+    action: str  # "promoted" | "aborted" | "watching" | "rolled_back" | "audited" | "idle"
+    version: str | None
+    reasons: tuple[str, ...]
+    report_path: str | None = None
+    labelled: dict[str, int] = field(default_factory=dict)
+
+
+# --- small helpers ---------------------------------------------------------------------------------
+
+
+def _deliverable() -> bool:
+    """Whether a Prefect event can reach an API: one is configured, or this code runs inside a flow run.
+
+    Outside a flow and without ``PREFECT_API_URL``, ``emit_event`` would boot a throwaway ephemeral
+    server (8-26 s) whose events die with the process; such events are recorded in the audit store only.
+    """
+    if os.environ.get("PREFECT_API_URL"):
+        return True
+    if "prefect.context" not in sys.modules:  # nothing imported Prefect, so no flow can be running
+        return False
+    from prefect.context import FlowRunContext
+
+    return FlowRunContext.get() is not None
+
+
+def publish(markdown: str, *, key: str, description: str) -> None:
+    """Publish a report as a Prefect artifact when running in a flow (importing Prefect just to learn
+    that no flow runs costs seconds, so outside one this is skipped at once)."""
+    if "prefect.context" not in sys.modules:
+        return
+    from tasks.report.markdown import publish_markdown
+
+    publish_markdown(markdown, key=key, description=description)
+
+
+def announce(ws: Workspace, name: str, payload: dict[str, Any]) -> str | None:
+    """Emit an event when it can be delivered, and always record it in the audit store."""
+    if not ws.settings.emit_events:
+        return None
+    event_id = events.emit(name, ws.model, payload) if _deliverable() else None
+    ws.store.record_event(name, events.resource_id(ws.model), {**payload, "event_id": event_id}, None)
+    return event_id
+
+
+def track_moves(ws: Workspace, entries: Sequence[LedgerEntry], *, job: str, name: str) -> Path | None:
+    """Log every version an entry touched with the aliases it holds right after that entry (one W&B run).
+
+    W&B deduplicates identical artifacts, so re-logging a version moves the given aliases onto it:
+    ``wandb sync`` of these runs replays the alias history. A cleared alias cannot be expressed this way
+    (W&B has no offline alias removal); the ledger stays the authority on it.
+    """
+    from tasks.registry.local import LATEST, replay_aliases
+
+    applied = [e for e in entries if e.outcome == "applied" and e.moves]
+    if not applied:
+        return None
+    ledger = ws.registry.ledger(ws.model)
+    run = ws.tracker.start_run(job_type=job, name=name, config={"ledger_seq": [e.seq for e in applied]})
+    try:
+        for entry in applied:
+            held = replay_aliases([e for e in ledger if e.seq <= entry.seq])
+            touched = sorted({v for m in entry.moves for v in (m.from_version, m.to_version) if v})
+            for version in touched:
+                aliases = sorted(a for a, v in held.items() if v == version and a != LATEST)
+                run.log_model(ws.registry.get(ws.model, version), aliases=aliases)
+        run.summary({"ledger_seq": applied[-1].seq})
+    finally:
+        run.finish()
+    return run.dir
+
+
+def _record(ws: Workspace, kind: str, outcome: str, version: str, reasons: Sequence[str], **payload: Any) -> None:
+    from tasks.resources.store import DecisionRecord
+
+    ws.store.record_decision(
+        DecisionRecord(
+            model=ws.model, kind=kind, outcome=outcome, reasons=tuple(reasons), version=version, payload=payload
+        )
+    )
+
+
+# --- the stages ------------------------------------------------------------------------------------
+
+
+def check_candidate(ws: Workspace, version: str, *, force: bool = False) -> ModelVersion:
+    """The version, verified on disk, if it may enter promotion: it passed the gate (or ``force``), not production."""
+    found = ws.registry.get(ws.model, version)
+    ws.registry.verify(found)
+    if found.metadata.get("gate_passed") is not True and not force:
+        raise RegistryError(
+            f"{ws.model}:{version} did not pass the gate (gate_passed={found.metadata.get('gate_passed')!r}, "
+            f"report: {ws.registry.annotations(ws.model, version).get('gate_report', 'none')}); "
+            "promotion needs a gate pass (override with --force)"
+        )
+    if ws.registry.aliases(ws.model).get(PRODUCTION) == version:
+        raise RegistryError(f"{ws.model}:{version} already holds 'production'; nothing to promote")
+    return found
+
+
+def move(
+    ws: Workspace, alias: str, version: str | None, *, actor: str, reason: str, evidence: str | None = None
+) -> LedgerEntry:
+    """Move an alias conditionally on what it points at now (a concurrent move makes this one fail)."""
+    current = ws.registry.aliases(ws.model).get(alias)
+    return ws.registry.move_alias(
+        ws.model, alias, version, expected=current, actor=actor, reason=reason, evidence=evidence
+    )
+
+
+def stage(ws: Workspace, version: str, *, actor: str, reason: str, evidence: str | None) -> LedgerEntry:
+    return move(ws, STAGING, version, actor=actor, reason=f"staged: {reason}", evidence=evidence)
+
+
+def record_approval(ws: Workspace, version: str, approval: Approval, *, evidence: str | None) -> LedgerEntry:
+    """The approver's decision as a ledger note (actor = approver, evidence = the gate report)."""
+    verb = "approved" if approval.approved else "rejected"
+    comment = f": {approval.comment}" if approval.comment else ""
+    return ws.registry.note(
+        ws.model,
+        "approve" if approval.approved else "reject",
+        actor=approval.approver,
+        reason=f"{verb} {version} for canary{comment}",
+        evidence=evidence,
+    )
+
+
+def reject(ws: Workspace, version: str, approval: Approval) -> list[LedgerEntry]:
+    """A refused (or timed-out) approval: staging is cleared, production and canary never move."""
+    entries: list[LedgerEntry] = []
+    if ws.registry.aliases(ws.model).get(STAGING) == version:
+        entries.append(move(ws, STAGING, None, actor=approval.approver, reason=f"approval refused: {approval.comment}"))
+    _record(
+        ws,
+        "promotion",
+        "rejected",
+        version,
+        [f"approval refused by {approval.approver}: {approval.comment or 'no comment'}"],
+        approver=approval.approver,
+    )
+    return entries
+
+
+def start_canary(ws: Workspace, version: str, *, actor: str, reason: str, evidence: str | None) -> LedgerEntry:
+    held = ws.registry.aliases(ws.model).get(CANARY)
+    if held is not None and held != version:
+        raise RegistryError(
+            f"'canary' of model {ws.model!r} is held by {held}, an unfinished canary; let `driftgate watch` decide "
+            f"on it or withdraw it before starting {version}"
+        )
+    return move(ws, CANARY, version, actor=actor, reason=f"canary: {reason}", evidence=evidence)
+
+
+def canary_started_at(ws: Workspace, version: str) -> datetime | None:
+    """When the version last became canary (from the ledger)."""
+    for entry in reversed(ws.registry.ledger(ws.model)):
+        if entry.outcome == "applied" and any(m.alias == CANARY and m.to_version == version for m in entry.moves):
+            return entry.at
+    return None
+
+
+def promoted_at(ws: Workspace, version: str) -> datetime | None:
+    for entry in reversed(ws.registry.ledger(ws.model)):
+        if entry.outcome == "applied" and any(m.alias == PRODUCTION and m.to_version == version for m in entry.moves):
+            return entry.at
+    return None
+
+
+@dataclass(frozen=True)
+class CanaryEvidence:
+    canary: ServingStats
+    production: ServingStats | None  # None for a first model: nothing to compare with
+    comparison: PairedComparison | None
+    started_at: datetime | None
+    elapsed_hours: float
+
+
+def gather_canary_evidence(ws: Workspace, version: str, *, now: datetime | None = None) -> CanaryEvidence:
+    """Serving statistics and the paired comparison with production over the rows scored since the canary began."""
+    from tasks.stages.canary import compare_versions, load_predictions, serving_stats
+
+    now = now or datetime.now(UTC)
+    started = canary_started_at(ws, version)
+    production = ws.registry.resolve(ws.model, PRODUCTION)
+    frame = load_predictions(ws, since=started, until=now)
+    comparison = None
+    if frame is not None and production is not None:
+        comparison = compare_versions(ws, frame, ws.registry.get(ws.model, version), production)
+    return CanaryEvidence(
+        canary=serving_stats(frame, version),
+        production=serving_stats(frame, production.version) if production else None,
+        comparison=comparison,
+        started_at=started,
+        elapsed_hours=(now - started).total_seconds() / 3600 if started else 0.0,
+    )
+
+
+def judge(ws: Workspace, evidence: CanaryEvidence) -> CanaryVerdict:
+    from tasks.stages.canary import judge_canary
+
+    return judge_canary(
+        evidence.canary,
+        evidence.comparison,
+        ws.settings.promotion,
+        alpha=ws.settings.gate.alpha,
+        elapsed_hours=evidence.elapsed_hours,
+    )
+
+
+def write_canary_report(
+    ws: Workspace, version: str, evidence: CanaryEvidence, verdict: CanaryVerdict, *, now: datetime | None = None
+) -> Path:
+    from tasks.report.markdown import write_report
+    from tasks.stages.canary import canary_markdown
+
+    now = now or datetime.now(UTC)
+    markdown = canary_markdown(
+        model=ws.model,
+        canary=evidence.canary,
+        production=evidence.production,
+        comparison=evidence.comparison,
+        verdict=verdict,
+        started_at=evidence.started_at,
+        now=now,
+    )
+    path = write_report(ws.settings.reports_dir / "canary" / f"{version}-{now:%Y%m%dT%H%M%S}.md", markdown)
+    publish(markdown, key=f"canary-{ws.model}-{version}", description=f"canary {version}: {verdict.action}")
+    return path
+
+
+def abort_canary(
+    ws: Workspace, version: str, verdict: CanaryVerdict, *, actor: str, report: Path | None
+) -> list[LedgerEntry]:
+    """Automatic rollback during the watch window: the canary is withdrawn, production never moves."""
+    production = ws.registry.aliases(ws.model).get(PRODUCTION)
+    why = "; ".join(verdict.failures) or "; ".join(verdict.reasons)
+    evidence = str(report) if report else None
+    entries = []
+    for alias in (CANARY, STAGING):
+        if ws.registry.aliases(ws.model).get(alias) == version:
+            entries.append(move(ws, alias, None, actor=actor, reason=f"automatic rollback: {why}", evidence=evidence))
+    _record(
+        ws,
+        "rollback",
+        "canary_aborted",
+        version,
+        verdict.reasons,
+        **{"from": version, "to": production, "stage": "canary", "report": evidence, "actor": actor},
+    )
+    announce(
+        ws,
+        events.MODEL_ROLLED_BACK,
+        {
+            "model": ws.model,
+            "from": version,
+            "to": production,
+            "stage": "canary",
+            "reasons": list(verdict.failures or verdict.reasons),
+            "report": evidence,
+        },
+    )
+    return entries
+
+
+def finalize(
+    ws: Workspace,
+    version: str,
+    *,
+    actor: str,
+    reason: str,
+    evidence: str | None,
+    expected_production: str | None,
+) -> list[LedgerEntry]:
+    """Move production (only if it is still ``expected_production``), keep the old one as previous-production."""
+    entry = ws.registry.promote(
+        ws.model, version, actor=actor, reason=reason, evidence=evidence, expected_production=expected_production
+    )
+    entries = [entry]
+    for alias in (STAGING, CANARY):
+        if ws.registry.aliases(ws.model).get(alias) == version:
+            entries.append(move(ws, alias, None, actor=actor, reason=f"promoted to production ({alias} done)"))
+    _record(
+        ws,
+        "promotion",
+        "promoted",
+        version,
+        [reason],
+        **{"from": expected_production, "to": version, "actor": actor, "evidence": evidence},
+    )
+    announce(ws, events.MODEL_PROMOTED, {"model": ws.model, "version": version, "previous": expected_production})
+    return entries
+
+
+def post_deployment_audit(
+    ws: Workspace, version: str, previous: str, *, since: datetime, now: datetime | None = None
+) -> tuple[AuditVerdict, PairedComparison | None, Path]:
+    """Compare the new production with the previous one on the same rows since ``since``; link the report
+    from the ledger (an ``audit`` note whose evidence is the report) and from the version's annotations."""
+    from tasks.report.markdown import write_report
+    from tasks.stages.canary import audit_markdown, compare_versions, judge_audit, load_predictions
+
+    now = now or datetime.now(UTC)
+    frame = load_predictions(ws, since=since, until=now)
+    comparison = None
+    if frame is not None:
+        comparison = compare_versions(
+            ws, frame, ws.registry.get(ws.model, version), ws.registry.get(ws.model, previous)
+        )
+    verdict = judge_audit(comparison, ws.settings.promotion, alpha=ws.settings.gate.alpha)
+    markdown = audit_markdown(model=ws.model, comparison=comparison, verdict=verdict, since=since, now=now)
+    path = write_report(ws.settings.reports_dir / "audit" / f"{version}-vs-{previous}-{now:%Y%m%dT%H%M%S}.md", markdown)
+    publish(markdown, key=f"audit-{ws.model}-{version}", description=f"post-deployment audit {version}")
+    rows = comparison.rows if comparison else 0
+    labelled = comparison.labelled_rows if comparison else 0
+    ws.registry.note(
+        ws.model,
+        "audit",
+        actor="driftgate",
+        reason=(
+            f"post-deployment audit of {version} vs {previous} on {rows} rows ({labelled} labelled): "
+            f"{'passed' if verdict.passed else 'FAILED: ' + '; '.join(verdict.failures)}"
+        ),
+        evidence=str(path),
+    )
+    ws.registry.annotate(
+        ws.model,
+        version,
+        "post_deployment_audit",
+        {"report": str(path), "passed": verdict.passed, "rows": rows, "labelled_rows": labelled, "at": now.isoformat()},
+    )
+    return verdict, comparison, path
+
+
+def promote(ws: Workspace, version: str, *, actor: str, reason: str, evidence: str | None) -> list[str]:
+    """Promote at once through staging and canary (no watch window); returns the aliases moved onto the version."""
+    ws.registry.get(ws.model, version)
+    before = ws.registry.aliases(ws.model).get(PRODUCTION)
+    entries = [
+        stage(ws, version, actor=actor, reason=reason, evidence=evidence),
+        start_canary(ws, version, actor=actor, reason=reason, evidence=evidence),
+    ]
+    entries += finalize(ws, version, actor=actor, reason=reason, evidence=evidence, expected_production=before)
+    track_moves(ws, entries, job="promote", name=f"promote-{version}")
+    return [STAGING, CANARY, PRODUCTION]
+
+
+def rollback(ws: Workspace, *, actor: str, reason: str, evidence: str | None = None) -> tuple[str | None, str]:
+    """Restore the last known good version to production in one step; returns (from, to).
+
+    The alias moves first (that is what serving reads), then the audit row, tracking run and event follow.
+    """
+    entry = ws.registry.rollback(ws.model, actor=actor, reason=reason, evidence=evidence)
+    before = next(m.from_version for m in entry.moves if m.alias == PRODUCTION)
+    after = next(m.to_version for m in entry.moves if m.alias == PRODUCTION)
+    if after is None:  # rollback always names the version it restores; keeps the type checker honest
+        raise RegistryError(f"rollback of {ws.model!r} restored no version (ledger entry #{entry.seq})")
+    _record(ws, "rollback", "rolled_back", after, [reason], **{"from": before, "to": after, "actor": actor})
+    track_moves(ws, [entry], job="rollback", name=f"rollback-{after}")
+    announce(ws, events.MODEL_ROLLED_BACK, {"model": ws.model, "from": before, "to": after, "reason": reason})
+    return before, after
+
+
+# --- the watch -----------------------------------------------------------------------------------
+
+
+def watch(
+    ws: Workspace, *, actor: str = "driftgate-watch", labels: Sequence[str] = (), now: datetime | None = None
+) -> WatchOutcome:
+    """One look at the watch window: decide on a pending canary, or audit a recent promotion (and roll it back)."""
+    from tasks.stages.canary import attach_labels
+
+    now = now or datetime.now(UTC)
+    labelled = attach_labels(ws, labels) if labels else {}
+    aliases = ws.registry.aliases(ws.model)
+    canary = aliases.get(CANARY)
+    if canary is not None and canary != aliases.get(PRODUCTION):
+        outcome = decide_canary(ws, canary, actor=actor, now=now)
+        return WatchOutcome(outcome.status, canary, outcome.reasons, outcome.report_path, labelled)
+    production, previous = aliases.get(PRODUCTION), aliases.get("previous-production")
+    since = promoted_at(ws, production) if production else None
+    if production is None or previous is None or since is None:
+        return WatchOutcome("idle", production, ("no canary and no recent promotion to watch",), None, labelled)
+    window = ws.settings.promotion.rollback_window_hours
+    if (now - since).total_seconds() / 3600 > window:
+        return WatchOutcome(
+            "idle", production, (f"{production} is past its {window:g} h rollback window",), None, labelled
+        )
+    last = ws.registry.annotations(ws.model, production).get("post_deployment_audit") or {}
+    if not labelled and last:
+        return WatchOutcome("idle", production, ("no new labels since the last audit",), last.get("report"), labelled)
+    started = canary_started_at(ws, production) or since
+    verdict, _comparison, path = post_deployment_audit(ws, production, previous, since=started, now=now)
+    if verdict.passed:
+        return WatchOutcome("audited", production, verdict.reasons, str(path), labelled)
+    rollback(
+        ws, actor=actor, reason=f"automatic rollback: audit failed: {'; '.join(verdict.failures)}", evidence=str(path)
+    )
+    return WatchOutcome("rolled_back", production, verdict.reasons, str(path), labelled)
+
+
+def decide_canary(
+    ws: Workspace,
+    version: str,
+    *,
+    actor: str,
+    now: datetime | None = None,
+    reason: str = "canary passed its watch window",
+    evidence: str | None = None,
+    expected_production: str | Unchecked | None = ANY,
+    earlier: Sequence[LedgerEntry] = (),
+) -> PromotionOutcome:
+    """Judge the running canary: abort (automatic rollback), wait, or promote it and audit the period.
+
+    Production moves only if it still is ``expected_production`` (default: whatever it is now).
+    ``earlier`` moves of the same promotion (staging, canary) go to the same tracking run as the
+    decision's moves; while waiting nothing is tracked (the caller tracks ``earlier`` itself).
+    """
+    now = now or datetime.now(UTC)
+    found = gather_canary_evidence(ws, version, now=now)
+    verdict = judge(ws, found)
+    current = ws.registry.aliases(ws.model).get(PRODUCTION)
+    previous = current if isinstance(expected_production, Unchecked) else expected_production
+    if verdict.action == "wait":
+        return PromotionOutcome(version, "watching", (CANARY,), previous, None, verdict.reasons)
+    report = write_canary_report(ws, version, found, verdict, now=now)
+    if verdict.action == "abort":
+        entries = abort_canary(ws, version, verdict, actor=actor, report=report)
+        track_moves(ws, [*earlier, *entries], job="canary-abort", name=f"canary-abort-{version}")
+        return PromotionOutcome(version, "aborted", (CANARY,), previous, None, verdict.reasons, str(report))
+    approver = _approver_of(ws, version) or actor
+    entries = finalize(
+        ws,
+        version,
+        actor=approver,
+        reason=f"{reason}; {verdict.reasons[0]}",
+        evidence=evidence or str(report),
+        expected_production=previous,
+    )
+    audit_path = None
+    if previous is not None and found.comparison is not None and found.started_at is not None:
+        _, _, audit = post_deployment_audit(ws, version, previous, since=found.started_at, now=now)
+        audit_path = str(audit)
+    track_moves(ws, [*earlier, *entries], job="promote", name=f"promote-{version}")
+    return PromotionOutcome(
+        version, "promoted", (CANARY, PRODUCTION), previous, approver, verdict.reasons, str(report), audit_path
+    )
+
+
+def _approver_of(ws: Workspace, version: str) -> str | None:
+    for entry in reversed(ws.registry.ledger(ws.model)):
+        if entry.action == "approve" and entry.reason.startswith(f"approved {version} "):
+            return entry.actor
+    return None
+
+
+def prefect_tasks() -> dict[str, Any]:
+    """Thin Prefect task wrappers of this module's functions (imported lazily); never cached: a move is an act."""
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE
+
+    def wrap(name: str, fn: Any) -> Any:
+        return task(name=name, cache_policy=NO_CACHE, persist_result=False)(fn)
+
+    return {
+        "check_candidate": wrap("check-candidate", check_candidate),
+        "stage": wrap("stage", stage),
+        "record_approval": wrap("record-approval", record_approval),
+        "reject": wrap("reject-promotion", reject),
+        "start_canary": wrap("start-canary", start_canary),
+        "decide_canary": wrap("decide-canary", decide_canary),
+        "track_moves": wrap("track-alias-moves", track_moves),
+        "rollback": wrap("rollback", rollback),
+        "watch": wrap("watch-window", watch),
+    }

@@ -1,0 +1,1 @@
+"""Shared test data and doubles: imported by tests of several packages."""
