@@ -29,14 +29,29 @@ class ProfilingSettings(BaseModel):
 class ConceptDriftSettings(BaseModel):
     """Detector on the model's per-row error stream once labels arrive (tasks/drift/concept.py)."""
 
-    method: Literal["page_hinkley", "adwin", "off"] = Field("page_hinkley", description="detector, or off")
+    method: Literal["mean_shift", "page_hinkley", "adwin", "off"] = Field(
+        "mean_shift",
+        description="mean_shift (each batch against the model's reference error), page_hinkley, adwin, or off",
+    )
     error: Literal["brier", "zero_one", "log_loss"] = Field("brier", description="per-row loss fed to the detector")
     action: Literal["retrain", "alert"] = Field(
         "retrain", description="an alarm counts as performance degradation (retrain) or only alerts"
     )
+    alpha: float = Field(
+        0.01, gt=0.0, lt=0.5, description="mean_shift: false-alarm rate per batch of its one-sided Welch z test"
+    )
+    min_increase: float = Field(
+        0.10, ge=0.0, description="mean_shift: relative increase of the mean error over the reference also required"
+    )
+    min_rows: int = Field(100, ge=2, description="mean_shift: labelled rows a batch needs to be tested")
+    strata: int = Field(
+        20, ge=1, description="mean_shift: score strata of the reference error, compared at a batch's scores (1: off)"
+    )
     ph_delta: float = Field(0.03, ge=0.0, description="Page-Hinkley tolerated increase per row, in std. deviations")
     ph_threshold: float = Field(
-        120.0, gt=0.0, description="Page-Hinkley lambda in std. deviations (~0.4 % false alarms per 4000 rows)"
+        120.0,
+        gt=0.0,
+        description="Page-Hinkley lambda in std. deviations (~0.4 % false alarms per 4000 rows; more per larger batch)",
     )
     ph_min_rows: int = Field(300, ge=2, description="rows before Page-Hinkley starts testing")
     adwin_delta: float = Field(0.002, gt=0.0, lt=1.0, description="ADWIN confidence per cut test")

@@ -1,24 +1,35 @@
-"""Concept-drift detectors: false-alarm rate and detection delay on seeded streams, and state that survives JSON."""
+"""Concept-drift detectors: false-alarm rate and detection delay on seeded streams, and state that survives JSON.
+
+The mean_shift detector's calibration across batch sizes is measured in tests/statistical/.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
 from sklearn.metrics import brier_score_loss, log_loss
 
 from tasks.core.errors import ConfigError, DataError
+from tasks.core.settings import ConceptDriftSettings
 from tasks.drift.concept import (
     AdwinParams,
     AdwinState,
     DetectorConfig,
+    ErrorBaseline,
+    ErrorMoments,
+    MeanShiftParams,
+    MeanShiftState,
     PageHinkleyParams,
     PageHinkleyState,
     adwin_update,
+    config_from_settings,
     dump_state,
     error_stream,
     load_state,
+    mean_shift_test,
     page_hinkley_update,
     update,
 )
@@ -170,3 +181,183 @@ def test_detector_inputs_and_settings_are_checked() -> None:
 def test_constant_error_stream_never_alarms() -> None:
     state, fired = page_hinkley_update(PageHinkleyState(), np.zeros(5000), DEFAULT_PH)
     assert fired == [] and state.statistic == 0.0
+
+
+# --- mean shift against the model's baseline error (the default) ---------------------------------------------
+def test_default_is_mean_shift_with_its_settings() -> None:
+    settings = ConceptDriftSettings()
+    assert (settings.method, settings.alpha, settings.min_increase, settings.min_rows, settings.strata) == (
+        "mean_shift",
+        0.01,
+        0.10,
+        100,
+        20,
+    )
+    config = config_from_settings(settings)
+    assert config == DetectorConfig() and config.mean_shift == MeanShiftParams()
+    assert config.mean_shift.critical == pytest.approx(2.3263, abs=1e-4)
+    custom = config_from_settings(ConceptDriftSettings(method="adwin", alpha=0.05, min_increase=0.2, min_rows=50))
+    assert custom.method == "adwin" and custom.mean_shift == MeanShiftParams(alpha=0.05, min_increase=0.2, min_rows=50)
+    assert config_from_settings(ConceptDriftSettings(method="off")).method == "mean_shift"
+
+
+def test_mean_shift_alarms_on_flipped_labels_and_says_what_crossed_what() -> None:
+    rng = np.random.default_rng(21)
+    baseline = ErrorBaseline.from_scores(*labelled_scores(rng, 5000))
+    y, p = labelled_scores(rng, BATCH, flip=0.05)
+    result = update(DetectorConfig(), None, error_stream(y, p), baseline, p)
+    assert result.detected and result.method == "mean_shift" and result.alarm_rows == ()
+    assert result.statistic >= result.threshold >= MeanShiftParams().critical
+    assert result.increase >= 0.10 and result.rows == BATCH and result.baseline_rows == 5000
+    text = result.detail()
+    assert text.startswith(f"mean_shift: mean Brier {result.mean_error:.4f} on 4000 labelled rows vs baseline ")
+    assert f"({result.increase:+.1%}, floor +10%); z = {result.statistic:.2f} >= {result.threshold:.2f}" in text
+    assert text.endswith(": ALARM") and "alpha 0.01" in text
+    # stateless across batches: the state only counts
+    state = load_state(result.state_json, "mean_shift")
+    assert state == MeanShiftState(batches=1, alarms=1, rows_seen=BATCH)
+    quiet = update(DetectorConfig(), result.state_json, brier(rng, BATCH), baseline)
+    assert not quiet.detected and quiet.detail().endswith(": no alarm")
+    assert load_state(quiet.state_json, "mean_shift") == MeanShiftState(batches=2, alarms=1, rows_seen=2 * BATCH)
+
+
+def test_mean_shift_needs_the_floor_as_well_as_significance() -> None:
+    baseline = ErrorBaseline(kind="brier", rows=50_000, mean=0.100, variance=0.02)
+    errors = np.full(100_000, 0.104) + np.random.default_rng(0).normal(0, 0.1, 100_000)  # +4 %, z ~ 6
+    result = update(DetectorConfig(), None, errors, baseline)
+    assert result.statistic >= result.threshold and result.increase < 0.10 and not result.detected
+    assert "below the +10% floor" in result.detail()
+    assert result.detail().endswith("but the increase is below the floor: no alarm")
+    pure = update(DetectorConfig(mean_shift=MeanShiftParams(min_increase=0.0)), None, errors, baseline)
+    assert pure.detected and "floor +0%" in pure.detail()
+
+
+def test_mean_shift_without_baseline_or_rows_does_not_alarm() -> None:
+    errors = np.full(500, 0.9)
+    missing = update(DetectorConfig(), None, errors)
+    assert not missing.detected and math.isnan(missing.statistic)
+    assert "no baseline error for this model" in missing.detail()
+    log_loss_baseline = ErrorBaseline(kind="log_loss", rows=1000, mean=0.3, variance=0.1)
+    other = update(DetectorConfig(), None, errors, log_loss_baseline)  # the detector uses Brier errors
+    assert not other.detected and "no baseline error for this model of kind Brier" in other.detail()
+    baseline = ErrorBaseline(kind="brier", rows=1000, mean=0.1, variance=0.02)
+    few = update(DetectorConfig(), None, errors[:99], baseline)
+    assert not few.detected and "not enough rows (needs 100)" in few.detail()
+    empty = update(DetectorConfig(), None, np.array([]), baseline)
+    assert not empty.detected and empty.rows == 0 and "no labelled rows" in empty.detail()
+    assert load_state(empty.state_json, "mean_shift") == MeanShiftState(batches=0, alarms=0, rows_seen=0)
+
+
+def test_mean_shift_compares_at_the_batchs_own_scores() -> None:
+    """A batch of harder cases (scores near 0.5) has a higher Brier score with no change of P(y | p)."""
+    rng = np.random.default_rng(8)
+    baseline = ErrorBaseline.from_scores(*labelled_scores(rng, 20_000))
+    assert len(baseline.strata) == 20 and len(baseline.edges) == 19
+    p = rng.uniform(0.3, 0.7, BATCH)  # calibrated but uncertain: expected Brier ~0.23 vs ~0.125 overall
+    y = (rng.random(BATCH) < p).astype(np.float64)
+    errors = error_stream(y, p)
+    stratified = update(DetectorConfig(), None, errors, baseline, p)
+    plain = update(DetectorConfig(), None, errors, baseline)
+    assert plain.detected and plain.increase > 0.5
+    assert not stratified.detected and abs(stratified.increase) < 0.05
+    assert stratified.baseline_mean == pytest.approx(0.2266, abs=0.01)  # E[p(1 - p)] over U(0.3, 0.7)
+    assert "at these scores (20000 reference rows in 20 score strata" in stratified.detail()
+    # a concept change at those scores is still seen: P(y = 1 | p) = 1 - p (Brier ~0.29)
+    inverted = (rng.random(BATCH) < 1.0 - p).astype(np.float64)
+    assert update(DetectorConfig(), None, error_stream(inverted, p), baseline, p).detected
+
+
+def test_mean_shift_corrects_its_critical_value_for_skewed_errors() -> None:
+    # Rare, large errors on the baseline side (a big batch against a small reference): the bar goes up.
+    rng = np.random.default_rng(2)
+    rare = (rng.random(1000) < 0.03).astype(np.float64)
+    baseline = ErrorBaseline.from_errors(rare, "zero_one")
+    assert baseline.skewness > 5
+    outcome = mean_shift_test(rng.random(100_000) < 0.03, baseline, MeanShiftParams(), "zero_one")
+    assert outcome.threshold > outcome.critical + 0.3
+    # ... and never comes down below z_(1 - alpha), whatever the skew of the batch
+    outcome = mean_shift_test(rare[:200], ErrorBaseline.from_errors(rng.random(50_000)), MeanShiftParams())
+    assert outcome.threshold == outcome.critical
+
+
+def test_error_baseline_round_trips_through_json() -> None:
+    rng = np.random.default_rng(4)
+    y, p = labelled_scores(rng, 3000)
+    for baseline in (
+        ErrorBaseline.from_scores(y, p),
+        ErrorBaseline.from_scores(y, p, "log_loss", strata=5),
+        ErrorBaseline.from_errors(error_stream(y, p, "zero_one"), "zero_one"),
+    ):
+        restored = ErrorBaseline.from_dict(json.loads(json.dumps(baseline.to_dict())))
+        assert restored == baseline
+    stratified = ErrorBaseline.from_scores(y, p)
+    assert len(stratified.strata) == 20 and sum(s.rows for s in stratified.strata) == 3000
+    assert min(s.rows for s in stratified.strata) >= 100
+    assert stratified.mean == pytest.approx(brier_score_loss(y, p))
+    assert stratified.variance == pytest.approx(np.var((p - y) ** 2, ddof=1))
+    assert len(ErrorBaseline.from_scores(y[:450], p[:450]).strata) == 4  # at least 100 rows per stratum
+    assert ErrorBaseline.from_scores(y[:150], p[:150]).strata == ()  # too few rows to stratify
+    two_values = np.where(p > 0.5, 0.8, 0.2)  # ties: strata only where the score changes
+    assert ErrorBaseline.from_scores(y, two_values).edges == (0.8,)
+
+
+def test_error_baseline_rejects_bad_inputs_by_name() -> None:
+    good = ErrorBaseline(kind="brier", rows=100, mean=0.1, variance=0.02).to_dict()
+    with pytest.raises(ConfigError, match="unknown error kind 'hinge'"):
+        ErrorBaseline.from_dict({**good, "kind": "hinge"})
+    with pytest.raises(DataError, match="missing key\\(s\\) \\['variance'\\]"):
+        ErrorBaseline.from_dict({k: v for k, v in good.items() if k != "variance"})
+    with pytest.raises(DataError, match="unexpected key\\(s\\) \\['extra'\\]"):
+        ErrorBaseline.from_dict({**good, "extra": 1})
+    with pytest.raises(DataError, match="JSON object"):
+        ErrorBaseline.from_dict([good])
+    with pytest.raises(DataError, match="at least 2 labelled reference rows"):
+        ErrorBaseline.from_dict({**good, "rows": 1})
+    with pytest.raises(DataError, match="variance must be a finite number >= 0"):
+        ErrorBaseline.from_dict({**good, "variance": -0.1})
+    with pytest.raises(DataError, match="mean must be a finite number"):
+        ErrorBaseline.from_dict({**good, "mean": float("nan")})
+    with pytest.raises(DataError, match="must lie in \\[0, 1\\]"):
+        ErrorBaseline.from_dict({**good, "mean": 1.5})
+    with pytest.raises(DataError, match="needs 2 strata, got 0"):
+        ErrorBaseline.from_dict({**good, "edges": [0.5]})
+    with pytest.raises(DataError, match="strictly increasing"):
+        ErrorBaseline(kind="brier", rows=100, mean=0.1, variance=0.02, edges=(0.5, 0.5))
+    stratum = ErrorMoments(rows=50, mean=0.1, variance=0.02).to_dict()
+    with pytest.raises(DataError, match="strata hold 100 rows, the baseline 101"):
+        ErrorBaseline.from_dict({**good, "rows": 101, "edges": [0.5], "strata": [stratum, stratum]})
+    with pytest.raises(DataError, match="stratum must hold rows, mean, variance, skewness"):
+        ErrorBaseline.from_dict({**good, "edges": [0.5], "strata": [stratum, {"rows": 50}]})
+    with pytest.raises(DataError, match="1 non-finite value"):
+        ErrorBaseline.from_errors(np.array([0.1, np.nan, 0.2]))
+    with pytest.raises(DataError, match="negative"):
+        ErrorBaseline.from_errors(np.array([0.1, -0.2, 0.2]))
+    with pytest.raises(DataError, match="at least 2 labelled reference rows, got 1"):
+        ErrorBaseline.from_errors(np.array([0.1]))
+    with pytest.raises(DataError, match="differ in length"):
+        ErrorBaseline.from_scores(np.zeros(10), np.zeros(11))
+    baseline = ErrorBaseline.from_scores(*labelled_scores(np.random.default_rng(0), 1000))
+    with pytest.raises(DataError, match="999 probabilities for 1000"):
+        mean_shift_test(np.zeros(1000), baseline, MeanShiftParams(), probability=np.zeros(999))
+    with pytest.raises(DataError, match="finite"):
+        update(DetectorConfig(), None, np.array([0.1, np.inf]), baseline)
+    with pytest.raises(ConfigError, match=r"mean_shift needs 0 < alpha < 0\.5"):
+        MeanShiftParams(alpha=0.0)
+    with pytest.raises(ConfigError, match="min_increase >= 0"):
+        MeanShiftParams(min_increase=-0.1)
+
+
+def test_page_hinkley_reports_the_statistic_at_its_alarm() -> None:
+    rng = np.random.default_rng(3)
+    config = DetectorConfig(method="page_hinkley")
+    first = update(config, None, brier(rng, 2 * BATCH))
+    result = update(config, first.state_json, np.concatenate([brier(rng, BATCH, flip=0.2), brier(rng, 3000)]))
+    assert result.detected
+    restarted = load_state(result.state_json, "page_hinkley")
+    assert isinstance(restarted, PageHinkleyState) and restarted.statistic < result.threshold
+    assert result.statistic > result.threshold == 120.0  # at the alarm, not after the restart
+    text = result.detail()
+    assert f"statistic {result.statistic:.2f} > threshold 120.00" in text
+    assert f"ALARM at row(s) {list(result.alarm_rows)}" in text and f"statistic now {restarted.statistic:.2f}" in text
+    quiet = update(config, None, brier(rng, 200))
+    assert "statistic 0.00 <= threshold 120.00; still learning" in quiet.detail()
