@@ -5,38 +5,18 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow
 
 from flows import steps
 from flows._common import banner, workspace
 from flows.promote import promote_flow
 from tasks.core import progress
-from tasks.stages import retraining
 from tasks.stages.retraining import RetrainOutcome
 
 if TYPE_CHECKING:
     import polars as pl
 
     from tasks.data.contract import ModelContract
-    from tasks.resources.workspace import Workspace
-
-
-def read_reference(ws: Workspace, path: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The labelled reference as read (its own dtypes) and as validated against the contract (canonical dtypes).
-
-    The contract is checked against the reference first: a target that is not a 0/1 label with both
-    classes, an entity id that is missing or repeats, a timestamp that is entirely null or does not
-    parse are refused here with a typed error, before anything is trained or kept.
-    """
-    from tasks.data.contract import check_reference, require_two_classes, validate_batch
-    from tasks.data.files import read_file
-
-    raw = read_file(path)
-    check_reference(raw, ws.contract, source=path)
-    frame = validate_batch(raw, ws.contract, source=path, require_target=True, min_rows=200)
-    require_two_classes(frame, ws.contract, source=path)
-    return raw, frame
 
 
 def as_read(scored: pl.DataFrame, raw: pl.DataFrame, contract: ModelContract) -> pl.DataFrame:
@@ -57,10 +37,6 @@ def as_read(scored: pl.DataFrame, raw: pl.DataFrame, contract: ModelContract) ->
     return joined.select(*rows.columns, *scores)
 
 
-load_reference = task(name="load-reference", cache_policy=NO_CACHE, persist_result=False)(read_reference)
-keep_reference = task(name="keep-reference", cache_policy=NO_CACHE, persist_result=False)(retraining.keep_reference)
-
-
 @flow(name="driftgate-bootstrap", log_prints=True)
 def bootstrap_flow(
     reference: str,
@@ -73,8 +49,8 @@ def bootstrap_flow(
     """Train the first model on `reference` (labelled); promote it to production if it clears the floors."""
     ws = workspace(home, config, model)
     banner(f"load the labelled reference {reference}")
-    raw, frame = load_reference(ws, reference)
-    kept = keep_reference(ws, raw, source=reference)
+    raw, frame = steps.read_reference(ws, reference)
+    kept = steps.keep_reference(ws, raw, source=reference)
     banner(f"reference kept at {kept} (reference-plus-recent windows and the gate's back-test read it)")
     window = steps.split_holdout(ws, frame, with_reference=False)
     del frame

@@ -7,10 +7,8 @@ from typing import Any
 
 from prefect import flow
 
+from flows import steps
 from flows._common import banner, workspace
-from tasks.stages import drill
-
-run_drill = drill.prefect_tasks()["run_drill"]
 
 
 @flow(name="driftgate-drill", log_prints=True)
@@ -23,7 +21,7 @@ def drill_flow(
     ws = workspace(home, config, model)
     try:
         banner(f"rollback drill on a sandbox copy of {ws.model}")
-        result = run_drill(ws, keep_sandbox=keep_sandbox)
+        result = steps.run_drill(ws, keep_sandbox=keep_sandbox)
         for step in result.steps:
             print(f"{step.name}: {step.from_version} → {step.to_version} restored in {step.seconds_to_restore:.3f} s")
         return asdict(result)

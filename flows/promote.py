@@ -6,27 +6,16 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 
+from flows import steps
 from flows._common import banner, workspace
 from tasks.resources.workspace import Workspace
-from tasks.stages import canary, promotion
+from tasks.stages import promotion
 from tasks.stages.promotion import AUTO_APPROVER, Approval, PromotionOutcome
-
-_tasks = promotion.prefect_tasks()
-check_candidate = _tasks["check_candidate"]
-stage = _tasks["stage"]
-record_approval = _tasks["record_approval"]
-reject = _tasks["reject"]
-start_canary = _tasks["start_canary"]
-decide_canary = _tasks["decide_canary"]
-track_moves = _tasks["track_moves"]
-score_file = task(name="score-batch", cache_policy=NO_CACHE, persist_result=False)(canary.score_file)
-attach_labels = task(name="attach-prediction-labels", cache_policy=NO_CACHE, persist_result=False)(canary.attach_labels)
 
 
 class ApprovalInput(RunInput):
@@ -60,9 +49,9 @@ def promote_flow(
     try:
         settings = ws.settings.promotion
         banner(f"promote {ws.model}:{version} (evidence: {evidence or 'none'})")
-        check_candidate(ws, version, force=force)
+        steps.check_candidate(ws, version, force=force)
         before = ws.registry.aliases(ws.model).get(promotion.PRODUCTION)
-        entries = [stage(ws, version, actor=actor, reason=reason, evidence=evidence)]
+        entries = [steps.stage(ws, version, actor=actor, reason=reason, evidence=evidence)]
         if settings.auto_approve if auto_approve is None else auto_approve:
             approval = Approval(AUTO_APPROVER, f"policy allows automatic approval (requested by {actor})")
         else:
@@ -70,24 +59,24 @@ def promote_flow(
             approval = _wait_for_approval(
                 ws, version, settings.approval_timeout_seconds, settings.approval_poll_seconds
             )
-        entries.append(record_approval(ws, version, approval, evidence=evidence))
+        entries.append(steps.record_approval(ws, version, approval, evidence=evidence))
         if not approval.approved:
-            entries += reject(ws, version, approval)
-            track_moves(ws, entries, job="promote", name=f"promote-{version}-rejected")
+            entries += steps.reject(ws, version, approval)
+            steps.track_moves(ws, entries, job="promote", name=f"promote-{version}-rejected")
             return asdict(
                 PromotionOutcome(version, "rejected", ("staging",), before, approval.approver, (approval.comment,))
             )
         banner(
             f"canary: {ws.settings.canary_share:.0%} of entities routed to {version} (approved by {approval.approver})"
         )
-        entries.append(start_canary(ws, version, actor=approval.approver, reason=reason, evidence=evidence))
+        entries.append(steps.start_canary(ws, version, actor=approval.approver, reason=reason, evidence=evidence))
         for batch in watch_batches or []:
-            scored = score_file(ws, batch)
+            scored = steps.score_file(ws, batch)
             print(f"scored {scored.batch_id}: {scored.routed} routed, {scored.errors} errors")
         if labels:
-            attach_labels(ws, labels)
+            steps.attach_prediction_labels(ws, labels)
         banner("watch window: judge the canary")
-        outcome = decide_canary(
+        outcome = steps.decide_canary(
             ws,
             version,
             actor=approval.approver,
@@ -97,7 +86,7 @@ def promote_flow(
             earlier=entries,
         )
         if outcome.status == "watching":
-            track_moves(ws, entries, job="promote", name=f"promote-{version}-canary")
+            steps.track_moves(ws, entries, job="promote", name=f"promote-{version}-canary")
         banner(f"{version}: {outcome.status} — {outcome.reasons[0]}")
         return asdict(outcome)
     finally:
@@ -112,7 +101,7 @@ def _wait_for_approval(ws: Workspace, version: str, timeout: int, poll: int) -> 
         )
     except FlowPauseTimeout:
         refused = Approval("approval-timeout", f"no approval within {timeout} s", approved=False)
-        record_approval(ws, version, refused, evidence=None)
-        reject(ws, version, refused)
+        steps.record_approval(ws, version, refused, evidence=None)
+        steps.reject(ws, version, refused)
         raise
     return Approval(answer.approver, answer.comment, answer.approved)

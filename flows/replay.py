@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow
 
+from flows import steps
 from flows._common import banner, workspace
 from flows.bootstrap import bootstrap_flow
 from flows.labels import labels_flow
@@ -18,8 +18,6 @@ from tasks.core import progress
 from tasks.core.errors import ConfigError, DataError
 from tasks.policy import replay
 from tasks.report.markdown import write_report
-
-replay_policy = task(name="replay-policy", cache_policy=NO_CACHE, persist_result=False)(replay.replay)
 
 
 @flow(name="driftgate-replay", log_prints=True)
@@ -45,7 +43,7 @@ def replay_flow(
         known = replay.resolve_truth(ids, Path(truth) if truth else None, degraded)
         batches = replay.batches_from_decisions(rows, known, clock=clock)
         banner(f"replay {len(batches)} batches of {ws.model} under the current policy")
-        current = replay_policy(batches, ws.settings.policy)
+        current = steps.replay_policy(batches, ws.settings.policy)
         candidate = None
         if overrides or candidate_config:
             settings = replay.candidate_settings(
@@ -55,7 +53,7 @@ def replay_flow(
                 "replay under the candidate policy: "
                 + "; ".join(replay.settings_diff(current.settings, settings.model_dump(mode="json")))
             )
-            candidate = replay_policy(batches, settings)
+            candidate = steps.replay_policy(batches, settings)
         markdown = replay.replay_markdown(f"Policy replay — {ws.model}", current, candidate)
         path = write_report(ws.settings.reports_dir / "replay" / time.strftime("replay-%Y%m%d-%H%M%S.md"), markdown)
         return {

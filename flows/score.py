@@ -7,12 +7,9 @@ from typing import Any
 
 from prefect import flow
 
+from flows import steps
 from flows._common import banner, workspace
 from tasks.stages import canary
-
-_tasks = canary.prefect_tasks()
-score_file = _tasks["score_file"]
-attach_labels = _tasks["attach_labels"]
 
 
 @flow(name="driftgate-score", log_prints=True)
@@ -32,9 +29,9 @@ def score_flow(
         routing = canary.resolve_routing(ws)
         route = f"canary {routing.canary.version} at {routing.share:.0%}" if routing.canary else "no canary"
         banner(f"score with production {routing.production.version}, {route}")
-        results = [asdict(score_file(ws, str(path), routing=routing)) for path in expand_paths(batches)]
+        results = [asdict(steps.score_file(ws, str(path), routing=routing)) for path in expand_paths(batches)]
         if labels:
-            attach_labels(ws, labels)
+            steps.attach_prediction_labels(ws, labels)
         return results
     finally:
         ws.close()

@@ -7,10 +7,8 @@ from typing import Any
 
 from prefect import flow
 
+from flows import steps
 from flows._common import banner, workspace
-from tasks.stages import promotion
-
-watch_window = promotion.prefect_tasks()["watch"]
 
 
 @flow(name="driftgate-watch", log_prints=True)
@@ -26,7 +24,7 @@ def watch_flow(
     ws = workspace(home, config, model)
     try:
         banner(f"watch {ws.model}")
-        outcome = watch_window(ws, actor=actor, labels=labels or [])
+        outcome = steps.watch_window(ws, actor=actor, labels=labels or [])
         banner(f"{outcome.action}: {outcome.reasons[0] if outcome.reasons else ''}")
         return asdict(outcome)
     finally:

@@ -9,8 +9,8 @@ Labels arrive days after their batch, in files keyed by the contract's entity id
 - an arrival whose labels hold one class only is a :class:`~tasks.core.errors.SingleClassError` naming the files
   (realized ROC AUC and retraining need both classes).
 
-Joining (:func:`join_into_lake`) then labels the rows of every monitored batch that holds those ids and
-accounts for every label: newly labelled rows per batch, ids already labelled (the stored label is kept;
+Joining (:func:`tasks.resources.lake.join_into_lake`) then labels the rows of every monitored batch that holds
+those ids and accounts for every label: newly labelled rows per batch, ids already labelled (the stored label is kept;
 a different stored value is counted as a conflict), ids that match no monitored batch (unknown), and ids
 found in more than one batch (reused: each batch gets the label). Nothing is dropped silently: the counts
 travel in :class:`LabelJoin` to the audit store, the report and the command line.
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     import polars as pl
 
     from tasks.data.contract import ModelContract
-    from tasks.resources.lake import BatchLake
 
 SOURCE_COLUMN = "__label_source"
 LABEL_COLUMN = "__label"
@@ -200,46 +199,4 @@ def join_frame(batch: pl.DataFrame, labels: LabelSet, contract: ModelContract) -
         rows=out.height,
         already_labelled=int(counts["already"]),
         conflicting=int(counts["conflicting"]),
-    )
-
-
-def join_into_lake(lake: BatchLake, labels: LabelSet, contract: ModelContract) -> LabelJoin:
-    """Join one arrival into every monitored batch holding its ids; see the module docstring for the accounting.
-
-    Ids that match no batch are counted, not refused: the caller decides whether that is an error."""
-    import polars as pl
-
-    ident = contract.entity_id
-    matched: pl.Series | None = None
-    results: list[BatchLabels] = []
-    for batch_id in lake.batch_ids():
-        frame = pl.read_parquet(lake.path(batch_id))
-        if ident not in frame.columns:
-            continue
-        present = labels.frame.get_column(ident).is_in(frame.get_column(ident).implode())
-        if not present.any():
-            continue
-        found = labels.frame.get_column(ident).filter(present)
-        matched = found if matched is None else pl.concat([matched, found])
-        joined, counts = join_frame(frame, labels, contract)
-        if counts.new_rows:
-            lake.save(batch_id, joined)
-        results.append(
-            BatchLabels(
-                batch_id=batch_id,
-                new_rows=counts.new_rows,
-                labelled_rows=counts.labelled_rows,
-                rows=counts.rows,
-                already_labelled=counts.already_labelled,
-                conflicting=counts.conflicting,
-            )
-        )
-    if matched is None:
-        return LabelJoin(labels=labels, unknown_ids=labels.ids)
-    per_id = matched.value_counts(name="batches")
-    return LabelJoin(
-        labels=labels,
-        batches=tuple(results),
-        unknown_ids=labels.ids - per_id.height,
-        reused_ids=int((per_id.get_column("batches") > 1).sum()),
     )

@@ -47,6 +47,17 @@ EMPLOYMENT_SLICES = ("SEX", "DIS")
 NOISE_FEATURE = "noise"
 EMPLOYMENT_START = datetime(2016, 1, 1)
 
+# The demo's scenario (tasks/stages/demo.py) and `driftgate replay --scenario demo`.
+DEMO_SLICES = list(CAR_LOAN_SLICES)
+# Concept drift: applicants with no down payment now mostly default where they used to repay (and vice versa).
+CONCEPT_FLIP = ("size_of_downpayment", "0%", 0.9)
+# The replay scenario's drift: covariate shift towards expensive cars and indebted drivers, plus the concept flip.
+DRIFT = Shift(covariate={"car_value": 0.5, "debt_to_income_ratio": 0.4}, concept_flip=CONCEPT_FLIP)
+# The demo's drift: the concept flip alone. The features do not move, so neither drift checks nor CBPE can see
+# it: it is caught when the labels of the drifted days arrive, one day late.
+CONCEPT = Shift(concept_flip=CONCEPT_FLIP)
+LABEL_DELAY = 1  # days between a batch and its labels
+
 
 # --- populations ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -529,14 +540,25 @@ class ScenarioPlan:
         }
 
 
+def demo_settings(home: Path, n_trials: int) -> dict[str, Any]:
+    """The demo's settings, written to a YAML file a user can read and copy."""
+    return {
+        "home": str(home),
+        "model_name": "car-loan",
+        "profiling": {"chunk_size": 4000},
+        "policy": {"persistence": 2, "min_new_rows": 2000, "performance_drop": 0.02},
+        "training": {"n_trials": n_trials, "timeout_seconds": 30, "window_rows": 12000, "num_boost_round": 200},
+        # A model swap must buy at least one AUC point: smaller, merely significant gains are not worth it.
+        "gate": {"n_bootstrap": 500, "min_effect": 0.01},
+    }
+
+
 MIN_ROWS_PER_BATCH = 100  # profiling.min_rows: smaller batches fail data quality by themselves
 
 
 def scenario_settings(spec: Scenario, home: Path, *, rows_per_batch: int, n_trials: int) -> dict[str, Any]:
     """The demo's settings (small training budget) for this scenario: own model name, events off (shadow
     mode), drift thresholds calibrated at the batch size."""
-    from tasks.stages.demo import demo_settings
-
     settings = demo_settings(home, n_trials)
     settings["model_name"] = spec.name
     settings["emit_events"] = False

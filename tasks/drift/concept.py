@@ -898,10 +898,3 @@ def update(
         error=config.error,
         message=message,
     )
-
-
-def prefect_tasks() -> dict[str, Any]:
-    """Thin Prefect task wrappers of this module's functions (imported lazily)."""
-    from prefect import task
-
-    return {"update_concept_drift": task(name="update-concept-drift")(update)}

@@ -315,14 +315,3 @@ def multivariate_drift(ref: PcaReference, frame: pl.DataFrame) -> MultivariateDr
         rows=frame.height,
         reference_mean=ref.error_mean,
     )
-
-
-def prefect_tasks() -> dict[str, Any]:
-    """Thin Prefect task wrappers of this module's functions (imported lazily)."""
-    from prefect import task
-    from prefect.cache_policies import NO_CACHE
-
-    return {
-        "fit_pca_reference": task(name="fit-pca-reference", cache_policy=NO_CACHE)(fit_pca_reference),
-        "multivariate_drift": task(name="multivariate-drift", cache_policy=NO_CACHE)(multivariate_drift),
-    }

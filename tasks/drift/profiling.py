@@ -1773,16 +1773,3 @@ def drift_statistics(
     profile = fit_reference_profile(reference, contract, settings)
     batch = validate_batch(analysis, contract, source="analysis")
     return list(profile_batch(profile, batch, contract, settings, source="analysis").drift)
-
-
-def prefect_tasks() -> dict[str, Any]:
-    """Thin Prefect task wrappers of this module's functions (imported lazily)."""
-    from prefect import task
-    from prefect.cache_policies import NO_CACHE
-
-    # Inputs are whole frames: hashing them for Prefect's input cache would cost more than profiling.
-    return {
-        "fit_reference_profile": task(name="fit-reference-profile", cache_policy=NO_CACHE)(fit_reference_profile),
-        "profile_batch": task(name="profile-batch", cache_policy=NO_CACHE)(profile_batch),
-        "profile_chunks": task(name="profile-chunks", cache_policy=NO_CACHE)(profile_chunks),
-    }

@@ -78,13 +78,3 @@ def regression_costs(y_true: Any, predictions: Any, cost_per_unit_error: float) 
             f"cost per unit of error must be positive, got {cost_per_unit_error} (gate.cost_per_unit_error)"
         )
     return np.asarray(cost_per_unit_error * np.abs(y - p), dtype=np.float64)
-
-
-def prefect_tasks() -> dict[str, Any]:
-    """Thin Prefect task wrappers of this module's functions (imported lazily)."""
-    from prefect import task
-
-    return {
-        "classification_costs": task(name="classification-costs")(classification_costs),
-        "regression_costs": task(name="regression-costs")(regression_costs),
-    }

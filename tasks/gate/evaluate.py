@@ -1505,10 +1505,3 @@ def _decision(
         stress=tuple(stress or ()),
         inference=inference,
     )
-
-
-def prefect_tasks() -> dict[str, Any]:
-    """Thin Prefect task wrappers of this module's functions (imported lazily)."""
-    from prefect import task
-
-    return {"evaluate_gate": task(name="gate-evaluate")(evaluate_gate)}

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tasks.core.errors import ConfigError, ContractError, MissingColumnError
 from tasks.data.contract import ModelContract
@@ -112,10 +112,3 @@ def stress_scenarios(
         else:
             raise ContractError(f"feature {feature!r} has kind {spec.kind!r}, which no stress scenario handles")
     return scenarios
-
-
-def prefect_tasks() -> dict[str, Any]:
-    """Thin Prefect task wrappers of this module's functions (imported lazily)."""
-    from prefect import task
-
-    return {"stress_scenarios": task(name="stress-scenarios")(stress_scenarios)}

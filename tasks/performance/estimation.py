@@ -953,19 +953,3 @@ def realized_metrics(
         )
         for m in chosen
     }
-
-
-def prefect_tasks() -> dict[str, Any]:
-    """Thin Prefect task wrappers of this module's functions (imported lazily)."""
-    from prefect import task
-    from prefect.cache_policies import NO_CACHE
-
-    # Frames and a fitted CBPE make poor cache keys (hashing them costs more than the work).
-    return {
-        "fit_estimator": task(name="fit-estimator", cache_policy=NO_CACHE)(fit_estimator),
-        "estimate_performance": task(name="estimate-performance", cache_policy=NO_CACHE)(estimate_performance),
-        "realized_performance": task(name="realized-performance", cache_policy=NO_CACHE)(realized_performance),
-        "fit_metric_estimator": task(name="fit-metric-estimator", cache_policy=NO_CACHE)(fit_metric_estimator),
-        "estimate_metrics": task(name="estimate-metrics", cache_policy=NO_CACHE)(estimate_metrics),
-        "realized_metrics": task(name="realized-metrics", cache_policy=NO_CACHE)(realized_metrics),
-    }

@@ -421,7 +421,7 @@ def prepare_scenario(
 
     from tasks.data.contract import infer_contract
     from tasks.data.files import STATIONARY, ScenarioGenerator, load_car_loan, split_labels, write_frame
-    from tasks.stages.demo import DEMO_SLICES, DRIFT, demo_settings
+    from tasks.data.scenarios import DEMO_SLICES, DRIFT, demo_settings
 
     if stationary < 1 or drifted < 1:
         raise ConfigError(f"a scenario needs >= 1 stationary and >= 1 drifted batch, got {stationary}/{drifted}")
@@ -445,11 +445,3 @@ def prepare_scenario(
     truth = home / "truth.yaml"
     truth.write_text(yaml.safe_dump({"degraded_pattern": "drifted"}))
     return ScenarioPlan(home, config, reference_path, truth, tuple(batches))
-
-
-def prefect_tasks() -> dict[str, Any]:
-    """Thin Prefect task wrappers of this module's functions (imported lazily)."""
-    from prefect import task
-    from prefect.cache_policies import NO_CACHE
-
-    return {"replay": task(name="replay-policy", cache_policy=NO_CACHE)(replay)}

@@ -43,7 +43,6 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from tasks.core.errors import (
     AliasConflictError,
-    ConfigError,
     DriftgateError,
     IntegrityError,
     RegistryError,
@@ -51,7 +50,7 @@ from tasks.core.errors import (
 )
 
 if TYPE_CHECKING:
-    from tasks.core.settings import DriftgateSettings
+    pass
 
 MANIFEST_NAME: Final = "manifest.json"
 LEDGER_NAME: Final = "ledger.jsonl"
@@ -1059,83 +1058,3 @@ class LocalRegistry:
         if not isinstance(notes, dict):
             raise IntegrityError(f"annotations {path} of {model}:{version} must hold a JSON object")
         return notes
-
-
-def make_registry(settings: DriftgateSettings) -> LocalRegistry:
-    """The registry chosen by ``settings.registry_backend``: the local ledger, mirrored to W&B for ``wandb``."""
-    if settings.registry_backend == "local":
-        return LocalRegistry(settings.registry_dir)
-    if settings.registry_backend == "wandb":
-        from tasks.registry.wandb_mirror import WandbRegistry
-
-        return WandbRegistry.from_settings(settings)
-    raise ConfigError(f"DRIFTGATE_REGISTRY_BACKEND={settings.registry_backend!r} is not one of ['local', 'wandb']")
-
-
-# --- flow-facing functions (each opens the registry by path, so Prefect can pass them around) ---
-
-
-def register_model(
-    registry_dir: Path,
-    model: str,
-    files: Mapping[str, Path | bytes],
-    metadata: Mapping[str, Any],
-    *,
-    actor: str,
-    reason: str,
-    aliases: Sequence[str] = (CANDIDATE,),
-) -> ModelVersion:
-    return LocalRegistry(registry_dir).register(model, files, metadata, actor=actor, reason=reason, aliases=aliases)
-
-
-def promote_model(
-    registry_dir: Path,
-    model: str,
-    version: str,
-    *,
-    actor: str,
-    reason: str,
-    evidence: str | None = None,
-    expected_production: str | Unchecked | None = ANY,
-) -> LedgerEntry:
-    return LocalRegistry(registry_dir).promote(
-        model, version, actor=actor, reason=reason, evidence=evidence, expected_production=expected_production
-    )
-
-
-def rollback_model(
-    registry_dir: Path, model: str, *, actor: str, reason: str, evidence: str | None = None
-) -> LedgerEntry:
-    return LocalRegistry(registry_dir).rollback(model, actor=actor, reason=reason, evidence=evidence)
-
-
-def move_model_alias(
-    registry_dir: Path,
-    model: str,
-    alias: str,
-    to_version: str | None,
-    *,
-    expected: str | None,
-    actor: str,
-    reason: str,
-    evidence: str | None = None,
-) -> LedgerEntry:
-    return LocalRegistry(registry_dir).move_alias(
-        model, alias, to_version, expected=expected, actor=actor, reason=reason, evidence=evidence
-    )
-
-
-def prefect_tasks() -> dict[str, Any]:
-    """Thin Prefect task wrappers of this module's functions (imported lazily).
-
-    Never cached: replaying a cached alias move would report a promotion that did not happen.
-    """
-    from prefect import task
-    from prefect.cache_policies import NO_CACHE
-
-    return {
-        "register_model": task(name="register-model", cache_policy=NO_CACHE)(register_model),
-        "promote_model": task(name="promote-model", cache_policy=NO_CACHE)(promote_model),
-        "rollback_model": task(name="rollback-model", cache_policy=NO_CACHE)(rollback_model),
-        "move_model_alias": task(name="move-model-alias", cache_policy=NO_CACHE)(move_model_alias),
-    }

@@ -119,7 +119,7 @@ class WandbMirror:
     def publish(self, version: ModelVersion, aliases: Sequence[str]) -> None:
         import wandb
 
-        from tasks.resources.tracking import model_artifact
+        from tasks.registry.artifact import model_artifact
 
         self.directory.mkdir(parents=True, exist_ok=True)
         run = wandb.init(
@@ -180,14 +180,3 @@ class WandbRegistry(LocalRegistry):
                 directory=settings.wandb_dir,
             ),
         )
-
-
-def prefect_tasks() -> dict[str, Any]:
-    """Thin Prefect task wrappers of this module's functions (imported lazily)."""
-    from prefect import task
-    from prefect.cache_policies import NO_CACHE
-
-    def reconcile(settings: DriftgateSettings, actor: str) -> list[str]:
-        return WandbRegistry.from_settings(settings).reconcile(settings.model_name, actor=actor)
-
-    return {"reconcile_wandb_registry": task(name="reconcile-wandb-registry", cache_policy=NO_CACHE)(reconcile)}

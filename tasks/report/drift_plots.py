@@ -222,14 +222,3 @@ def history_frame(signals: Sequence[dict[str, Any]], profile: BatchProfile, *, l
     frame = pl.DataFrame(rows, schema=schema)
     keep = max(len(order) - last, 0)
     return frame.filter(pl.col("chunk_index") >= keep)
-
-
-def prefect_tasks() -> dict[str, Any]:
-    """Thin Prefect task wrappers of this module's functions (imported lazily)."""
-    from prefect import task
-    from prefect.cache_policies import NO_CACHE
-
-    return {
-        "drift_heatmap": task(name="drift-heatmap", cache_policy=NO_CACHE)(drift_heatmap),
-        "distribution_overlays": task(name="distribution-overlays", cache_policy=NO_CACHE)(distribution_overlays),
-    }

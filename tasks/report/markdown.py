@@ -320,20 +320,3 @@ def write_report(path: Path, markdown: str) -> Path:
     tmp.write_text(markdown)
     tmp.replace(path)
     return path
-
-
-def publish_markdown(markdown: str, *, key: str, description: str) -> None:
-    """Publish as a Prefect artifact when running inside a flow; a no-op outside one."""
-    from prefect.artifacts import create_markdown_artifact
-    from prefect.context import FlowRunContext
-
-    if FlowRunContext.get() is None:
-        return
-    create_markdown_artifact(markdown=markdown, key=_artifact_key(key), description=description)
-
-
-def _artifact_key(key: str) -> str:
-    # Prefect artifact keys: lowercase letters, digits and dashes only.
-    import re
-
-    return re.sub(r"[^a-z0-9-]+", "-", key.lower()).strip("-")[:100] or "driftgate"

@@ -149,11 +149,3 @@ def _float(value: Any) -> float | None:
         return None
     number = float(value)
     return None if math.isnan(number) else number
-
-
-def prefect_tasks() -> dict[str, Any]:
-    """Thin Prefect task wrappers of this module's functions (imported lazily)."""
-    from prefect import task
-    from prefect.cache_policies import NO_CACHE
-
-    return {"write_performance_chart": task(name="performance-chart", cache_policy=NO_CACHE)(write_performance_chart)}

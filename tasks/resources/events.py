@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
 import uuid
 from datetime import datetime
 from typing import Any
@@ -63,6 +65,21 @@ def resource_of(name: str, model: str, payload: dict[str, Any]) -> dict[str, str
         klass = payload.get("priority_class")
         resource[PRIORITY_LABEL] = klass if klass in PRIORITY_CLASSES else "normal"
     return resource
+
+
+def deliverable() -> bool:
+    """Whether a Prefect event can reach an API: one is configured, or this code runs inside a flow run.
+
+    Outside a flow and without ``PREFECT_API_URL``, ``emit_event`` would boot a throwaway ephemeral
+    server (8-26 s) whose events die with the process; such events are recorded in the audit store only.
+    """
+    if os.environ.get("PREFECT_API_URL"):
+        return True
+    if "prefect.context" not in sys.modules:  # nothing imported Prefect, so no flow can be running
+        return False
+    from prefect.context import FlowRunContext
+
+    return FlowRunContext.get() is not None
 
 
 def emit(name: str, model: str, payload: dict[str, Any], *, idempotency_key: str | None = None) -> str | None:

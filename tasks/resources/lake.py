@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from tasks.data.contract import ModelContract
+    from tasks.data.labels import LabelJoin, LabelSet
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -77,3 +78,47 @@ class BatchLake:
         if max_rows is not None and frame.height > max_rows:
             frame = frame.tail(max_rows)
         return frame
+
+
+def join_into_lake(lake: BatchLake, labels: LabelSet, contract: ModelContract) -> LabelJoin:
+    """Join one arrival into every monitored batch holding its ids; see the module docstring for the accounting.
+
+    Ids that match no batch are counted, not refused: the caller decides whether that is an error."""
+    import polars as pl
+
+    from tasks.data.labels import BatchLabels, LabelJoin, join_frame
+
+    ident = contract.entity_id
+    matched: pl.Series | None = None
+    results: list[BatchLabels] = []
+    for batch_id in lake.batch_ids():
+        frame = pl.read_parquet(lake.path(batch_id))
+        if ident not in frame.columns:
+            continue
+        present = labels.frame.get_column(ident).is_in(frame.get_column(ident).implode())
+        if not present.any():
+            continue
+        found = labels.frame.get_column(ident).filter(present)
+        matched = found if matched is None else pl.concat([matched, found])
+        joined, counts = join_frame(frame, labels, contract)
+        if counts.new_rows:
+            lake.save(batch_id, joined)
+        results.append(
+            BatchLabels(
+                batch_id=batch_id,
+                new_rows=counts.new_rows,
+                labelled_rows=counts.labelled_rows,
+                rows=counts.rows,
+                already_labelled=counts.already_labelled,
+                conflicting=counts.conflicting,
+            )
+        )
+    if matched is None:
+        return LabelJoin(labels=labels, unknown_ids=labels.ids)
+    per_id = matched.value_counts(name="batches")
+    return LabelJoin(
+        labels=labels,
+        batches=tuple(results),
+        unknown_ids=labels.ids - per_id.height,
+        reused_ids=int((per_id.get_column("batches") > 1).sum()),
+    )

@@ -749,17 +749,3 @@ def write_event(
     store: AuditStore, name: str, resource: str, payload: Mapping[str, Any], idempotency_key: str | None
 ) -> bool:
     return store.record_event(name, resource, payload, idempotency_key)
-
-
-def prefect_tasks() -> dict[str, Any]:
-    """Thin Prefect task wrappers of this module's functions (imported lazily)."""
-    from prefect import task
-    from prefect.cache_policies import NO_CACHE
-
-    # Writes must happen every time: never serve them from a cache.
-    return {
-        "write_batch": task(name="audit-batch", cache_policy=NO_CACHE)(write_batch),
-        "write_signals": task(name="audit-signals", cache_policy=NO_CACHE)(write_signals),
-        "write_decision": task(name="audit-decision", cache_policy=NO_CACHE)(write_decision),
-        "write_event": task(name="audit-event", cache_policy=NO_CACHE)(write_event),
-    }

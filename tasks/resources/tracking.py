@@ -11,7 +11,6 @@ why the registry keeps its own ledger of versions and aliases; this module only 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from tasks.core.errors import ConfigError, TrackingError
 from tasks.core.telemetry import disable_telemetry
+from tasks.registry.artifact import artifact_files, model_artifact, plain_json
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -61,12 +61,6 @@ class TrackingRun(Protocol):
 
 class Tracker(Protocol):
     def start_run(self, *, job_type: str, name: str, config: Mapping[str, Any]) -> TrackingRun: ...
-
-
-def _plain_json(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Paths, datetimes and other objects become strings, so W&B config never fails on a value."""
-    result: dict[str, Any] = json.loads(json.dumps(dict(values), default=str))
-    return result
 
 
 def _table_cell(value: Any) -> Any:
@@ -125,7 +119,7 @@ class WandbRun:
 
     def summary(self, values: Mapping[str, Any]) -> None:
         self._check_open("update the summary")
-        self._run.summary.update(_plain_json(values))
+        self._run.summary.update(plain_json(values))
 
     def log_model(self, version: ModelVersion, aliases: Sequence[str]) -> None:
         """Log the registry version as a ``model`` artifact named after the model, with its aliases.
@@ -219,7 +213,7 @@ class WandbTracker:
                 dir=str(self.directory) if active else None,
                 job_type=job_type,
                 name=name,
-                config=_plain_json(config),
+                config=plain_json(config),
                 mode=self.mode,  # type: ignore[arg-type]
                 reinit="create_new",
                 settings=settings,
@@ -230,38 +224,6 @@ class WandbTracker:
                 f"(project {self.project!r}, directory {self.directory}): {exc}"
             ) from exc
         return WandbRun(run, active=active)
-
-
-def artifact_files(version: ModelVersion) -> list[str]:
-    """The files of a registry version as W&B receives them (its files plus its manifest), all present."""
-    from tasks.registry.local import MANIFEST_NAME
-
-    files = [*sorted(version.digests), MANIFEST_NAME]
-    missing = [name for name in files if not (version.path / name).is_file()]
-    if missing:
-        raise TrackingError(f"cannot log {version.model}:{version.version} to W&B: {missing} absent in {version.path}")
-    return files
-
-
-def model_artifact(version: ModelVersion) -> Any:
-    """A W&B ``model`` artifact of a registry version, named after the model, its digests in the metadata."""
-    import wandb
-
-    artifact = wandb.Artifact(
-        name=version.model,
-        type="model",
-        description=f"driftgate registry {version.model}:{version.version}",
-        metadata={
-            **_plain_json(version.metadata),
-            "registry_version": version.version,
-            "created_at": version.created_at.isoformat(),
-            "digests": dict(version.digests),
-        },
-    )
-    for name in artifact_files(version):
-        # "immutable": reference the read-only registry file instead of copying it to staging.
-        artifact.add_file(str(version.path / name), name=name, policy="immutable")
-    return artifact
 
 
 def make_tracker(settings: DriftgateSettings) -> Tracker:
@@ -289,11 +251,3 @@ def record_model_version(
     finally:
         run.finish()
     return run.dir
-
-
-def prefect_tasks() -> dict[str, Any]:
-    """Thin Prefect task wrappers of this module's functions (imported lazily)."""
-    from prefect import task
-    from prefect.cache_policies import NO_CACHE
-
-    return {"record_model_version": task(name="record-model-version", cache_policy=NO_CACHE)(record_model_version)}

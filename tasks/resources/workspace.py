@@ -56,8 +56,6 @@ class Workspace:
     @cached_property
     def registry(self) -> LocalRegistry:
         """The registry of ``settings.registry_backend``: local, or the local ledger mirrored to W&B."""
-        from tasks.registry.local import make_registry
-
         return make_registry(self.settings)
 
     @cached_property
@@ -115,3 +113,16 @@ def open_workspace(settings: DriftgateSettings) -> Workspace:
         disable_telemetry()
     settings.ensure_dirs()
     return Workspace(settings)
+
+
+def make_registry(settings: DriftgateSettings) -> LocalRegistry:
+    """The registry chosen by ``settings.registry_backend``: the local ledger, mirrored to W&B for ``wandb``."""
+    from tasks.registry.local import LocalRegistry
+
+    if settings.registry_backend == "local":
+        return LocalRegistry(settings.registry_dir)
+    if settings.registry_backend == "wandb":
+        from tasks.registry.wandb_mirror import WandbRegistry
+
+        return WandbRegistry.from_settings(settings)
+    raise ConfigError(f"DRIFTGATE_REGISTRY_BACKEND={settings.registry_backend!r} is not one of ['local', 'wandb']")

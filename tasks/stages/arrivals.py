@@ -82,8 +82,8 @@ def attach_labels(ws: Workspace, labels: LabelSet, *, require_match: bool = True
     sent before their batch, or for another model); unknown ids among known ones are counted and reported.
     """
     from tasks.core.errors import DataError
-    from tasks.data.labels import join_into_lake
     from tasks.report.performance_plots import write_performance_chart
+    from tasks.resources.lake import join_into_lake
 
     joined = join_into_lake(ws.lake, labels, ws.contract)
     if require_match and not joined.batches:

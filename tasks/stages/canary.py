@@ -596,19 +596,3 @@ def audit_markdown(
             "",
         ]
     )
-
-
-def prefect_tasks() -> dict[str, Any]:
-    """Thin Prefect task wrappers of this module's functions (imported lazily)."""
-    from prefect import task
-    from prefect.cache_policies import NO_CACHE
-
-    return {
-        "score_file": task(name="score-batch", cache_policy=NO_CACHE, persist_result=False)(score_file),
-        "attach_labels": task(name="attach-prediction-labels", cache_policy=NO_CACHE, persist_result=False)(
-            attach_labels
-        ),
-        "compare_versions": task(name="compare-versions", cache_policy=NO_CACHE, persist_result=False)(
-            compare_versions
-        ),
-    }

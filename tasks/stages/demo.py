@@ -9,17 +9,8 @@ from typing import Any
 
 import yaml
 
-from tasks.data.files import STATIONARY, Shift
-
-DEMO_SLICES = ["salary_range", "repaid_loan_on_prev_car"]
-# Concept drift: applicants with no down payment now mostly default where they used to repay (and vice versa).
-CONCEPT_FLIP = ("size_of_downpayment", "0%", 0.9)
-# The replay scenario's drift: covariate shift towards expensive cars and indebted drivers, plus the concept flip.
-DRIFT = Shift(covariate={"car_value": 0.5, "debt_to_income_ratio": 0.4}, concept_flip=CONCEPT_FLIP)
-# The demo's drift: the concept flip alone. The features do not move, so neither drift checks nor CBPE can see
-# it: it is caught when the labels of the drifted days arrive, one day late.
-CONCEPT = Shift(concept_flip=CONCEPT_FLIP)
-LABEL_DELAY = 1  # days between a batch and its labels
+from tasks.data.files import STATIONARY
+from tasks.data.scenarios import CONCEPT, DEMO_SLICES, LABEL_DELAY, demo_settings
 
 
 @dataclass(frozen=True)
@@ -44,19 +35,6 @@ class DemoPlan:
     config: Path
     reference: Path
     batches: list[DemoBatch] = field(default_factory=list)
-
-
-def demo_settings(home: Path, n_trials: int) -> dict[str, Any]:
-    """The demo's settings, written to a YAML file a user can read and copy."""
-    return {
-        "home": str(home),
-        "model_name": "car-loan",
-        "profiling": {"chunk_size": 4000},
-        "policy": {"persistence": 2, "min_new_rows": 2000, "performance_drop": 0.02},
-        "training": {"n_trials": n_trials, "timeout_seconds": 30, "window_rows": 12000, "num_boost_round": 200},
-        # A model swap must buy at least one AUC point: smaller, merely significant gains are not worth it.
-        "gate": {"n_bootstrap": 500, "min_effect": 0.01},
-    }
 
 
 def prepare(home: Path, *, seed: int = 7, rows_per_batch: int = 4000, n_trials: int = 5) -> DemoPlan:

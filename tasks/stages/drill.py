@@ -171,7 +171,7 @@ def run_drill(ws: Workspace, *, keep_sandbox: bool = False, now: datetime | None
     """Copy the registry, rehearse rollback and roll-forward there, verify every digest, report, note in the ledger."""
     from tasks.registry.local import LocalRegistry
     from tasks.report.markdown import write_report
-    from tasks.stages.promotion import publish
+    from tasks.report.publish import publish
 
     now = now or datetime.now(UTC)
     sandbox_root = ws.settings.home / "drills" / f"{ws.model}-{now:%Y%m%dT%H%M%S%f}"
@@ -213,11 +213,3 @@ def run_drill(ws: Workspace, *, keep_sandbox: bool = False, now: datetime | None
         evidence=str(path),
     )
     return DrillResult(**{**result.__dict__, "report_path": str(path)})
-
-
-def prefect_tasks() -> dict[str, Any]:
-    """Thin Prefect task wrappers of this module's functions (imported lazily)."""
-    from prefect import task
-    from prefect.cache_policies import NO_CACHE
-
-    return {"run_drill": task(name="rollback-drill", cache_policy=NO_CACHE, persist_result=False)(run_drill)}

@@ -617,7 +617,7 @@ def report(
     key: str | None,
 ) -> MonitorOutcome:
     from tasks.report.drift_plots import distribution_overlays, drift_heatmap, history_frame
-    from tasks.report.markdown import drift_chart, monitor_markdown, publish_markdown, write_report
+    from tasks.report.markdown import drift_chart, monitor_markdown, write_report
 
     folder = ws.settings.reports_dir / "monitor"
     png = drift_chart(batch_profile, folder / f"{batch.batch_id}-drift.png", title=f"drift — {batch.batch_id}")
@@ -646,6 +646,8 @@ def report(
         overlays_png=overlays,
     )
     path = write_report(folder / f"{batch.batch_id}.md", markdown)
+    from tasks.report.publish import publish_markdown
+
     publish_markdown(markdown, key=f"monitor-{ws.model}-{batch.batch_id}", description=f"monitor {batch.batch_id}")
     return MonitorOutcome(
         batch_id=batch.batch_id,

@@ -12,8 +12,6 @@ within ``promotion.rollback_window_hours`` of its promotion is rolled back the s
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from tasks.core.errors import RegistryError
 from tasks.registry.local import ANY, Unchecked
+from tasks.report.publish import publish
 from tasks.resources import events
 
 if TYPE_CHECKING:
@@ -68,36 +67,11 @@ class WatchOutcome:
 # --- small helpers ---------------------------------------------------------------------------------
 
 
-def _deliverable() -> bool:
-    """Whether a Prefect event can reach an API: one is configured, or this code runs inside a flow run.
-
-    Outside a flow and without ``PREFECT_API_URL``, ``emit_event`` would boot a throwaway ephemeral
-    server (8-26 s) whose events die with the process; such events are recorded in the audit store only.
-    """
-    if os.environ.get("PREFECT_API_URL"):
-        return True
-    if "prefect.context" not in sys.modules:  # nothing imported Prefect, so no flow can be running
-        return False
-    from prefect.context import FlowRunContext
-
-    return FlowRunContext.get() is not None
-
-
-def publish(markdown: str, *, key: str, description: str) -> None:
-    """Publish a report as a Prefect artifact when running in a flow (importing Prefect just to learn
-    that no flow runs costs seconds, so outside one this is skipped at once)."""
-    if "prefect.context" not in sys.modules:
-        return
-    from tasks.report.markdown import publish_markdown
-
-    publish_markdown(markdown, key=key, description=description)
-
-
 def announce(ws: Workspace, name: str, payload: dict[str, Any]) -> str | None:
     """Emit an event when it can be delivered, and always record it in the audit store."""
     if not ws.settings.emit_events:
         return None
-    event_id = events.emit(name, ws.model, payload) if _deliverable() else None
+    event_id = events.emit(name, ws.model, payload) if events.deliverable() else None
     ws.store.record_event(name, events.resource_id(ws.model), {**payload, "event_id": event_id}, None)
     return event_id
 
@@ -510,24 +484,3 @@ def _approver_of(ws: Workspace, version: str) -> str | None:
         if entry.action == "approve" and entry.reason.startswith(f"approved {version} "):
             return entry.actor
     return None
-
-
-def prefect_tasks() -> dict[str, Any]:
-    """Thin Prefect task wrappers of this module's functions (imported lazily); never cached: a move is an act."""
-    from prefect import task
-    from prefect.cache_policies import NO_CACHE
-
-    def wrap(name: str, fn: Any) -> Any:
-        return task(name=name, cache_policy=NO_CACHE, persist_result=False)(fn)
-
-    return {
-        "check_candidate": wrap("check-candidate", check_candidate),
-        "stage": wrap("stage", stage),
-        "record_approval": wrap("record-approval", record_approval),
-        "reject": wrap("reject-promotion", reject),
-        "start_canary": wrap("start-canary", start_canary),
-        "decide_canary": wrap("decide-canary", decide_canary),
-        "track_moves": wrap("track-alias-moves", track_moves),
-        "rollback": wrap("rollback", rollback),
-        "watch": wrap("watch-window", watch),
-    }

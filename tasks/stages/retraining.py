@@ -365,7 +365,7 @@ def record(
     reason: str,
 ) -> Path:
     """Audit rows, events, tracking run and the gate report for one retrain."""
-    from tasks.report.markdown import forest_plot, gate_markdown, publish_markdown, write_report
+    from tasks.report.markdown import forest_plot, gate_markdown, write_report
     from tasks.resources.store import DecisionRecord
 
     gate = judgement.gate
@@ -435,6 +435,8 @@ def record(
         )
     finally:
         run.finish()
+    from tasks.report.publish import publish_markdown
+
     publish_markdown(markdown, key=f"gate-{ws.model}-{version.version}", description=f"gate for {version.version}")
     if ws.settings.emit_events:
         base = {"model": ws.model, "version": version.version, "champion": champion, "idempotency_key": key}
@@ -557,3 +559,20 @@ def load_labelled(ws: Workspace, path: str) -> pl.DataFrame:
     frame = validate_batch(read_file(path), ws.contract, source=path, require_target=True, min_rows=200)
     require_two_classes(frame, ws.contract, source=path)
     return frame
+
+
+def read_reference(ws: Workspace, path: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The labelled reference as read (its own dtypes) and as validated against the contract (canonical dtypes).
+
+    The contract is checked against the reference first: a target that is not a 0/1 label with both
+    classes, an entity id that is missing or repeats, a timestamp that is entirely null or does not
+    parse are refused here with a typed error, before anything is trained or kept.
+    """
+    from tasks.data.contract import check_reference, require_two_classes, validate_batch
+    from tasks.data.files import read_file
+
+    raw = read_file(path)
+    check_reference(raw, ws.contract, source=path)
+    frame = validate_batch(raw, ws.contract, source=path, require_target=True, min_rows=200)
+    require_two_classes(frame, ws.contract, source=path)
+    return raw, frame

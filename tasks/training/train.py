@@ -572,14 +572,3 @@ def measure_inference(
         )
         for name, booster in boosters.items()
     }
-
-
-def prefect_tasks() -> dict[str, Any]:
-    """Thin Prefect task wrappers of this module's functions (imported lazily)."""
-    from prefect import task
-
-    return {
-        "train_candidate": task(name="train-candidate")(train_candidate),
-        "predict_proba": task(name="predict-proba")(predict_proba),
-        "measure_inference": task(name="measure-inference")(measure_inference),
-    }

@@ -241,13 +241,3 @@ def older_rows(
         rng = np.random.default_rng(seed)
         rows = rows[np.sort(rng.choice(rows.height, size=max_rows, replace=False))]
     return OlderRows(_time_sorted(rows, contract), available, pool.height, before, note)
-
-
-def prefect_tasks() -> dict[str, Any]:
-    """Thin Prefect task wrappers of this module's functions (imported lazily)."""
-    from prefect import task
-
-    return {
-        "assemble_window": task(name="assemble-window")(assemble_window),
-        "older_rows": task(name="older-rows")(older_rows),
-    }

@@ -16,6 +16,8 @@ from tasks.core.settings import load_settings
 from tasks.data.files import load_car_loan
 from tasks.resources.workspace import open_workspace
 
+pytestmark = pytest.mark.slow  # every flow test runs Prefect flows (and trains)
+
 
 def _state(home: Path) -> tuple[dict[str, str], int, int, int, list[str]]:
     ws = open_workspace(load_settings(home / "driftgate.yaml"))

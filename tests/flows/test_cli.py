@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
+import pytest
 from click.testing import CliRunner
 
 from driftgate.cli import main
 from tasks.data.files import ScenarioGenerator, load_car_loan, split_labels
+
+pytestmark = pytest.mark.slow  # every flow test runs Prefect flows (and trains)
 
 
 def test_user_data_path_without_python(tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ from flows.demo import demo_flow
 from tasks.core.settings import load_settings
 from tasks.resources.workspace import open_workspace
 
+pytestmark = pytest.mark.slow  # every flow test runs Prefect flows (and trains)
+
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:

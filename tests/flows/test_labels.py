@@ -20,6 +20,8 @@ from tasks.data.labels import LabelConflictError
 from tasks.resources import events
 from tasks.resources.workspace import open_workspace
 
+pytestmark = pytest.mark.slow  # every flow test runs Prefect flows (and trains)
+
 # Concept change with unchanged features: applicants with no down payment flip their repayment behaviour.
 # CBPE trusts the model's scores, so only labels can reveal it.
 CONCEPT = Shift(concept_flip=("size_of_downpayment", "0%", 0.9))

@@ -11,6 +11,8 @@ from click.testing import CliRunner
 from driftgate.cli import main
 from tests.support.churn import churn
 
+pytestmark = pytest.mark.slow  # every flow test runs Prefect flows (and trains)
+
 
 def test_own_data_is_named_after_its_file_and_monitored_without_schema_warnings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

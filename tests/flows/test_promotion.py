@@ -13,6 +13,8 @@ from click.testing import CliRunner
 
 from devkit.promotion_home import MODEL, Home, good_and_bad_models, make_home
 
+pytestmark = pytest.mark.slow  # every flow test runs Prefect flows (and trains)
+
 
 @pytest.fixture(scope="module")
 def texts() -> dict[str, str]:

@@ -17,8 +17,10 @@ from flows.monitor import monitor_flow
 from flows.replay import replay_flow
 from tasks.core.settings import load_settings
 from tasks.data.files import STATIONARY, ScenarioGenerator, split_labels, write_frame
+from tasks.data.scenarios import DRIFT
 from tasks.resources.workspace import open_workspace
-from tasks.stages.demo import DRIFT
+
+pytestmark = pytest.mark.slow  # every flow test runs Prefect flows (and trains)
 
 ROWS = 2000
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from prefect import get_client
 
 from flows._common import retrain_slot
+
+pytestmark = pytest.mark.slow  # every flow test runs Prefect flows (and trains)
 
 HOLD_SECONDS = 1.5
 

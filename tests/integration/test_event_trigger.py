@@ -16,8 +16,8 @@ import pytest
 
 from flows.monitor import monitor_flow
 from tasks.data.files import STATIONARY, ScenarioGenerator, Shift, split_labels, write_frame
+from tasks.data.scenarios import DRIFT
 from tasks.resources import events
-from tasks.stages.demo import DRIFT
 from tests.integration.conftest import MODEL, Stack, poll
 
 pytestmark = pytest.mark.integration

@@ -150,6 +150,7 @@ def check_and_print(label: str, rates: dict[str, np.ndarray], replicates: int) -
         assert np.all(values <= bound(replicates)), f"{label}, {name}: false-alarm rates {values} > {bound(replicates)}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dgp", ["binormal p=0.05", "employment bootstrap"])
 def test_false_alarm_rate_per_batch_quick(dgp: str) -> None:
     replicates = 300

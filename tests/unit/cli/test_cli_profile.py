@@ -22,6 +22,7 @@ def home(tmp_path: Path) -> Path:
     return home
 
 
+@pytest.mark.slow
 def test_profile_writes_results_and_a_heat_map_and_names_the_drifted_feature(home: Path) -> None:
     analysis = home.parent / "analysis.csv"
     result = CliRunner().invoke(main, ["profile", str(analysis), "--home", str(home), "--chunk-rows", "2000"])

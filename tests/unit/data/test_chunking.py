@@ -78,6 +78,7 @@ def test_bad_chunking_is_a_typed_error() -> None:
         split(frame, Chunking.by_period("day"), timestamp="x0")
 
 
+@pytest.mark.slow
 def test_calibrated_thresholds_on_a_chunked_stream(tmp_path: Path) -> None:
     """Three references, each followed by 50 calm chunks of 1,000 rows and then 3 chunks where x0's mean
     has moved by 0.25 sd: each (feature, statistic) alerts on fewer than 5% of the 150 calm chunks, and the

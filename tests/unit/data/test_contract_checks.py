@@ -276,6 +276,7 @@ def churn_home(tmp_path: Path) -> Iterator[tuple[Workspace, Path, pl.DataFrame]]
         ws.close()
 
 
+@pytest.mark.slow
 def test_first_model_keeps_the_reference_as_read_and_is_named_after_the_contract(
     churn_home: tuple[Workspace, Path, pl.DataFrame],
 ) -> None:

@@ -284,6 +284,7 @@ def test_retrain_helps_only_where_the_truth_says_so(name: str, car_loan: CarLoan
 
 
 # --- real data --------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_employment_is_real_stationary_data_in_order(tmp_path: Path) -> None:
     plan = prepare("employment", tmp_path, seed=1, rows_per_batch=4000, stationary=20, changed=0)
     assert len(plan.batches) == 20 and all(b.rows == 4000 and not b.truly_degraded for b in plan.batches)

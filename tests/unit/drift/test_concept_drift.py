@@ -133,6 +133,7 @@ def test_page_hinkley_in_batches_through_json_equals_one_pass() -> None:
 
 
 # --- ADWIN ------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_adwin_false_alarm_rate_and_delay() -> None:
     params = AdwinParams()
     alarms = 0

@@ -17,7 +17,6 @@ from tasks.drift.multivariate import (
     PcaReference,
     fit_pca_reference,
     multivariate_drift,
-    prefect_tasks,
     reconstruction_errors,
 )
 from tasks.drift.profiling import fit_reference_profile, profile_chunks
@@ -77,6 +76,7 @@ def test_correlation_flip_is_caught_in_the_first_chunk_while_no_marginal_alerts(
     assert univariate.get_column("alert").sum() <= 1  # 36 calm marginal tests at a 1% false-alarm rate
 
 
+@pytest.mark.slow
 def test_stationary_chunks_rarely_alert(pca: PcaReference) -> None:
     rng_seeds = range(100, 300)
     alerts = [multivariate_drift(pca, correlated(1_000, 0.8, seed=s)) for s in rng_seeds]
@@ -114,4 +114,3 @@ def test_errors_name_what_is_wrong(reference: pl.DataFrame, pca: PcaReference) -
         fit_pca_reference(reference.head(10), CONTRACT, quantile=0.99)
     with pytest.raises(DataError, match="tier"):
         fit_pca_reference(reference.with_columns(pl.lit(None, pl.String).alias("tier")), CONTRACT, quantile=0.99)
-    assert set(prefect_tasks()) == {"fit_pca_reference", "multivariate_drift"}

@@ -370,6 +370,7 @@ def _calibration_module() -> Any:
     return module
 
 
+@pytest.mark.slow
 def test_calibration_at_reduced_size_holds_alpha_and_has_power() -> None:
     calibration = _calibration_module()
     null = calibration.promotion_rates(pairs=200, rows=1000, effect=0.0, seed=0, with_accuracy=True)

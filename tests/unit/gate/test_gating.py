@@ -142,6 +142,7 @@ def test_bootstrap_interval_agrees_with_delong_on_large_data() -> None:
 # --- the gate ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_false_promotion_rate_under_no_difference_stays_at_alpha() -> None:
     settings = GateSettings(alpha=0.05, n_bootstrap=100, min_rows=500)
     rng = np.random.default_rng(9)

@@ -370,6 +370,7 @@ def _race_promote(root: str, version: str, barrier: object, results: object) -> 
         results.put((version, f"conflict: {exc}"))  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 def test_two_processes_racing_to_promote_exactly_one_wins(reg: LocalRegistry) -> None:
     _with_versions(reg, 3)
     reg.promote(MODEL, "v0", actor="gate", reason="baseline")
@@ -425,6 +426,7 @@ def _churn(root: str, seed: int) -> None:
         step += 1
 
 
+@pytest.mark.slow
 def test_sigkill_mid_churn_leaves_aliases_on_complete_versions(reg: LocalRegistry) -> None:
     _with_versions(reg, 1)
     ledger_path = reg.root / MODEL / LEDGER_NAME
@@ -461,18 +463,6 @@ def test_sigkill_mid_churn_leaves_aliases_on_complete_versions(reg: LocalRegistr
     assert raw.endswith(b"\n")
     assert [json.loads(line)["seq"] for line in raw.splitlines()] == list(range(1, len(entries) + 2))
     assert reg.aliases(MODEL)["latest"] == after.version
-
-
-def test_prefect_tasks_wrap_the_flow_facing_functions(reg: LocalRegistry) -> None:
-    from tasks.registry.local import prefect_tasks
-
-    tasks = prefect_tasks()
-    assert set(tasks) == {"register_model", "promote_model", "rollback_model", "move_model_alias"}
-    assert tasks["promote_model"].name == "promote-model"
-    # Calling .fn runs the plain function: no Prefect server needed to exercise the wiring.
-    version = tasks["register_model"].fn(reg.root, MODEL, {"model.txt": BOOSTER_TEXT}, {}, actor="t", reason="r")
-    entry = tasks["promote_model"].fn(reg.root, MODEL, version.version, actor="t", reason="r")
-    assert entry.moves == (AliasMove(PRODUCTION, None, "v0"),)
 
 
 # --- the registry contract: every implementation ---------------------------------------------------

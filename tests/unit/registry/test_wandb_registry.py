@@ -13,8 +13,9 @@ import pytest
 
 from tasks.core.errors import AliasConflictError, ConfigError, RegistryError
 from tasks.core.settings import load_settings
-from tasks.registry.local import LocalRegistry, make_registry
+from tasks.registry.local import LocalRegistry
 from tasks.registry.wandb_mirror import WandbMirror, WandbRegistry, aliases_by_version, registry_path
+from tasks.resources.workspace import make_registry
 from tests.support.mirror import BOOSTER_TEXT, MODEL, MemoryMirror
 
 

@@ -212,6 +212,7 @@ def _race_claims(url: str, keys: list[str], barrier, results) -> None:
     store.close()
 
 
+@pytest.mark.slow
 def test_claim_is_exactly_once_across_processes(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'race' / 'audit.db'}"
     keys = [f"retrain-window-{i}" for i in range(30)]

@@ -15,7 +15,7 @@ import pytest
 from tasks.core.errors import ConfigError, TrackingError
 from tasks.core.settings import load_settings
 from tasks.registry.local import MANIFEST_NAME, LocalRegistry, ModelVersion
-from tasks.resources.tracking import WandbTracker, make_tracker, prefect_tasks
+from tasks.resources.tracking import WandbTracker, make_tracker, record_model_version
 
 MODEL = "car-loan"
 BOOSTER_TEXT = b"tree\nversion=v4\nnum_class=1\n\nTree=0\nnum_leaves=2\n"
@@ -223,8 +223,7 @@ def test_make_tracker_follows_settings_and_rejects_unknown_modes(tmp_path: Path,
         WandbTracker(mode="cloud", project="p", entity=None, directory=tmp_path)
 
     offline = load_settings(home=tmp_path / "home", tracking_mode="offline")
-    record = prefect_tasks()["record_model_version"]
-    run_dir = record.fn(offline, version, ["candidate", "latest"])
+    run_dir = record_model_version(offline, version, ["candidate", "latest"])
     assert run_dir is not None and run_dir.parent == offline.wandb_dir / "wandb"
     (wandb_file,) = run_dir.glob("run-*.wandb")
     (artifact,) = [body for kind, body in read_wandb_records(wandb_file) if kind == "artifact"]

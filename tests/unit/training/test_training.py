@@ -216,6 +216,7 @@ def _tune_shared_study(storage_dir: str, first_trial_done: Any) -> None:
     )
 
 
+@pytest.mark.slow
 def test_two_processes_tune_one_journal_study(tmp_path: Path) -> None:
     import optuna
 
