@@ -5,7 +5,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/_setup.sh"
 echo "== ruff"
 uv run --frozen ruff check .
 uv run --frozen ruff format --check .
-echo "== mypy (tasks/, flows/)"
+echo "== mypy (tasks/, flows/, driftgate/, deployments/, devkit/)"
 uv run --frozen mypy
 echo "== pytest"
 exec uv run --frozen pytest -p no:cacheprovider "$@"
