@@ -280,9 +280,10 @@ def churn_home(tmp_path: Path) -> Iterator[tuple[Workspace, Path, pl.DataFrame]]
 def test_first_model_keeps_the_reference_as_read_and_is_named_after_the_contract(
     churn_home: tuple[Workspace, Path, pl.DataFrame],
 ) -> None:
-    from flows.bootstrap import as_read, read_reference
+    from flows.bootstrap import as_read
     from tasks.resources.workspace import REFERENCE_FILE
     from tasks.stages import monitoring, retraining
+    from tasks.stages.retraining import read_reference
 
     ws, reference, later = churn_home
     assert ws.model == "churn"
