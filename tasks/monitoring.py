@@ -23,6 +23,7 @@ from tasks.policy import (
 if TYPE_CHECKING:
     import polars as pl
 
+    from tasks.concept_drift import ErrorBaseline
     from tasks.estimation import PerformanceEstimate, PerformanceEstimator, RealizedPerformance
     from tasks.labels import LabelSet
     from tasks.profiling import BatchProfile, ReferenceProfile
@@ -295,8 +296,32 @@ CONCEPT_SIGNAL = "concept_drift"
 HEATMAP_BATCHES = 30  # batches (columns) of the drift heat map in each monitor report
 
 
+def error_baseline(ws: Workspace, version: str | None) -> ErrorBaseline | None:
+    """The model version's per-row error on its own labelled reference rows (what ``mean_shift`` compares a
+    batch's error with), stratified by its scores; None when the version or its labelled reference is missing."""
+    import polars as pl
+
+    from tasks.concept_drift import ErrorBaseline
+    from tasks.errors import VersionNotFoundError
+
+    contract, kind = ws.contract, ws.settings.policy.concept_drift.error
+    try:
+        model_version = ws.production() if version in (None, "supplied") else ws.registry.get(ws.model, str(version))
+    except VersionNotFoundError:
+        return None
+    reference = ws.reference_of(model_version)
+    if contract.target not in reference.columns or contract.probability not in reference.columns:
+        return None
+    labelled = reference.filter(pl.col(contract.target).is_not_null() & pl.col(contract.probability).is_not_null())
+    if labelled.height < 2:
+        return None
+    return ErrorBaseline.from_scores(
+        labelled.get_column(contract.target).to_numpy(), labelled.get_column(contract.probability).to_numpy(), kind
+    )
+
+
 def concept_drift_evidence(
-    ws: Workspace, frame: pl.DataFrame, version: str, source: str
+    ws: Workspace, frame: pl.DataFrame, version: str, source: str, baseline_version: str | None = None
 ) -> ConceptDriftEvidence | None:
     """Feed the labelled rows (in time order) to the detector of this model version, continuing its stored state.
 
@@ -323,12 +348,11 @@ def concept_drift_evidence(
         ),
         None,
     )
-    errors = error_stream(
-        labelled.get_column(contract.target).to_numpy(),
-        labelled.get_column(contract.probability).to_numpy(),
-        settings.error,
-    )
-    result = update(config_from_settings(settings), (previous or {}).get("payload", {}).get("state"), errors)
+    probability = labelled.get_column(contract.probability).to_numpy()
+    errors = error_stream(labelled.get_column(contract.target).to_numpy(), probability, settings.error)
+    baseline = error_baseline(ws, baseline_version or version) if settings.method == "mean_shift" else None
+    state = (previous or {}).get("payload", {}).get("state")
+    result = update(config_from_settings(settings), state, errors, baseline=baseline, probability=probability)
     return ConceptDriftEvidence(
         method=result.method,
         detected=result.detected,
@@ -413,7 +437,7 @@ def judge(
         labelled_rows=realized.rows_labelled if realized else 0,
         window_start=batch_profile.window_start,
         window_end=batch_profile.window_end,
-        concept_drift=concept_drift_evidence(ws, batch.frame, batch.scored_by, "monitor"),
+        concept_drift=concept_drift_evidence(ws, batch.frame, batch.scored_by, "monitor", batch.production),
         slices=_slice_evidence(est, realized),
         model_version=batch.production,
         serving_version=batch.production,
