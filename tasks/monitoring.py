@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from tasks.labels import LabelSet
     from tasks.profiling import BatchProfile, ReferenceProfile
     from tasks.registry import ModelVersion
+    from tasks.schema import ModelContract
+    from tasks.settings import ConceptDriftSettings
     from tasks.workspace import Workspace
 
 
@@ -299,16 +301,27 @@ HEATMAP_BATCHES = 30  # batches (columns) of the drift heat map in each monitor 
 def error_baseline(ws: Workspace, version: str | None) -> ErrorBaseline | None:
     """The model version's per-row error on its own labelled reference rows (what ``mean_shift`` compares a
     batch's error with), stratified by its scores; None when the version or its labelled reference is missing."""
-    import polars as pl
-
-    from tasks.concept_drift import ErrorBaseline
     from tasks.errors import VersionNotFoundError
 
-    contract, kind = ws.contract, ws.settings.policy.concept_drift.error
+    contract, settings = ws.contract, ws.settings.policy.concept_drift
     try:
         model_version = ws.production() if version in (None, "supplied") else ws.registry.get(ws.model, str(version))
     except VersionNotFoundError:
         return None
+    # A version's reference never changes: its baseline is built once per workspace.
+    cache: dict[str, ErrorBaseline | None] = ws.__dict__.setdefault("_error_baselines", {})
+    if model_version.version not in cache:
+        cache[model_version.version] = _baseline_of(ws, model_version, contract, settings)
+    return cache[model_version.version]
+
+
+def _baseline_of(
+    ws: Workspace, model_version: ModelVersion, contract: ModelContract, settings: ConceptDriftSettings
+) -> ErrorBaseline | None:
+    import polars as pl
+
+    from tasks.concept_drift import ErrorBaseline
+
     reference = ws.reference_of(model_version)
     if contract.target not in reference.columns or contract.probability not in reference.columns:
         return None
@@ -316,7 +329,10 @@ def error_baseline(ws: Workspace, version: str | None) -> ErrorBaseline | None:
     if labelled.height < 2:
         return None
     return ErrorBaseline.from_scores(
-        labelled.get_column(contract.target).to_numpy(), labelled.get_column(contract.probability).to_numpy(), kind
+        labelled.get_column(contract.target).to_numpy(),
+        labelled.get_column(contract.probability).to_numpy(),
+        settings.error,
+        strata=settings.strata,
     )
 
 
