@@ -734,8 +734,12 @@ def history(at: str | None, limit: int, home: str | None, config: str | None, mo
             )
         click.secho("decisions (newest last):", bold=True)
         for row in ws.store.decisions(ws.model)[-limit:]:
+            # A batch judged again when its labels arrived says so: "policy/labels".
+            evidence = (row["payload"] or {}).get("evidence")
+            trigger = evidence.get("trigger") if isinstance(evidence, dict) else None
+            kind = f"{row['kind']}/labels" if trigger == "labels" else row["kind"]
             click.echo(
-                f"  {row['decided_at']:%Y-%m-%d %H:%M:%S} {row['kind']:<10} {row['outcome']:<11} "
+                f"  {row['decided_at']:%Y-%m-%d %H:%M:%S} {kind:<13} {row['outcome']:<11} "
                 f"{row.get('batch_id') or row.get('version') or ''} — {'; '.join(row['reasons'])[:110]}"
             )
         ws.close()

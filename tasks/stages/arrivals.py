@@ -169,7 +169,7 @@ def _judge_again(ws: Workspace, joined: LabelJoin, batch_id: str, labels: LabelS
         stored = PolicyEvidence.from_dict(row["payload"]["evidence"])
         judged_for = stored.model_version or _version_of(row)
         fresh = frame.filter(pl.col(contract.entity_id).is_in(labels.frame.get_column(contract.entity_id).implode()))
-        concept = concept_drift_evidence(ws, fresh, judged_for or str(row.get("version") or ""), "labels")
+        concept = concept_drift_evidence(ws, fresh, str(row.get("version") or judged_for or ""), "labels", judged_for)
         if concept is not None:
             signals.append(concept_signal(ws, batch_id, concept, judged_for or "", "labels", (None, None)))
         serving = ws.registry.resolve(ws.model, "production")

@@ -23,7 +23,10 @@ from tasks.resources import events
 if TYPE_CHECKING:
     import polars as pl
 
+    from tasks.core.settings import ConceptDriftSettings
+    from tasks.data.contract import ModelContract
     from tasks.data.labels import LabelSet
+    from tasks.drift.concept import ErrorBaseline
     from tasks.drift.profiling import BatchProfile, ReferenceProfile
     from tasks.performance.estimation import PerformanceEstimate, PerformanceEstimator, RealizedPerformance
     from tasks.registry.local import ModelVersion
@@ -295,8 +298,46 @@ CONCEPT_SIGNAL = "concept_drift"
 HEATMAP_BATCHES = 30  # batches (columns) of the drift heat map in each monitor report
 
 
+def error_baseline(ws: Workspace, version: str | None) -> ErrorBaseline | None:
+    """The model version's per-row error on its own labelled reference rows (what ``mean_shift`` compares a
+    batch's error with), stratified by its scores; None when the version or its labelled reference is missing."""
+    from tasks.core.errors import VersionNotFoundError
+
+    contract, settings = ws.contract, ws.settings.policy.concept_drift
+    try:
+        model_version = ws.production() if version in (None, "supplied") else ws.registry.get(ws.model, str(version))
+    except VersionNotFoundError:
+        return None
+    # A version's reference never changes: its baseline is built once per workspace.
+    cache: dict[str, ErrorBaseline | None] = ws.__dict__.setdefault("_error_baselines", {})
+    if model_version.version not in cache:
+        cache[model_version.version] = _baseline_of(ws, model_version, contract, settings)
+    return cache[model_version.version]
+
+
+def _baseline_of(
+    ws: Workspace, model_version: ModelVersion, contract: ModelContract, settings: ConceptDriftSettings
+) -> ErrorBaseline | None:
+    import polars as pl
+
+    from tasks.drift.concept import ErrorBaseline
+
+    reference = ws.reference_of(model_version)
+    if contract.target not in reference.columns or contract.probability not in reference.columns:
+        return None
+    labelled = reference.filter(pl.col(contract.target).is_not_null() & pl.col(contract.probability).is_not_null())
+    if labelled.height < 2:
+        return None
+    return ErrorBaseline.from_scores(
+        labelled.get_column(contract.target).to_numpy(),
+        labelled.get_column(contract.probability).to_numpy(),
+        settings.error,
+        strata=settings.strata,
+    )
+
+
 def concept_drift_evidence(
-    ws: Workspace, frame: pl.DataFrame, version: str, source: str
+    ws: Workspace, frame: pl.DataFrame, version: str, source: str, baseline_version: str | None = None
 ) -> ConceptDriftEvidence | None:
     """Feed the labelled rows (in time order) to the detector of this model version, continuing its stored state.
 
@@ -323,12 +364,11 @@ def concept_drift_evidence(
         ),
         None,
     )
-    errors = error_stream(
-        labelled.get_column(contract.target).to_numpy(),
-        labelled.get_column(contract.probability).to_numpy(),
-        settings.error,
-    )
-    result = update(config_from_settings(settings), (previous or {}).get("payload", {}).get("state"), errors)
+    probability = labelled.get_column(contract.probability).to_numpy()
+    errors = error_stream(labelled.get_column(contract.target).to_numpy(), probability, settings.error)
+    baseline = error_baseline(ws, baseline_version or version) if settings.method == "mean_shift" else None
+    state = (previous or {}).get("payload", {}).get("state")
+    result = update(config_from_settings(settings), state, errors, baseline=baseline, probability=probability)
     return ConceptDriftEvidence(
         method=result.method,
         detected=result.detected,
@@ -413,7 +453,7 @@ def judge(
         labelled_rows=realized.rows_labelled if realized else 0,
         window_start=batch_profile.window_start,
         window_end=batch_profile.window_end,
-        concept_drift=concept_drift_evidence(ws, batch.frame, batch.scored_by, "monitor"),
+        concept_drift=concept_drift_evidence(ws, batch.frame, batch.scored_by, "monitor", batch.production),
         slices=_slice_evidence(est, realized),
         model_version=batch.production,
         serving_version=batch.production,

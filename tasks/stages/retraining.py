@@ -311,7 +311,10 @@ def register(ws: Workspace, trained: TrainedModel, judgement: Judgement, *, reas
 
     gate = judgement.gate
     reference = io.BytesIO()
-    judgement.holdout_scored.drop("model_version").write_parquet(reference)
+    holdout = judgement.holdout_scored.drop("model_version")
+    if judgement.champion is not None:
+        holdout = in_dtypes_of(holdout, ws.reference_of(judgement.champion), ws.contract.feature_names)
+    holdout.write_parquet(reference)
     files: dict[str, bytes] = {
         MODEL_FILE: trained.model_text.encode(),
         REFERENCE_FILE: reference.getvalue(),
@@ -447,6 +450,30 @@ def record(
             {**base, "diff": gate.diff, "p_value": gate.delong_p},
         )
     return path
+
+
+def in_dtypes_of(frame: pl.DataFrame, model: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+    """``frame`` with each numeric feature in the dtype ``model`` has it in (the dtypes of the user's files,
+    which the first version's reference keeps): monitoring compares batches with a version's reference, and a
+    holdout that validation widened (Int64 to Float64) would raise a "dtype changed" warning on every batch."""
+    import polars as pl
+
+    def lossless(name: str) -> bool:
+        values = frame.get_column(name).drop_nulls()
+        back = values.cast(model.schema[name], strict=False).cast(values.dtype)
+        return bool(back.null_count() == 0 and (back == values).all())
+
+    casts = [
+        pl.col(name).cast(model.schema[name])
+        for name in columns
+        if name in frame.columns
+        and name in model.columns
+        and frame.schema[name] != model.schema[name]
+        and frame.schema[name].is_numeric()
+        and model.schema[name].is_numeric()
+        and lossless(name)
+    ]
+    return frame.with_columns(casts) if casts else frame
 
 
 def _data_end(frame: pl.DataFrame, timestamp: str | None) -> str | None:

@@ -112,3 +112,16 @@ def test_first_model_then_a_retrain_judged_by_every_rule(home: Path) -> None:
         assert gates[-1]["payload"]["gate"]["backtest"]["n_rows"] == backtest.n_rows
     finally:
         ws.close()
+
+
+def test_a_retrained_versions_reference_keeps_the_dtypes_of_the_users_files() -> None:
+    import polars as pl
+
+    from tasks.stages.retraining import in_dtypes_of
+
+    model = pl.DataFrame({"a": [1, 2], "b": [1, 2], "c": ["x", "y"]})  # Int64 as the user's file had them
+    holdout = pl.DataFrame({"a": [3.0, 4.0], "b": [1.5, 2.0], "c": ["x", "z"]})  # widened by validation
+    kept = in_dtypes_of(holdout, model, ["a", "b", "c"])
+    assert kept.schema["a"] == pl.Int64 and kept.get_column("a").to_list() == [3, 4]
+    assert kept.schema["b"] == pl.Float64  # 1.5 would not survive the cast: left as it is
+    assert kept.schema["c"] == pl.String
