@@ -1,22 +1,31 @@
 """One settings object for driftgate: env prefix ``DRIFTGATE_`` (nested with ``__``), optional YAML file.
 
-Precedence (highest first): explicit keyword arguments, environment variables,
-the YAML file named by ``DRIFTGATE_CONFIG`` (or passed to :func:`load_settings`), defaults.
+Precedence (highest first): explicit keyword arguments, environment variables, the YAML file, defaults,
+however the file is given (``load_settings(path)``, ``--config`` or ``DRIFTGATE_CONFIG``; a path given
+explicitly replaces the one ``DRIFTGATE_CONFIG`` names). Nested sections merge key by key across the
+layers, and every section refuses keys it does not know (a typo is an error naming the key).
 """
 
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from tasks.core.errors import ConfigError
 
 
-class ProfilingSettings(BaseModel):
+class _Section(BaseModel):
+    """A nested settings section: unknown keys are errors (``gate: {alpah: 0.05}`` names ``gate.alpah``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProfilingSettings(_Section):
     chunk_size: int = Field(5000, ge=50, description="rows per chunk when chunking by size")
     reference_chunks: int = Field(20, ge=5, description="reference chunks used to calibrate drift thresholds")
     false_alarm_quantile: float = Field(
@@ -26,7 +35,7 @@ class ProfilingSettings(BaseModel):
     max_missing_rate: float = Field(0.2, ge=0.0, le=1.0, description="missingness above this fails data quality")
 
 
-class ConceptDriftSettings(BaseModel):
+class ConceptDriftSettings(_Section):
     """Detector on the model's per-row error stream once labels arrive (tasks/drift/concept.py)."""
 
     method: Literal["mean_shift", "page_hinkley", "adwin", "off"] = Field(
@@ -59,7 +68,7 @@ class ConceptDriftSettings(BaseModel):
     adwin_max_buckets: int = Field(400, ge=10, description="ADWIN window cap in buckets")
 
 
-class PolicySettings(BaseModel):
+class PolicySettings(_Section):
     performance_drop: float = Field(
         0.02, ge=0.0, description="estimated/realized metric drop below the reference that counts as degradation"
     )
@@ -94,7 +103,7 @@ class PolicySettings(BaseModel):
         return self
 
 
-class TrainingSettings(BaseModel):
+class TrainingSettings(_Section):
     n_trials: int = Field(8, ge=1, description="Optuna trial budget (of the whole study, shared by its workers)")
     timeout_seconds: float = Field(120.0, gt=0, description="Optuna wall-time budget of one tuning call")
     num_boost_round: int = Field(300, ge=10, description="max trees; early stopping picks fewer")
@@ -120,7 +129,7 @@ class TrainingSettings(BaseModel):
     seed: int = 42
 
 
-class CostMatrix(BaseModel):
+class CostMatrix(_Section):
     """Cost of each outcome of one decision taken at gate.decision_threshold (any unit; lower is better)."""
 
     true_negative: float = 0.0
@@ -132,7 +141,7 @@ class CostMatrix(BaseModel):
 GateRule = Literal["backtest", "stress", "inference"]
 
 
-class GateSettings(BaseModel):
+class GateSettings(_Section):
     metric: Literal["roc_auc", "accuracy", "expected_cost"] = Field(
         "roc_auc",
         description="primary criterion: roc_auc (DeLong), accuracy (McNemar) or expected_cost (gate.cost_matrix)",
@@ -192,7 +201,7 @@ class GateSettings(BaseModel):
         return self
 
 
-class PromotionSettings(BaseModel):
+class PromotionSettings(_Section):
     """Staged promotion: approval, canary watch window and the thresholds that trigger automatic rollback."""
 
     auto_approve: bool = Field(True, description="policy allows promotion without a human approval (no pause)")
@@ -306,24 +315,32 @@ class DriftgateSettings(BaseSettings):
             path.mkdir(parents=True, exist_ok=True)
 
 
+# The file load_settings(path) was given, for the YAML source of the settings being built (one per context).
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("driftgate_config_file", default=None)
+
+
 class _YamlSource(PydanticBaseSettingsSource):
-    """Reads the YAML file named by DRIFTGATE_CONFIG, if any."""
+    """Reads the YAML file given to :func:`load_settings`, else the one ``DRIFTGATE_CONFIG`` names, if any."""
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
+        explicit = _CONFIG_FILE.get()
+        if explicit is not None:
+            return read_yaml_config(explicit)
         path = os.environ.get("DRIFTGATE_CONFIG")
         if not path:
             return {}
-        return read_yaml_config(Path(path))
+        return read_yaml_config(Path(path), named_by="DRIFTGATE_CONFIG")
 
 
-def read_yaml_config(path: Path) -> dict[str, Any]:
+def read_yaml_config(path: Path, *, named_by: str | None = None) -> dict[str, Any]:
+    """The mapping a YAML file holds (an empty file is an empty mapping); ConfigError if missing or not a mapping."""
     import yaml
 
     if not path.is_file():
-        raise ConfigError(f"settings file {path} (DRIFTGATE_CONFIG) does not exist")
+        raise ConfigError(f"settings file {path}{f' ({named_by})' if named_by else ''} does not exist")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -333,16 +350,17 @@ def read_yaml_config(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_settings(config_file: Path | None = None, **overrides: Any) -> DriftgateSettings:
-    """Build settings, turning validation failures into a ConfigError that names the setting."""
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> DriftgateSettings:
+    """Build settings: keyword arguments (None means not given) over ``DRIFTGATE_*`` variables over the YAML
+    file (``config_file``, else ``DRIFTGATE_CONFIG``) over defaults. Validation failures become a ConfigError
+    that names the setting as its environment variable."""
+    token = _CONFIG_FILE.set(Path(config_file) if config_file is not None else None)
     try:
-        if config_file is not None:
-            file_values = read_yaml_config(config_file)
-            merged = {**file_values, **{k: v for k, v in overrides.items() if v is not None}}
-            return DriftgateSettings(**merged)
         return DriftgateSettings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         problems = "; ".join(
             f"DRIFTGATE_{'__'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
         )
         raise ConfigError(f"invalid settings: {problems}") from exc
+    finally:
+        _CONFIG_FILE.reset(token)
