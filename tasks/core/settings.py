@@ -11,12 +11,15 @@ from __future__ import annotations
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from tasks.core.errors import ConfigError
+
+# gate.decision_threshold's default, the one place it is written; library functions default to it too.
+DEFAULT_DECISION_THRESHOLD: Final = 0.5
 
 
 class _Section(BaseModel):
@@ -162,7 +165,10 @@ class GateSettings(_Section):
         None, description="first-model ceiling on cost per row; default: the cheaper constant decision's cost"
     )
     decision_threshold: float = Field(
-        0.5, gt=0.0, lt=1.0, description="probability from which a row is predicted positive (accuracy, costs)"
+        DEFAULT_DECISION_THRESHOLD,
+        gt=0.0,
+        lt=1.0,
+        description="probability from which a row is predicted positive: scoring, canary, estimation, the gate",
     )
     cost_matrix: CostMatrix | None = Field(None, description="business costs of classification outcomes")
     cost_per_unit_error: float | None = Field(

@@ -40,6 +40,7 @@ from tasks.core.errors import (
     SingleClassError,
     UnknownClassError,
 )
+from tasks.core.settings import DEFAULT_DECISION_THRESHOLD
 from tasks.data.contract import ModelContract
 
 if TYPE_CHECKING:
@@ -51,7 +52,6 @@ if TYPE_CHECKING:
 
 # Metrics CBPE estimates for binary classification, with the sklearn function of their realized value.
 SUPPORTED_METRICS = ("roc_auc", "accuracy", "f1", "precision", "recall", "specificity")
-DECISION_THRESHOLD = 0.5
 ProblemType = Literal["classification_binary", "classification_multiclass", "regression"]
 METRICS_BY_PROBLEM: dict[str, tuple[str, ...]] = {
     "classification_binary": SUPPORTED_METRICS,
@@ -154,6 +154,7 @@ class PerformanceEstimator:
     # CBPE's estimate on the same reference rows: the baseline of a slice's estimated drop.
     slice_reference_estimate: dict[tuple[str, str], float] = field(default_factory=dict)
     slice_columns: tuple[str, ...] = ()
+    threshold: float = DEFAULT_DECISION_THRESHOLD  # predictions derived as probability >= threshold
 
 
 def _nannyml() -> Any:
@@ -234,7 +235,7 @@ def _labels(frame: pl.DataFrame, contract: ModelContract, source: str) -> pl.Ser
     return column.cast(pl.Int8)
 
 
-def _predictions(frame: pl.DataFrame, contract: ModelContract, probability: pl.Series) -> pl.Series:
+def _predictions(frame: pl.DataFrame, contract: ModelContract, probability: pl.Series, threshold: float) -> pl.Series:
     import polars as pl
 
     if contract.prediction in frame.columns:
@@ -244,7 +245,7 @@ def _predictions(frame: pl.DataFrame, contract: ModelContract, probability: pl.S
                 f"expected 0/1 predictions, found {column.dtype}", source="batch", column=contract.prediction
             )
         return column.cast(pl.Int8)
-    return (probability >= DECISION_THRESHOLD).cast(pl.Int8).alias(contract.prediction)
+    return (probability >= threshold).cast(pl.Int8).alias(contract.prediction)
 
 
 def _realized_value(metric: str, y_true: np.ndarray, probability: np.ndarray, prediction: np.ndarray) -> float | None:
@@ -321,11 +322,17 @@ def _slice_chunker(columns: tuple[str, ...], min_rows: int) -> Any:
 
 
 def fit_estimator(
-    reference: pl.DataFrame, contract: ModelContract, *, metric: str = "roc_auc", chunk_size: int = 5000
+    reference: pl.DataFrame,
+    contract: ModelContract,
+    *,
+    metric: str = "roc_auc",
+    chunk_size: int = 5000,
+    threshold: float = DEFAULT_DECISION_THRESHOLD,
 ) -> PerformanceEstimator:
     """Fit CBPE on a scored, labelled reference (rows without a label or a probability are left out).
 
-    The prediction column is derived as probability >= 0.5 when the reference lacks it.
+    The prediction column is derived as probability >= ``threshold`` (gate.decision_threshold) when a frame
+    lacks it, here and in every estimate of this estimator.
     """
     import numpy as np
     import pandas as pd
@@ -337,7 +344,7 @@ def fit_estimator(
         raise EstimationError(f"chunk_size must be at least 2, got {chunk_size}")
     probability = _probabilities(reference, contract, source)
     labels = _labels(reference, contract, source)
-    prediction = _predictions(reference, contract, probability)
+    prediction = _predictions(reference, contract, probability, threshold)
     slice_columns = tuple(c for c in contract.slices if c in reference.columns)
     frame = pl.DataFrame({"y": labels, "p": probability, "yhat": prediction}).with_columns(
         _slice_values(reference, slice_columns)
@@ -410,6 +417,7 @@ def fit_estimator(
         cbpe=cbpe,
         slice_reference=slice_reference,
         slice_columns=slice_columns,
+        threshold=threshold,
     )
     if slice_columns:
         scored = frame.rename({"p": contract.probability, "yhat": contract.prediction}).with_columns(
@@ -433,7 +441,7 @@ def estimate_performance(
 
     source = f"batch of {contract.name!r}"
     probability = _probabilities(batch, contract, source)
-    prediction = _predictions(batch, contract, probability)
+    prediction = _predictions(batch, contract, probability, estimator.threshold)
     slice_columns = tuple(c for c in estimator.slice_columns if c in batch.columns)
     frame = (
         pl.DataFrame({"p": probability, "yhat": prediction})
@@ -514,8 +522,15 @@ def estimate_performance(
     )
 
 
-def realized_performance(batch: pl.DataFrame, contract: ModelContract, metric: str = "roc_auc") -> RealizedPerformance:
-    """The metric on the labelled rows of a scored batch (sklearn); None with no labels or a single class."""
+def realized_performance(
+    batch: pl.DataFrame,
+    contract: ModelContract,
+    metric: str = "roc_auc",
+    *,
+    threshold: float = DEFAULT_DECISION_THRESHOLD,
+) -> RealizedPerformance:
+    """The metric on the labelled rows of a scored batch (sklearn); None with no labels or a single class.
+    Predictions missing from the batch are probability >= ``threshold`` (gate.decision_threshold)."""
     import numpy as np
     import polars as pl
 
@@ -525,7 +540,7 @@ def realized_performance(batch: pl.DataFrame, contract: ModelContract, metric: s
     if contract.target not in batch.columns:
         return RealizedPerformance(metric=metric, value=None, rows_labelled=0, rows=batch.height)
     labels = _labels(batch, contract, source)
-    prediction = _predictions(batch, contract, probability)
+    prediction = _predictions(batch, contract, probability, threshold)
     slice_columns = tuple(c for c in contract.slices if c in batch.columns)
     frame = (
         pl.DataFrame({"y": labels, "p": probability, "yhat": prediction})
@@ -570,6 +585,7 @@ class ModelOutputs:
     probabilities: tuple[tuple[str, str], ...] = ()
     features: tuple[str, ...] = ()
     timestamp: str | None = None
+    threshold: float = DEFAULT_DECISION_THRESHOLD  # binary: prediction = probability >= threshold when absent
 
     @classmethod
     def of_contract(cls, contract: ModelContract) -> ModelOutputs:
@@ -725,9 +741,7 @@ def _outputs_frame(
                 raise ProbabilityRangeError(f"{outside} values outside [0, 1]", source=source, column=column)
             columns[column] = values
         if outputs.problem_type == "classification_binary" and outputs.prediction not in frame.columns:
-            columns[outputs.prediction] = (columns[outputs.probabilities[0][1]] >= DECISION_THRESHOLD).astype(
-                np.float64
-            )
+            columns[outputs.prediction] = (columns[outputs.probabilities[0][1]] >= outputs.threshold).astype(np.float64)
         else:
             columns[outputs.prediction] = _class_labels(frame, outputs.prediction, outputs, source, what="prediction")
         if with_target:

@@ -47,7 +47,6 @@ LATENCY_COLUMN: Final = "score_ms_per_1k"  # scoring time of the routed version 
 ERROR_COLUMN: Final = "score_error"  # the routed version failed on this row and production answered
 PRODUCTION_ROUTE: Final = "production"
 CANARY_ROUTE: Final = "canary"
-DECISION_THRESHOLD: Final = 0.5
 # Parts smaller than this are timed as if they had this many rows, so a canary's 10 % slice is not
 # charged the fixed per-call overhead ten times over.
 _LATENCY_FLOOR_ROWS: Final = 1000
@@ -173,7 +172,7 @@ def score_routed(ws: Workspace, frame: pl.DataFrame, routing: Routing, *, now: d
             proba[failed] = fallback
     return frame.with_columns(
         pl.Series(contract.probability, proba, dtype=pl.Float64),
-        pl.Series(contract.prediction, (proba >= DECISION_THRESHOLD).astype("int8")),
+        pl.Series(contract.prediction, (proba >= ws.settings.gate.decision_threshold).astype("int8")),
         pl.Series(VERSION_COLUMN, made_by.tolist(), dtype=pl.String),
         pl.Series(ROUTED_TO_COLUMN, routed_to.tolist(), dtype=pl.String),
         pl.Series(ROUTE_COLUMN, np.where(mask, CANARY_ROUTE, PRODUCTION_ROUTE).tolist(), dtype=pl.String),
@@ -360,7 +359,7 @@ def _estimate(ws: Workspace, version: ModelVersion, frame: pl.DataFrame, scores:
 
     reference = ws.reference_of(version)
     chunk = max(2, min(ws.settings.profiling.chunk_size, reference.height // 3))
-    estimator = fit_estimator(reference, ws.contract, chunk_size=chunk)
+    estimator = fit_estimator(reference, ws.contract, chunk_size=chunk, threshold=ws.settings.gate.decision_threshold)
     scored = frame.with_columns(pl.Series(ws.contract.probability, scores, dtype=pl.Float64))
     return estimate_performance(estimator, scored, ws.contract).value
 

@@ -103,7 +103,10 @@ def prepare_context(ws: Workspace) -> MonitorContext:
         # CBPE's thresholds come from the spread across reference chunks; a retrained model's reference (its
         # holdout) can be small, so keep at least three chunks.
         estimator=fit_estimator(
-            reference, ws.contract, chunk_size=min(ws.settings.profiling.chunk_size, reference.height // 3)
+            reference,
+            ws.contract,
+            chunk_size=min(ws.settings.profiling.chunk_size, reference.height // 3),
+            threshold=ws.settings.gate.decision_threshold,
         ),
     )
 
@@ -135,7 +138,12 @@ def load_batch(ws: Workspace, ctx: MonitorContext, path: str, labels: LabelSet |
         scored_by = "supplied"
     else:
         frame = score_frame(
-            frame, ctx.model_text, contract, version=ctx.version.version, num_threads=ws.settings.num_threads
+            frame,
+            ctx.model_text,
+            contract,
+            version=ctx.version.version,
+            num_threads=ws.settings.num_threads,
+            threshold=ws.settings.gate.decision_threshold,
         )
         scored_by = ctx.version.version
     return LoadedBatch(
@@ -209,7 +217,7 @@ def estimate(
     est = estimate_performance(ctx.estimator, batch.frame, ws.contract)
     realized = None
     if ws.contract.target in batch.frame.columns:
-        realized = realized_performance(batch.frame, ws.contract)
+        realized = realized_performance(batch.frame, ws.contract, threshold=ws.settings.gate.decision_threshold)
     return est, realized
 
 

@@ -185,6 +185,7 @@ def evaluate(ws: Workspace, trained: TrainedModel, window: TrainingWindow, champ
         contract,
         version="candidate",
         num_threads=threads,
+        threshold=gate_settings.decision_threshold,
     )
     candidate_scores = scored.get_column(contract.probability).to_numpy()
     models = {"candidate": trained.model_text}

@@ -19,9 +19,10 @@ def score_frame(
     *,
     version: str,
     num_threads: int = 1,
-    threshold: float = 0.5,
+    threshold: float,
 ) -> pl.DataFrame:
-    """Add probability, thresholded prediction and the scoring version to a validated frame."""
+    """Add probability, prediction (probability >= ``threshold``, gate.decision_threshold) and the scoring
+    version to a validated frame."""
     import polars as pl
 
     from tasks.training.train import predict_proba
