@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from tasks.core.errors import ConfigError, DataError, DtypeError, MissingColumnError
+from tasks.core.timeutil import time_span, utc
 
 if TYPE_CHECKING:
     import polars as pl
@@ -140,7 +141,7 @@ def iter_chunks(
         slices = row_slices(rows, chunking)
         pieces = _stream_slices(source, [length for _, length in slices])
     for index, ((offset, length), frame) in enumerate(zip(slices, pieces, strict=True)):
-        start, end = _time_span(frame, timestamp)
+        start, end = time_span(frame, timestamp)
         yield (
             ChunkWindow(index, f"[{offset}:{offset + length - 1}]", offset, offset + length - 1, start, end, length),
             frame,
@@ -190,16 +191,6 @@ def _stream_slices(source: pl.LazyFrame, lengths: list[int]) -> Iterator[pl.Data
     raise DataError(f"the source ended before its {len(lengths)} chunks were complete (it changed while read)")
 
 
-def _time_span(frame: pl.DataFrame, timestamp: str | None) -> tuple[datetime | None, datetime | None]:
-    if timestamp is None or timestamp not in frame.columns or frame.height == 0:
-        return None, None
-    stamps = frame.get_column(timestamp)
-    if not stamps.dtype.is_temporal():
-        return None, None
-    start, end = stamps.min(), stamps.max()
-    return (start if isinstance(start, datetime) else None, end if isinstance(end, datetime) else None)
-
-
 def _period_key(start: datetime, end: datetime, period: ChunkPeriod) -> str:
     # The text of pandas' Period, as NannyML uses for its chunk keys.
     if period == "day":
@@ -244,8 +235,8 @@ def _period_chunks(
                 key=_period_key(start, end, period),
                 start_index=int(row["first"]),
                 end_index=int(row["last"]),
-                start_date=start,
-                end_date=end,
+                start_date=utc(start),
+                end_date=utc(end),
                 rows=int(row["rows"]),
             ),
             frame,

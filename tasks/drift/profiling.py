@@ -110,6 +110,7 @@ from tasks.core.errors import (
     ProbabilityRangeError,
 )
 from tasks.core.settings import ProfilingSettings
+from tasks.core.timeutil import time_span
 from tasks.data.contract import FeatureSpec, ModelContract, validate_batch
 
 if TYPE_CHECKING:
@@ -1216,7 +1217,7 @@ def profile_batch(
         category_counts=category_counts,
         out_of_range=out_of_range,
     )
-    window_start, window_end = _window(batch, contract)
+    window_start, window_end = time_span(batch, contract.timestamp)
     return BatchProfile(
         rows=batch.height,
         window_start=window_start,
@@ -1404,16 +1405,6 @@ def _check_columns(batch: pl.DataFrame, contract: ModelContract, source: str) ->
     for column in (contract.probability, contract.target):
         if column in schema and not (schema[column].is_numeric() or schema[column] in (pl.Boolean, pl.Null)):
             raise DtypeError(f"expected a numeric column, found {schema[column]}", source=source, column=column)
-
-
-def _window(batch: pl.DataFrame, contract: ModelContract) -> tuple[datetime | None, datetime | None]:
-    if not contract.timestamp or contract.timestamp not in batch.columns or batch.height == 0:
-        return None, None
-    stamps = batch.get_column(contract.timestamp)
-    if not stamps.dtype.is_temporal():
-        return None, None
-    start, end = stamps.min(), stamps.max()
-    return (start if isinstance(start, datetime) else None, end if isinstance(end, datetime) else None)
 
 
 # --- data quality --------------------------------------------------------------------

@@ -27,7 +27,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from tasks.core.errors import (
@@ -41,6 +41,7 @@ from tasks.core.errors import (
     UnknownClassError,
 )
 from tasks.core.settings import DEFAULT_DECISION_THRESHOLD
+from tasks.core.timeutil import time_span
 from tasks.data.contract import ModelContract
 
 if TYPE_CHECKING:
@@ -272,21 +273,6 @@ def _optional(value: Any) -> float | None:
     return None if math.isnan(number) else number
 
 
-def _aware(value: Any) -> datetime | None:
-    if not isinstance(value, datetime):
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _window(frame: pl.DataFrame, contract: ModelContract) -> tuple[datetime | None, datetime | None]:
-    if not contract.timestamp or contract.timestamp not in frame.columns or frame.height == 0:
-        return None, None
-    stamps = frame.get_column(contract.timestamp)
-    if not stamps.dtype.is_temporal():
-        return None, None
-    return _aware(stamps.min()), _aware(stamps.max())
-
-
 _KEY_SEPARATOR = "\x1f"
 MISSING_SLICE = "(missing)"
 
@@ -503,7 +489,7 @@ def estimate_performance(
                 reference_estimate=estimator.slice_reference_estimate.get((slice_column, slice_value)),
             )
         )
-    window_start, window_end = _window(batch, contract)
+    window_start, window_end = time_span(batch, contract.timestamp)
     return PerformanceEstimate(
         metric=estimator.metric,
         value=value,
@@ -918,8 +904,7 @@ def estimate_metrics(
         window_start = window_end = None
         if window_column:
             stamps = ordered.get_column(window_column).slice(start, end - start + 1)
-            if stamps.dtype.is_temporal():
-                window_start, window_end = _aware(stamps.min()), _aware(stamps.max())
+            window_start, window_end = time_span(stamps.to_frame(), stamps.name)
         estimates = {}
         for metric in estimator.metrics:
             value = _optional(row[(metric, "value")])

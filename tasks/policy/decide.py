@@ -13,11 +13,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from tasks.core.settings import PolicySettings
+from tasks.core.timeutil import utc
 
 
 class Action(StrEnum):
@@ -149,7 +150,7 @@ def policy_clock(evidence: PolicyEvidence, wall: datetime) -> datetime:
     """
     moment = evidence.window_end or wall
     # Batch timestamps may be naive; the store's times are UTC-aware: one clock compares them as UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return utc(moment)
 
 
 def state_from_history(

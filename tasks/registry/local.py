@@ -48,6 +48,7 @@ from tasks.core.errors import (
     RegistryError,
     VersionNotFoundError,
 )
+from tasks.core.timeutil import parse_utc
 
 if TYPE_CHECKING:
     pass
@@ -308,11 +309,6 @@ def _json_text(value: Any, what: str) -> str:
         raise RegistryError(f"{what} must be JSON-serializable (no pickles in the registry): {exc}") from exc
 
 
-def _utc(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def _sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -378,7 +374,7 @@ def _entry_to_json(entry: LedgerEntry, extra: Mapping[str, Any]) -> dict[str, An
 def _record_from_json(data: dict[str, Any]) -> _Record:
     entry = LedgerEntry(
         seq=int(data["seq"]),
-        at=_utc(data["at"]),
+        at=parse_utc(data["at"]),
         model=str(data["model"]),
         action=str(data["action"]),
         moves=tuple(AliasMove(str(m["alias"]), m.get("from"), m.get("to")) for m in data["moves"]),
@@ -589,7 +585,7 @@ class LocalRegistry:
                 version=version,
                 index=int(manifest["index"]),
                 path=path,
-                created_at=_utc(manifest["created_at"]),
+                created_at=parse_utc(manifest["created_at"]),
                 metadata=dict(manifest["metadata"]),
                 digests={name: str(spec["sha256"]) for name, spec in manifest["files"].items()},
             )

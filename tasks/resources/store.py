@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tasks.core.errors import StoreError
+from tasks.core.timeutil import utc
 from tasks.resources.events import resource_id
 
 if TYPE_CHECKING:
@@ -88,14 +89,6 @@ def mask_url(url: str) -> str:
         return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -111,7 +104,7 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple | set | frozenset):
         return [_jsonable(v) for v in value]
     if isinstance(value, datetime):
-        return _utc(value).isoformat()  # type: ignore[union-attr]
+        return utc(value).isoformat()
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, enum.Enum):
@@ -156,10 +149,10 @@ def _build_metadata() -> tuple[MetaData, dict[str, Table]]:
         cache_ok = True
 
         def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-            return _utc(value)
+            return utc(value)
 
         def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-            return _utc(value)
+            return utc(value)
 
     metadata = MetaData()
     # Prefixed names: the store may share a Postgres database with Prefect's own tables (it has "events").
@@ -626,7 +619,7 @@ class AuditStore:
         conn: Connection | None = None,
     ) -> list[dict[str, Any]]:
         """Decisions of a model, oldest first; optionally of one kind and at or after ``since``."""
-        after = [self.table("decisions").c.decided_at >= _utc(since)] if since is not None else []
+        after = [self.table("decisions").c.decided_at >= utc(since)] if since is not None else []
         return self._rows("decisions", f"reading decisions of {model!r}", conn, *after, model=model, kind=kind)
 
     def signals(
@@ -645,7 +638,7 @@ class AuditStore:
         table = self.table("signals")
         conditions = []
         if since is not None:
-            conditions.append(table.c.recorded_at > _utc(since))
+            conditions.append(table.c.recorded_at > utc(since))
         if batch_ids is not None:
             conditions.append(table.c.batch_id.in_(list(batch_ids)))
         return self._rows(

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from tasks.core.timeutil import parse_utc, utc
 from tasks.policy.decide import (
     Action,
     ConceptDriftEvidence,
@@ -269,17 +270,13 @@ def retrain_times(ws: Workspace) -> list[datetime]:
         if row["outcome"] == "duplicate" or payload.get("idempotency_key") in requested:
             continue
         data_end = payload.get("data_end")
-        times.append(_aware(datetime.fromisoformat(data_end)) if data_end else row["decided_at"])
+        times.append(parse_utc(data_end) if data_end else row["decided_at"])
     return times
 
 
 def _decision_clock(row: dict[str, Any]) -> datetime:
     end = ((row["payload"] or {}).get("evidence") or {}).get("window_end")
-    return _aware(datetime.fromisoformat(end)) if end else row["decided_at"]
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return parse_utc(end) if end else row["decided_at"]
 
 
 def _past_decision(row: dict[str, Any], labelled: dict[str, int]) -> PastDecision:
@@ -566,8 +563,7 @@ def decision_key(ws: Workspace, decision: PolicyDecision, pending: dict[str, int
 
 def window_fingerprint(ws: Workspace, decision: PolicyDecision, pending: dict[str, int]) -> str:
     """(batch id, labelled rows) of every batch inside the decision's window, in batch-id order."""
-    start = _aware(decision.window_start) if decision.window_start else None
-    end = _aware(decision.window_end) if decision.window_end else None
+    start, end = utc(decision.window_start), utc(decision.window_end)
     labelled = {**ws.store.labelled_rows(ws.model), **pending}
     inside: dict[str, int] = {}
     for row in ws.store.batches(ws.model):

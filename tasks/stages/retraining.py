@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tasks.core.errors import TrainingError
+from tasks.core.timeutil import time_span
 from tasks.resources import events
 from tasks.resources.workspace import CONTRACT_FILE, MODEL_FILE, REFERENCE_FILE
 
@@ -479,14 +480,8 @@ def in_dtypes_of(frame: pl.DataFrame, model: pl.DataFrame, columns: list[str]) -
 
 def _data_end(frame: pl.DataFrame, timestamp: str | None) -> str | None:
     """The newest row's time (ISO, UTC), or None without a timestamp column."""
-    from datetime import UTC
-
-    if not timestamp or timestamp not in frame.columns or frame.height == 0:
-        return None
-    newest = frame.get_column(timestamp).max()
-    if not isinstance(newest, datetime):
-        return None
-    return (newest if newest.tzinfo else newest.replace(tzinfo=UTC)).isoformat()
+    _, newest = time_span(frame, timestamp)
+    return newest.isoformat() if newest is not None else None
 
 
 def _annotate_report(ws: Workspace, version: ModelVersion, path: Path, markdown: str, png: Path | None) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -49,14 +49,14 @@ def test_windows_name_rows_and_instants() -> None:
     (first, chunk), *_ = split(frame, Chunking.by_size(72), timestamp="ts")
     assert chunk.height == 72
     assert (first.key, first.start_index, first.end_index, first.rows) == ("[0:71]", 0, 71, 72)
-    assert (first.start_date, first.end_date) == (
-        datetime(2025, 1, 1),
-        datetime(2025, 1, 1) + timedelta(minutes=20 * 71),
+    assert (first.start_date, first.end_date) == (  # naive timestamps read as UTC
+        datetime(2025, 1, 1, tzinfo=UTC),
+        datetime(2025, 1, 1, tzinfo=UTC) + timedelta(minutes=20 * 71),
     )
     days = split(frame, Chunking.by_period("day"), timestamp="ts")
     assert [w.key for w, _ in days] == ["2025-01-01", "2025-01-02", "2025-01-03"]
-    assert days[1][0].start_date == datetime(2025, 1, 2)
-    assert days[1][0].end_date == datetime(2025, 1, 2, 23, 59, 59, 999_999)
+    assert days[1][0].start_date == datetime(2025, 1, 2, tzinfo=UTC)
+    assert days[1][0].end_date == datetime(2025, 1, 2, 23, 59, 59, 999_999, tzinfo=UTC)
     assert sum(w.rows for w, _ in days) == 200 and days[1][0].rows == 72
     weeks = split(stream(2_000, 3), Chunking.by_period("week"), timestamp="ts")
     assert weeks[0][0].key == "2024-12-30/2025-01-05"  # Monday to Sunday, as pandas' weekly periods

@@ -17,6 +17,7 @@ from scipy.stats import chi2_contingency, ks_2samp, wasserstein_distance
 
 from tasks.core.errors import ConfigError, DataError, DtypeError, MissingColumnError, NonFiniteError
 from tasks.core.settings import ProfilingSettings
+from tasks.core.timeutil import utc
 from tasks.data.contract import ModelContract, infer_contract, validate_batch
 from tasks.data.files import STATIONARY, ScenarioGenerator, Shift, load_car_loan
 from tasks.drift.profiling import (
@@ -332,8 +333,8 @@ def test_clean_batch_passes_with_no_issues_and_reports_its_window(
     result = profile_batch(profile, batch, contract, SETTINGS)
     assert result.quality.passed and result.quality.issues == ()
     assert result.quality.missing_rate == dict.fromkeys(contract.feature_names, 0.0)
-    assert result.window_start == batch.get_column("ts").min()
-    assert result.window_end == batch.get_column("ts").max()
+    assert result.window_start == utc(batch.get_column("ts").min())
+    assert result.window_end == utc(batch.get_column("ts").max())
 
 
 def test_quality_issues_are_detected(contract: ModelContract, profile: ReferenceProfile) -> None:

@@ -20,6 +20,7 @@ import polars as pl
 import pytest
 
 from tasks.core.settings import ProfilingSettings
+from tasks.core.timeutil import utc
 from tasks.data.chunking import Chunking, split
 from tasks.data.contract import FeatureSpec, ModelContract
 from tasks.drift.multivariate import MULTIVARIATE_FEATURE
@@ -210,8 +211,9 @@ def test_chunks_equal_nannyml_chunkers(nml: Any, data: tuple[pl.DataFrame, pl.Da
     assert [(w.start_index, w.end_index, w.rows) for w, _ in mine] == [
         (c.start_index, c.end_index, len(c.data)) for c in theirs
     ]
-    assert [w.start_date for w, _ in mine] == [c.start_datetime.to_pydatetime() for c in theirs]
+    # driftgate's windows are UTC-aware; NannyML's naive times are the same instants read as UTC.
+    assert [w.start_date for w, _ in mine] == [utc(c.start_datetime.to_pydatetime()) for c in theirs]
     # Period ends: NannyML's are the last nanosecond of the period, driftgate's the last microsecond.
     for (window, rows), chunk in zip(mine, theirs, strict=True):
-        assert abs(window.end_date - chunk.end_datetime.to_pydatetime()) < timedelta(microseconds=1)  # type: ignore[operator]
+        assert abs(window.end_date - utc(chunk.end_datetime.to_pydatetime())) < timedelta(microseconds=1)  # type: ignore[operator]
         assert rows.get_column("id").to_list() == chunk.data["id"].tolist()
