@@ -6,11 +6,14 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import click
+
+if TYPE_CHECKING:
+    from tasks.resources.workspace import Workspace
 
 HOME_HELP = "State directory (registry, audit store, W&B offline runs, reports). Env: DRIFTGATE_HOME."
 
@@ -97,6 +100,14 @@ class _FlowArgs(TypedDict):
 
 def _flow_args(home: str | None, config: str | None, model: str | None) -> _FlowArgs:
     return {"home": home, "config": config, "model": model}
+
+
+def _home(home: str | None, config: str | None, model: str | None) -> AbstractContextManager[Workspace]:
+    """``with _home(home, config, model) as ws:``: the workspace the command's options name, always closed."""
+    from tasks.core.settings import load_settings
+    from tasks.resources.workspace import open_home
+
+    return open_home(load_settings(config, home=home, model_name=model))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -221,7 +232,7 @@ def contract(
         from tasks.data.files import read_file
         from tasks.resources.workspace import MODEL_NAME
 
-        settings = load_settings(Path(config) if config else None, home=home, model_name=model)
+        settings = load_settings(config, home=home, model_name=model)
         if "model_name" in settings.model_fields_set:
             name = settings.model_name
         else:
@@ -392,7 +403,7 @@ def profile(
         from tasks.data.contract import ModelContract
         from tasks.stages.drift_scan import scan_drift
 
-        settings = load_settings(Path(config) if config else None, home=home, model_name=model)
+        settings = load_settings(config, home=home, model_name=model)
         if chunk_by is not None:
             chunking = Chunking.by_period(chunk_by)  # type: ignore[arg-type]
         elif chunks is not None:
@@ -584,15 +595,10 @@ def rollback(
             result = rollback_flow(reason=reason, actor=actor, **_flow_args(home, config, model))
             before, after = result["from"], result["to"]
         else:
-            from tasks.core.settings import load_settings
-            from tasks.resources.workspace import open_workspace
             from tasks.stages.promotion import rollback as rollback_now
 
-            ws = open_workspace(load_settings(Path(config) if config else None, home=home, model_name=model))
-            try:
+            with _home(home, config, model) as ws:
                 before, after = rollback_now(ws, actor=actor, reason=reason)
-            finally:
-                ws.close()
     click.echo(f"production: {before} → {after}")
 
 
@@ -690,15 +696,8 @@ def approve(flow_run_id: str, approver: str, comment: str, reject: bool) -> None
 @_common
 def reconcile(home: str | None, config: str | None, model: str | None) -> None:
     """Make the W&B Registry match the ledger (registry_backend: wandb): publish missing versions, move aliases."""
-    with _errors():
-        from tasks.core.settings import load_settings
-        from tasks.resources.workspace import open_workspace
-
-        ws = open_workspace(load_settings(Path(config) if config else None, home=home, model_name=model))
-        try:
-            changes = ws.registry.reconcile(ws.model, actor=os.environ.get("USER", "cli"))
-        finally:
-            ws.close()
+    with _errors(), _home(home, config, model) as ws:
+        changes = ws.registry.reconcile(ws.model, actor=os.environ.get("USER", "cli"))
     click.echo("\n".join(changes) if changes else "the mirror already matches the ledger (or there is none)")
 
 
@@ -709,40 +708,35 @@ def reconcile(home: str | None, config: str | None, model: str | None) -> None:
 def history(at: str | None, limit: int, home: str | None, config: str | None, model: str | None) -> None:
     """Show aliases, the alias ledger and recent decisions (no Prefect needed)."""
     with _errors():
-        from datetime import UTC, datetime
+        from tasks.core.timeutil import parse_utc
 
-        from tasks.core.settings import load_settings
-        from tasks.resources.workspace import open_workspace
-
-        ws = open_workspace(load_settings(Path(config) if config else None, home=home, model_name=model))
-        if at:
-            moment = datetime.fromisoformat(at)
-            moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-            click.secho(f"aliases of {ws.model} at {moment.isoformat()}:", bold=True)
-            for alias, version in sorted(ws.registry.aliases_at(ws.model, moment).items()):
+        with _home(home, config, model) as ws:
+            if at:
+                moment = parse_utc(at)
+                click.secho(f"aliases of {ws.model} at {moment.isoformat()}:", bold=True)
+                for alias, version in sorted(ws.registry.aliases_at(ws.model, moment).items()):
+                    click.echo(f"  {alias:<20} {version}")
+                return
+            click.secho(f"aliases of {ws.model}:", bold=True)
+            for alias, version in sorted(ws.registry.aliases(ws.model).items()):
                 click.echo(f"  {alias:<20} {version}")
-            return
-        click.secho(f"aliases of {ws.model}:", bold=True)
-        for alias, version in sorted(ws.registry.aliases(ws.model).items()):
-            click.echo(f"  {alias:<20} {version}")
-        click.secho("ledger (newest last):", bold=True)
-        for entry in ws.registry.ledger(ws.model)[-limit:]:
-            moves = ", ".join(f"{m.alias}: {m.from_version}→{m.to_version}" for m in entry.moves)
-            click.echo(
-                f"  #{entry.seq} {entry.at:%Y-%m-%d %H:%M:%S} {entry.action:<8} {entry.outcome:<8} "
-                f"{entry.actor}: {moves} — {entry.reason}"
-            )
-        click.secho("decisions (newest last):", bold=True)
-        for row in ws.store.decisions(ws.model)[-limit:]:
-            # A batch judged again when its labels arrived says so: "policy/labels".
-            evidence = (row["payload"] or {}).get("evidence")
-            trigger = evidence.get("trigger") if isinstance(evidence, dict) else None
-            kind = f"{row['kind']}/labels" if trigger == "labels" else row["kind"]
-            click.echo(
-                f"  {row['decided_at']:%Y-%m-%d %H:%M:%S} {kind:<13} {row['outcome']:<11} "
-                f"{row.get('batch_id') or row.get('version') or ''} — {'; '.join(row['reasons'])[:110]}"
-            )
-        ws.close()
+            click.secho("ledger (newest last):", bold=True)
+            for entry in ws.registry.ledger(ws.model)[-limit:]:
+                moves = ", ".join(f"{m.alias}: {m.from_version}→{m.to_version}" for m in entry.moves)
+                click.echo(
+                    f"  #{entry.seq} {entry.at:%Y-%m-%d %H:%M:%S} {entry.action:<8} {entry.outcome:<8} "
+                    f"{entry.actor}: {moves} — {entry.reason}"
+                )
+            click.secho("decisions (newest last):", bold=True)
+            for row in ws.store.decisions(ws.model)[-limit:]:
+                # A batch judged again when its labels arrived says so: "policy/labels".
+                evidence = (row["payload"] or {}).get("evidence")
+                trigger = evidence.get("trigger") if isinstance(evidence, dict) else None
+                kind = f"{row['kind']}/labels" if trigger == "labels" else row["kind"]
+                click.echo(
+                    f"  {row['decided_at']:%Y-%m-%d %H:%M:%S} {kind:<13} {row['outcome']:<11} "
+                    f"{row.get('batch_id') or row.get('version') or ''} — {'; '.join(row['reasons'])[:110]}"
+                )
 
 
 @main.command()

@@ -5,19 +5,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from prefect import get_run_logger
 
 from tasks.core.settings import load_settings
-from tasks.resources.workspace import Workspace, open_workspace
+from tasks.resources.workspace import Workspace, open_home
 
 
-def workspace(home: str | None = None, config: str | None = None, model: str | None = None) -> Workspace:
-    settings = load_settings(Path(config) if config else None, home=home, model_name=model)
-    return open_workspace(settings)
+def workspace(
+    home: str | None = None, config: str | None = None, model: str | None = None
+) -> AbstractContextManager[Workspace]:
+    """``with workspace(home, config, model) as ws:``: the home of a flow's parameters, closed however it ends."""
+    return open_home(load_settings(config, home=home, model_name=model))
 
 
 def banner(text: str) -> None:

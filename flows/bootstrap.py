@@ -47,25 +47,24 @@ def bootstrap_flow(
     model: str | None = None,
 ) -> dict[str, Any]:
     """Train the first model on `reference` (labelled); promote it to production if it clears the floors."""
-    ws = workspace(home, config, model)
-    banner(f"load the labelled reference {reference}")
-    raw, frame = steps.read_reference(ws, reference)
-    kept = steps.keep_reference(ws, raw, source=reference)
-    banner(f"reference kept at {kept} (reference-plus-recent windows and the gate's back-test read it)")
-    window = steps.split_holdout(ws, frame, with_reference=False)
-    del frame
-    banner(f"tune and train the first model on {window.train.height} rows")
-    trained = steps.train(ws, window, study_name=f"{ws.model}-bootstrap", progress=progress.trial_reporter("tune"))
-    banner("gate: absolute floors (no champion yet)")
-    judgement = steps.evaluate(ws, trained, window, None)
-    # The version's monitoring reference keeps the dtypes the user's files have (see as_read); the
-    # record keeps the validated holdout (parsed timestamps).
-    carried = replace(judgement, holdout_scored=as_read(judgement.holdout_scored, raw, ws.contract))
-    del raw
-    version = steps.register(ws, trained, carried, reason="first model from reference", actor=actor)
-    del carried
-    report = steps.record_retrain(ws, trained, judgement, version, key=None, reason="first model from reference")
-    ws.close()
+    with workspace(home, config, model) as ws:
+        banner(f"load the labelled reference {reference}")
+        raw, frame = steps.read_reference(ws, reference)
+        kept = steps.keep_reference(ws, raw, source=reference)
+        banner(f"reference kept at {kept} (reference-plus-recent windows and the gate's back-test read it)")
+        window = steps.split_holdout(ws, frame, with_reference=False)
+        del frame
+        banner(f"tune and train the first model on {window.train.height} rows")
+        trained = steps.train(ws, window, study_name=f"{ws.model}-bootstrap", progress=progress.trial_reporter("tune"))
+        banner("gate: absolute floors (no champion yet)")
+        judgement = steps.evaluate(ws, trained, window, None)
+        # The version's monitoring reference keeps the dtypes the user's files have (see as_read); the
+        # record keeps the validated holdout (parsed timestamps).
+        carried = replace(judgement, holdout_scored=as_read(judgement.holdout_scored, raw, ws.contract))
+        del raw
+        version = steps.register(ws, trained, carried, reason="first model from reference", actor=actor)
+        del carried
+        report = steps.record_retrain(ws, trained, judgement, version, key=None, reason="first model from reference")
     if judgement.gate.passed and promote:
         promote_flow(
             version=version.version,

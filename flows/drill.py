@@ -18,12 +18,9 @@ def drill_flow(
     config: str | None = None,
     model: str | None = None,
 ) -> dict[str, Any]:
-    ws = workspace(home, config, model)
-    try:
+    with workspace(home, config, model) as ws:
         banner(f"rollback drill on a sandbox copy of {ws.model}")
         result = steps.run_drill(ws, keep_sandbox=keep_sandbox)
         for step in result.steps:
             print(f"{step.name}: {step.from_version} → {step.to_version} restored in {step.seconds_to_restore:.3f} s")
         return asdict(result)
-    finally:
-        ws.close()

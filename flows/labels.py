@@ -25,15 +25,12 @@ def labels_flow(
 
     Returns {"labels": the arrival's accounting and per-batch outcomes, "retrain": retrain outcome or None}.
     """
-    ws = workspace(home, config, model)
-    try:
+    with workspace(home, config, model) as ws:
         paths = [str(p) for p in expand_paths(labels)]
         label_set = steps.read_labels(ws, paths)
         assert label_set is not None  # paths is never empty: expand_paths refuses a pattern matching nothing
         banner(f"attach {label_set.describe()} to monitored batches of {ws.model}")
         arrival = steps.attach_labels(ws, label_set)
-    finally:
-        ws.close()
     request = arrival.retrain
     outcome = None
     if retrain and request is not None:

@@ -31,11 +31,10 @@ def monitor_flow(
     empty inbox is not an error. A batch refused at the boundary is recorded as BLOCK; the first refusal is
     raised once every batch has been seen.
     """
-    ws = workspace(home, config, model)
     refused: list[DataError] = []
     outcomes: list[dict[str, Any]] = []
     arrival = None
-    try:
+    with workspace(home, config, model) as ws:
         paths = steps.select_batches(ws, batches, only_new)
         label_set = steps.read_labels(ws, [str(p) for p in expand_paths(labels)] if labels else None)
         if not paths and label_set is None:
@@ -64,8 +63,6 @@ def monitor_flow(
         if label_set is not None:
             banner(f"labels: {label_set.describe()}")
             arrival = asdict(steps.attach_labels(ws, label_set, require_match=not paths))
-    finally:
-        ws.close()
     if refused:
         raise refused[0]
     return {"batches": outcomes, "labels": arrival}

@@ -45,8 +45,7 @@ def promote_flow(
     watch_batches are scored with the canary split during the watch window (labels joined by id);
     with ``promotion.watch_hours`` > 0 the canary stays in place and `driftgate watch` decides later.
     """
-    ws = workspace(home, config, model)
-    try:
+    with workspace(home, config, model) as ws:
         settings = ws.settings.promotion
         banner(f"promote {ws.model}:{version} (evidence: {evidence or 'none'})")
         steps.check_candidate(ws, version, force=force)
@@ -89,8 +88,6 @@ def promote_flow(
             steps.track_moves(ws, entries, job="promote", name=f"promote-{version}-canary")
         banner(f"{version}: {outcome.status} — {outcome.reasons[0]}")
         return asdict(outcome)
-    finally:
-        ws.close()
 
 
 def _wait_for_approval(ws: Workspace, version: str, timeout: int, poll: int) -> Approval:

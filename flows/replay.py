@@ -36,8 +36,7 @@ def replay_flow(
     truth: YAML truth file; degraded: regular expression of truly degraded batch ids (one of the two is needed).
     overrides: candidate settings as key=value; candidate_config: a settings file whose `policy:` is the candidate.
     """
-    ws = workspace(home, config, model)
-    try:
+    with workspace(home, config, model) as ws:
         rows = ws.store.decisions(ws.model, kind="policy")
         ids = list(dict.fromkeys(str(r["batch_id"]) for r in rows if r.get("batch_id")))
         known = replay.resolve_truth(ids, Path(truth) if truth else None, degraded)
@@ -61,8 +60,6 @@ def replay_flow(
             "current": replay.report_dict(current),
             "candidate": replay.report_dict(candidate) if candidate else None,
         }
-    finally:
-        ws.close()
 
 
 @flow(name="driftgate-replay-scenario", log_prints=True)

@@ -29,47 +29,45 @@ def retrain_flow(
     model: str | None = None,
 ) -> dict[str, Any]:
     """Retrain on the labelled window [window_start, window_end] (ISO times; default: the newest rows)."""
-    ws = workspace(home, config, model)
-    banner(f"claim {idempotency_key or 'manual retrain'} ({priority_class or 'unprioritised'})")
-    if not steps.claim_window(ws, idempotency_key):
-        outcome = steps.record_duplicate(ws, idempotency_key, reason)
-        ws.close()
-        banner(f"duplicate request: {idempotency_key} was already claimed, nothing to retrain")
-        return asdict(outcome)
-    start = datetime.fromisoformat(window_start) if window_start else None
-    end = datetime.fromisoformat(window_end) if window_end else None
-    banner(f"wait for the retrain slot ({ws.settings.retrain_slot or 'none'})")
-    with retrain_slot(ws.settings.retrain_slot):
-        banner("collect the labelled window")
-        frame = steps.collect_window(ws, start, end)
-        window = steps.split_holdout(ws, frame)
-        banner(
-            f"tune and train on a {window.kind} window of {window.train.height} rows "
-            f"({window.reference_rows} from the reference; {ws.settings.training.n_trials} trials)"
+    with workspace(home, config, model) as ws:
+        banner(f"claim {idempotency_key or 'manual retrain'} ({priority_class or 'unprioritised'})")
+        if not steps.claim_window(ws, idempotency_key):
+            outcome = steps.record_duplicate(ws, idempotency_key, reason)
+            banner(f"duplicate request: {idempotency_key} was already claimed, nothing to retrain")
+            return asdict(outcome)
+        start = datetime.fromisoformat(window_start) if window_start else None
+        end = datetime.fromisoformat(window_end) if window_end else None
+        banner(f"wait for the retrain slot ({ws.settings.retrain_slot or 'none'})")
+        with retrain_slot(ws.settings.retrain_slot):
+            banner("collect the labelled window")
+            frame = steps.collect_window(ws, start, end)
+            window = steps.split_holdout(ws, frame)
+            banner(
+                f"tune and train on a {window.kind} window of {window.train.height} rows "
+                f"({window.reference_rows} from the reference; {ws.settings.training.n_trials} trials)"
+            )
+            trained = steps.train(
+                ws,
+                window,
+                study_name=f"{ws.model}-{idempotency_key or 'manual'}",
+                progress=progress.trial_reporter("tune"),
+            )
+            banner(f"gate: candidate vs champion on {window.holdout.height} paired holdout rows")
+            champion = ws.registry.resolve(ws.model, "production")
+            judgement = steps.evaluate(ws, trained, window, champion)
+            version = steps.register(ws, trained, judgement, reason=reason, actor=actor)
+            report = steps.record_retrain(ws, trained, judgement, version, key=idempotency_key, reason=reason)
+        gate = judgement.gate
+        outcome = RetrainOutcome(
+            candidate_version=version.version,
+            champion_version=champion.version if champion else None,
+            gate_passed=gate.passed,
+            reasons=gate.reasons,
+            report_path=str(report),
+            idempotency_key=idempotency_key,
+            candidate_metric=gate.candidate_metric,
+            champion_metric=gate.champion_metric,
         )
-        trained = steps.train(
-            ws,
-            window,
-            study_name=f"{ws.model}-{idempotency_key or 'manual'}",
-            progress=progress.trial_reporter("tune"),
-        )
-        banner(f"gate: candidate vs champion on {window.holdout.height} paired holdout rows")
-        champion = ws.registry.resolve(ws.model, "production")
-        judgement = steps.evaluate(ws, trained, window, champion)
-        version = steps.register(ws, trained, judgement, reason=reason, actor=actor)
-        report = steps.record_retrain(ws, trained, judgement, version, key=idempotency_key, reason=reason)
-    gate = judgement.gate
-    outcome = RetrainOutcome(
-        candidate_version=version.version,
-        champion_version=champion.version if champion else None,
-        gate_passed=gate.passed,
-        reasons=gate.reasons,
-        report_path=str(report),
-        idempotency_key=idempotency_key,
-        candidate_metric=gate.candidate_metric,
-        champion_metric=gate.champion_metric,
-    )
-    ws.close()
     if gate.passed and auto_promote:
         promote_flow(
             version=version.version,

@@ -17,10 +17,7 @@ def rollback_flow(
     model: str | None = None,
     evidence: str | None = None,
 ) -> dict[str, str | None]:
-    ws = workspace(home, config, model)
-    try:
+    with workspace(home, config, model) as ws:
         banner(f"roll back production of {ws.model}")
         before, after = steps.rollback(ws, actor=actor, reason=reason, evidence=evidence)
-    finally:
-        ws.close()
     return {"from": before, "to": after}

@@ -24,8 +24,7 @@ def score_flow(
     stored with the version that made it. Label files, if given, are joined into the stored predictions."""
     from tasks.data.files import expand_paths
 
-    ws = workspace(home, config, model)
-    try:
+    with workspace(home, config, model) as ws:
         routing = canary.resolve_routing(ws)
         route = f"canary {routing.canary.version} at {routing.share:.0%}" if routing.canary else "no canary"
         banner(f"score with production {routing.production.version}, {route}")
@@ -33,5 +32,3 @@ def score_flow(
         if labels:
             steps.attach_prediction_labels(ws, labels)
         return results
-    finally:
-        ws.close()

@@ -21,11 +21,8 @@ def watch_flow(
 ) -> dict[str, Any]:
     """Promote a canary that met every threshold once its window ended, withdraw one that missed any, and
     roll back a production whose post-deployment audit fails within its rollback window."""
-    ws = workspace(home, config, model)
-    try:
+    with workspace(home, config, model) as ws:
         banner(f"watch {ws.model}")
         outcome = steps.watch_window(ws, actor=actor, labels=labels or [])
         banner(f"{outcome.action}: {outcome.reasons[0] if outcome.reasons else ''}")
         return asdict(outcome)
-    finally:
-        ws.close()

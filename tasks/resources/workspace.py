@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -104,6 +106,16 @@ class Workspace:
     def close(self) -> None:
         if "store" in self.__dict__:
             self.store.close()
+
+
+@contextmanager
+def open_home(settings: DriftgateSettings) -> Iterator[Workspace]:
+    """The workspace of a home for one block (``with open_home(settings) as ws:``), closed however it ends."""
+    ws = open_workspace(settings)
+    try:
+        yield ws
+    finally:
+        ws.close()
 
 
 def open_workspace(settings: DriftgateSettings) -> Workspace:

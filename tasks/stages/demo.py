@@ -83,10 +83,9 @@ class Check:
 def verify(home: Path, config: Path) -> list[Check]:
     """Read the audit store and the registry to check the six outcomes the demo promises."""
     from tasks.core.settings import load_settings
-    from tasks.resources.workspace import open_workspace
+    from tasks.resources.workspace import open_home
 
-    ws = open_workspace(load_settings(config))
-    try:
+    with open_home(load_settings(config)) as ws:
         model = ws.model
         policy = ws.store.decisions(model, kind="policy")
         gates = ws.store.decisions(model, kind="gate")
@@ -159,8 +158,6 @@ def verify(home: Path, config: Path) -> list[Check]:
         ]
         checks.append(Check("ledger entries", bool(ledger), f"{len(ledger)} alias transactions"))
         return checks
-    finally:
-        ws.close()
 
 
 def _verdicts(decisions: list[dict[str, Any]]) -> str:
