@@ -13,8 +13,8 @@ from prefect.input import RunInput
 
 from flows import steps
 from flows._common import banner, workspace
+from tasks.registry.local import PRODUCTION
 from tasks.resources.workspace import Workspace
-from tasks.stages import promotion
 from tasks.stages.promotion import AUTO_APPROVER, Approval, PromotionOutcome
 
 
@@ -49,7 +49,7 @@ def promote_flow(
         settings = ws.settings.promotion
         banner(f"promote {ws.model}:{version} (evidence: {evidence or 'none'})")
         steps.check_candidate(ws, version, force=force)
-        before = ws.registry.aliases(ws.model).get(promotion.PRODUCTION)
+        before = ws.registry.aliases(ws.model).get(PRODUCTION)
         entries = [steps.stage(ws, version, actor=actor, reason=reason, evidence=evidence)]
         if settings.auto_approve if auto_approve is None else auto_approve:
             approval = Approval(AUTO_APPROVER, f"policy allows automatic approval (requested by {actor})")

@@ -334,25 +334,29 @@ class _YamlSource(PydanticBaseSettingsSource):
     def __call__(self) -> dict[str, Any]:
         explicit = _CONFIG_FILE.get()
         if explicit is not None:
-            return read_yaml_config(explicit)
+            return read_yaml_mapping(explicit)
         path = os.environ.get("DRIFTGATE_CONFIG")
         if not path:
             return {}
-        return read_yaml_config(Path(path), named_by="DRIFTGATE_CONFIG")
+        return read_yaml_mapping(Path(path), named_by="DRIFTGATE_CONFIG")
 
 
-def read_yaml_config(path: Path, *, named_by: str | None = None) -> dict[str, Any]:
-    """The mapping a YAML file holds (an empty file is an empty mapping); ConfigError if missing or not a mapping."""
+def read_yaml_mapping(
+    path: Path, *, what: str = "settings file", named_by: str | None = None, holds: str = "a mapping at the top level"
+) -> dict[str, Any]:
+    """The one reader of driftgate's YAML files: the mapping ``path`` holds (an empty file is an empty mapping).
+
+    A missing file, invalid YAML or anything but a mapping is a ConfigError naming ``what`` and the path."""
     import yaml
 
     if not path.is_file():
-        raise ConfigError(f"settings file {path}{f' ({named_by})' if named_by else ''} does not exist")
+        raise ConfigError(f"{what} {path}{f' ({named_by})' if named_by else ''} does not exist")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"settings file {path} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"{what} {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
-        raise ConfigError(f"settings file {path} must hold a mapping at the top level")
+        raise ConfigError(f"{what} {path} must hold {holds}")
     return data
 
 

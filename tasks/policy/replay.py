@@ -239,16 +239,9 @@ def load_truth(path: Path, batch_ids: Sequence[str]) -> dict[str, bool]:
     - ``degraded_pattern: regex`` (as ``--degraded``);
     - ``batches: {batch_id: true|false}`` (batches not listed are left out of the score).
     """
-    import yaml
+    from tasks.core.settings import read_yaml_mapping
 
-    if not path.is_file():
-        raise ConfigError(f"truth file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"truth file {path} is not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"truth file {path} must hold a mapping (degraded, degraded_pattern or batches)")
+    data = read_yaml_mapping(path, what="truth file", holds="a mapping (degraded, degraded_pattern or batches)")
     if "batches" in data:
         listed = data["batches"]
         if not isinstance(listed, dict) or not all(isinstance(v, bool) for v in listed.values()):
@@ -273,11 +266,11 @@ def candidate_settings(
     import yaml
     from pydantic import ValidationError
 
-    from tasks.core.settings import read_yaml_config
+    from tasks.core.settings import read_yaml_mapping
 
     merged: dict[str, Any] = base.model_dump(mode="json")
     if policy_file is not None:
-        section = read_yaml_config(policy_file).get("policy")
+        section = read_yaml_mapping(policy_file).get("policy")
         if not isinstance(section, dict):
             raise ConfigError(f"settings file {policy_file} has no 'policy:' section to replay with")
         _deep_update(merged, section)

@@ -148,68 +148,6 @@ class AliasMirror(Protocol):
     def apply(self, model: str, moves: Sequence[AliasMove]) -> None: ...
 
 
-class Registry(Protocol):
-    """What flows need from a registry; :class:`LocalRegistry` is the offline implementation."""
-
-    def register(
-        self,
-        model: str,
-        files: Mapping[str, Path | bytes],
-        metadata: Mapping[str, Any],
-        *,
-        actor: str,
-        reason: str,
-        aliases: Sequence[str] = (CANDIDATE,),
-    ) -> ModelVersion: ...
-
-    def versions(self, model: str) -> list[ModelVersion]: ...
-
-    def get(self, model: str, version: str) -> ModelVersion: ...
-
-    def resolve(self, model: str, alias: str) -> ModelVersion | None: ...
-
-    def aliases(self, model: str) -> dict[str, str]: ...
-
-    def move_alias(
-        self,
-        model: str,
-        alias: str,
-        to_version: str | None,
-        *,
-        expected: str | None,
-        actor: str,
-        reason: str,
-        evidence: str | None = None,
-    ) -> LedgerEntry: ...
-
-    def promote(
-        self,
-        model: str,
-        version: str,
-        *,
-        actor: str,
-        reason: str,
-        evidence: str | None = None,
-        expected_production: str | Unchecked | None = ANY,
-    ) -> LedgerEntry: ...
-
-    def rollback(self, model: str, *, actor: str, reason: str, evidence: str | None = None) -> LedgerEntry: ...
-
-    def note(self, model: str, action: str, *, actor: str, reason: str, evidence: str | None = None) -> LedgerEntry: ...
-
-    def ledger(self, model: str) -> list[LedgerEntry]: ...
-
-    def aliases_at(self, model: str, at: datetime) -> dict[str, str]: ...
-
-    def read_file(self, version: ModelVersion, name: str) -> bytes: ...
-
-    def verify(self, version: ModelVersion) -> None: ...
-
-    def annotate(self, model: str, version: str, key: str, value: Any) -> None: ...
-
-    def annotations(self, model: str, version: str) -> dict[str, Any]: ...
-
-
 @dataclass(frozen=True)
 class _Record:
     """A parsed ledger line plus the fields only register entries carry."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tasks.core.errors import RegistryError
-from tasks.registry.local import ANY, Unchecked
+from tasks.registry.local import ANY, CANARY, PRODUCTION, STAGING, Unchecked
 from tasks.report.publish import publish
 from tasks.resources import events
 
@@ -28,9 +28,6 @@ if TYPE_CHECKING:
     from tasks.resources.workspace import Workspace
     from tasks.stages.canary import AuditVerdict, CanaryVerdict, PairedComparison, ServingStats
 
-STAGING = "staging"
-CANARY = "canary"
-PRODUCTION = "production"
 AUTO_APPROVER = "policy:auto-approve"
 
 
