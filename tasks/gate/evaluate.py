@@ -43,11 +43,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from tasks.core.errors import GateError
 from tasks.core.settings import GateSettings
+from tasks.core.verdicts import Number, RuleResult, Verdict
 from tasks.gate.business import finite_vector
 
 if TYPE_CHECKING:
@@ -60,7 +61,6 @@ if TYPE_CHECKING:
 MISSING_SLICE_VALUE = "<missing>"
 # Upper bound on resample draws held in memory at once (elements of the chunk's index matrix).
 _BOOTSTRAP_CHUNK_ELEMENTS = 4_000_000
-Number = float | int | str | bool | None
 
 
 @dataclass(frozen=True)
@@ -78,19 +78,6 @@ class SliceResult:
     p_value: float | None
     p_adjusted: float | None
     verdict: str  # "pass" | "fail" | "too_small" | "single_class" | "no_champion"
-
-
-@dataclass(frozen=True)
-class RuleResult:
-    """One rule's verdict. A failing rule blocks promotion only when ``blocking``."""
-
-    # inputs | floor | primary_floor | superiority | bootstrap | roc_auc | mcnemar | cost | slices | backtest
-    # | stress | inference
-    rule: str
-    verdict: str  # "pass" | "fail" | "reported" | "skipped"
-    blocking: bool
-    detail: str
-    numbers: dict[str, Number] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -869,10 +856,6 @@ def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.4f}"
 
 
-def _pass_fail(ok: bool) -> str:
-    return "pass" if ok else "fail"
-
-
 def _primary_floor(
     labels: np.ndarray, candidate: np.ndarray, settings: GateSettings
 ) -> tuple[RuleResult | None, float]:
@@ -891,10 +874,14 @@ def _primary_floor(
             ok, floor_text, floor = accuracy > majority, f"majority-class rate {majority:.4f}", majority
         detail = (
             f"first model (no champion): accuracy at {settings.decision_threshold:g} {accuracy:.4f} "
-            f"{'clears' if ok else 'does not clear'} {floor_text}: {_pass_fail(ok)}"
+            f"{'clears' if ok else 'does not clear'} {floor_text}: {Verdict.of(ok)}"
         )
         return RuleResult(
-            "primary_floor", _pass_fail(ok), True, detail, {"accuracy": accuracy, "floor": floor}
+            rule="primary_floor",
+            verdict=Verdict.of(ok),
+            blocking=True,
+            detail=detail,
+            numbers={"accuracy": accuracy, "floor": floor},
         ), accuracy
     if settings.metric == "expected_cost" and settings.cost_matrix is not None:
         cost = float(classification_costs(labels, candidate, settings.decision_threshold, settings.cost_matrix).mean())
@@ -909,10 +896,14 @@ def _primary_floor(
             ok, ceiling_text, ceiling = cost < baseline, f"the constant decision '{which}' ({baseline:.4f})", baseline
         detail = (
             f"first model (no champion): expected cost per row {cost:.4f} "
-            f"{'is within' if ok else 'exceeds'} {ceiling_text}: {_pass_fail(ok)}"
+            f"{'is within' if ok else 'exceeds'} {ceiling_text}: {Verdict.of(ok)}"
         )
         return RuleResult(
-            "primary_floor", _pass_fail(ok), True, detail, {"expected_cost": cost, "ceiling": ceiling}
+            rule="primary_floor",
+            verdict=Verdict.of(ok),
+            blocking=True,
+            detail=detail,
+            numbers={"expected_cost": cost, "ceiling": ceiling},
         ), cost
     return None, math.nan
 
@@ -971,14 +962,20 @@ def _cost_rule(cost: CostComparison, settings: GateSettings, *, primary: bool) -
         f"{cost.champion_cost:.4f}, saving {cost.saving:+.4f} [{cost.ci_low:+.4f}, {cost.ci_high:+.4f}]"
     )
     if not primary:
-        return RuleResult("cost", "reported", False, f"{head} (reported; not the primary criterion)", numbers)
+        return RuleResult(
+            rule="cost",
+            verdict=Verdict.REPORTED,
+            blocking=False,
+            detail=f"{head} (reported; not the primary criterion)",
+            numbers=numbers,
+        )
     ok = (cost.p_superiority or 1.0) < settings.alpha
     z_text = f"z={cost.z:.3f}" if cost.z is not None else "zero variance"
     detail = (
         f"superiority: {head}; one-sided z-test of H0: saving <= {cost.bound:g}: {z_text}, "
-        f"p={_fmt_p(cost.p_superiority or 1.0)} {'<' if ok else '>='} alpha {settings.alpha:g}: {_pass_fail(ok)}"
+        f"p={_fmt_p(cost.p_superiority or 1.0)} {'<' if ok else '>='} alpha {settings.alpha:g}: {Verdict.of(ok)}"
     )
-    return RuleResult("superiority", _pass_fail(ok), True, detail, numbers)
+    return RuleResult(rule="superiority", verdict=Verdict.of(ok), blocking=True, detail=detail, numbers=numbers)
 
 
 def _accuracy_rule(acc: AccuracyComparison, settings: GateSettings, *, primary: bool) -> RuleResult:
@@ -1002,13 +999,19 @@ def _accuracy_rule(acc: AccuracyComparison, settings: GateSettings, *, primary: 
         f"chi2={acc.chi2:.3f} (p={_fmt_p(acc.p_chi2)}), exact two-sided p={_fmt_p(acc.p_exact)}"
     )
     if not primary:
-        return RuleResult("mcnemar", "reported", False, f"{head} (reported; not the primary criterion)", numbers)
+        return RuleResult(
+            rule="mcnemar",
+            verdict=Verdict.REPORTED,
+            blocking=False,
+            detail=f"{head} (reported; not the primary criterion)",
+            numbers=numbers,
+        )
     ok = acc.p_superiority < settings.alpha
     detail = (
         f"superiority: {head}; {acc.method} of H0: diff <= {acc.bound:g}: p={_fmt_p(acc.p_superiority)} "
-        f"{'<' if ok else '>='} alpha {settings.alpha:g}: {_pass_fail(ok)}"
+        f"{'<' if ok else '>='} alpha {settings.alpha:g}: {Verdict.of(ok)}"
     )
-    return RuleResult("superiority", _pass_fail(ok), True, detail, numbers)
+    return RuleResult(rule="superiority", verdict=Verdict.of(ok), blocking=True, detail=detail, numbers=numbers)
 
 
 def _auc_rule(
@@ -1034,14 +1037,14 @@ def _auc_rule(
             f"roc_auc: candidate {auc_cand:.4f} vs champion {auc_champ:.4f}, diff {diff:+.4f}; one-sided DeLong "
             f"test of H0: diff <= 0: {z_text}, p={_fmt_p(p)} (reported; not the primary criterion)"
         )
-        return RuleResult("roc_auc", "reported", False, detail, numbers)
+        return RuleResult(rule="roc_auc", verdict=Verdict.REPORTED, blocking=False, detail=detail, numbers=numbers)
     ok = p < settings.alpha
     detail = (
         f"superiority: AUC candidate {auc_cand:.4f} vs champion {auc_champ:.4f}, diff {diff:+.4f}; "
         f"one-sided DeLong test of H0: diff <= {bound:g}: {z_text}, p={_fmt_p(p)} "
-        f"{'<' if ok else '>='} alpha {settings.alpha:g}: {_pass_fail(ok)}"
+        f"{'<' if ok else '>='} alpha {settings.alpha:g}: {Verdict.of(ok)}"
     )
-    return RuleResult("superiority", _pass_fail(ok), True, detail, numbers)
+    return RuleResult(rule="superiority", verdict=Verdict.of(ok), blocking=True, detail=detail, numbers=numbers)
 
 
 def _slice_rule(results: Sequence[SliceResult], settings: GateSettings, first_model: bool) -> list[RuleResult]:
@@ -1056,9 +1059,11 @@ def _slice_rule(results: Sequence[SliceResult], settings: GateSettings, first_mo
                 "failed": sum(r.verdict == "fail" for r in judged),
                 "margin": settings.slice_margin,
             }
-            out.append(RuleResult("slices", _pass_fail(not failed), True, note, numbers))
+            out.append(
+                RuleResult(rule="slices", verdict=Verdict.of(not failed), blocking=True, detail=note, numbers=numbers)
+            )
         else:
-            out.append(RuleResult("slices", "reported", False, note, {}))
+            out.append(RuleResult(rule="slices", verdict=Verdict.REPORTED, blocking=False, detail=note, numbers={}))
     return out
 
 
@@ -1069,11 +1074,20 @@ def _backtest(
 
     def skipped(n: int, period: str, why: str) -> tuple[BacktestResult, RuleResult]:
         result = BacktestResult(n, period, None, None, None, None, None, None, None, margin, "skipped", blocking, why)
-        return result, RuleResult("backtest", "skipped", blocking, f"back-test on older data: skipped: {why}", {})
+        return result, RuleResult(
+            rule="backtest",
+            verdict=Verdict.SKIPPED,
+            blocking=blocking,
+            detail=f"back-test on older data: skipped: {why}",
+            numbers={},
+        )
 
     if data is None:
         return None, RuleResult(
-            "backtest", "skipped", blocking, "back-test on older data: not run (no older data given)"
+            rule="backtest",
+            verdict=Verdict.SKIPPED,
+            blocking=blocking,
+            detail="back-test on older data: not run (no older data given)",
         )
     if data.y_true is None:
         return skipped(0, data.period, data.note)
@@ -1100,14 +1114,14 @@ def _backtest(
     ok = p < settings.alpha
     result = BacktestResult(
         int(labels.size), data.period, auc_cand, auc_champ, diff, diff - half, diff + half, z, p, margin,
-        _pass_fail(ok), blocking, data.note,
+        Verdict.of(ok), blocking, data.note,
     )  # fmt: skip
     z_text = f"z={z:.3f}" if z is not None else "zero variance"
     detail = (
         f"back-test on {labels.size} older rows ({data.period}; {data.note}): AUC candidate {auc_cand:.4f} vs "
         f"champion {auc_champ:.4f}, diff {diff:+.4f} [{diff - half:+.4f}, {diff + half:+.4f}]; one-sided DeLong "
         f"non-inferiority test of H0: diff <= -{margin:g} (gate.backtest_margin): {z_text}, p={_fmt_p(p)} "
-        f"{'<' if ok else '>='} alpha {settings.alpha:g}: {_pass_fail(ok)}{'' if blocking else ' (advisory)'}"
+        f"{'<' if ok else '>='} alpha {settings.alpha:g}: {Verdict.of(ok)}{'' if blocking else ' (advisory)'}"
     )
     numbers: dict[str, Number] = {
         "n_rows": int(labels.size),
@@ -1120,7 +1134,9 @@ def _backtest(
         "p": p,
         "margin": margin,
     }
-    return result, RuleResult("backtest", _pass_fail(ok), blocking, detail, numbers)
+    return result, RuleResult(
+        rule="backtest", verdict=Verdict.of(ok), blocking=blocking, detail=detail, numbers=numbers
+    )
 
 
 def _stress(
@@ -1134,7 +1150,12 @@ def _stress(
     import numpy as np
 
     if not scenarios:
-        return [], RuleResult("stress", "skipped", blocking, "sandbox stress test: skipped (no scenarios)")
+        return [], RuleResult(
+            rule="stress",
+            verdict=Verdict.SKIPPED,
+            blocking=blocking,
+            detail="sandbox stress test: skipped (no scenarios)",
+        )
     ones = np.ones(labels.size)
     cand_base = _weighted_auc(labels, candidate, ones)
     champ_base = None if champion is None else _weighted_auc(labels, champion, ones)
@@ -1156,7 +1177,7 @@ def _stress(
             continue
         champ_shifted = _weighted_auc(labels, champion, weights)
         extra = max(cand_base - cand_shifted, 0.0) - max(champ_base - champ_shifted, 0.0)
-        verdict = "too_small" if ess < settings.min_slice_rows else _pass_fail(extra <= settings.stress_margin)
+        verdict = "too_small" if ess < settings.min_slice_rows else Verdict.of(extra <= settings.stress_margin)
         results.append(
             StressResult(
                 scenario.name, scenario.feature, ess, cand_base, cand_shifted, champ_base, champ_shifted, extra, verdict
@@ -1172,7 +1193,9 @@ def _stress(
             f"{worst.candidate_shifted:.4f} "
             "(reported; no champion to compare with)"
         )
-        return results, RuleResult("stress", "reported", False, detail, {"scenarios": len(results)})
+        return results, RuleResult(
+            rule="stress", verdict=Verdict.REPORTED, blocking=False, detail=detail, numbers={"scenarios": len(results)}
+        )
     failed = [r for r in results if r.verdict == "fail"]
     small = [r for r in results if r.verdict == "too_small"]
     ok = not failed
@@ -1187,7 +1210,7 @@ def _stress(
     )
     listed = "; ".join(f"{r.scenario} extra loss {r.extra_loss:+.4f}" for r in failed)
     small_text = f"; {len(small)} with fewer than {settings.min_slice_rows} effective rows not judged" if small else ""
-    detail = f"{head}: {_pass_fail(ok)}{': ' + listed if failed else ''} ({worst_text}){small_text}"
+    detail = f"{head}: {Verdict.of(ok)}{': ' + listed if failed else ''} ({worst_text}){small_text}"
     if not blocking:
         detail += " (advisory)"
     numbers: dict[str, Number] = {
@@ -1197,14 +1220,19 @@ def _stress(
         "worst_extra_loss": worst.extra_loss,
         "margin": settings.stress_margin,
     }
-    return results, RuleResult("stress", _pass_fail(ok), blocking, detail, numbers)
+    return results, RuleResult(rule="stress", verdict=Verdict.of(ok), blocking=blocking, detail=detail, numbers=numbers)
 
 
 def _inference(
     candidate: InferenceCost | None, champion: InferenceCost | None, settings: GateSettings, blocking: bool
 ) -> tuple[InferenceResult | None, RuleResult]:
     if candidate is None:
-        return None, RuleResult("inference", "skipped", blocking, "inference budget: skipped (not measured)")
+        return None, RuleResult(
+            rule="inference",
+            verdict=Verdict.SKIPPED,
+            blocking=blocking,
+            detail="inference budget: skipped (not measured)",
+        )
     cand_ms = candidate.budget_ms_per_10k
     measure = "CPU" if candidate.cpu_ms_per_10k is not None else "wall"
     if champion is None:
@@ -1215,7 +1243,9 @@ def _inference(
             "(reported; no champion to compare with)"
         )
         numbers: dict[str, Number] = {"candidate_ms_per_10k": cand_ms, "candidate_bytes": candidate.model_bytes}
-        return result, RuleResult("inference", "reported", False, detail, numbers)
+        return result, RuleResult(
+            rule="inference", verdict=Verdict.REPORTED, blocking=False, detail=detail, numbers=numbers
+        )
     champ_ms = champion.budget_ms_per_10k
     latency_ratio = cand_ms / max(champ_ms, 1e-9)
     size_ratio = candidate.model_bytes / max(champion.model_bytes, 1)
@@ -1233,17 +1263,17 @@ def _inference(
         champion.model_bytes,
         size_ratio,
         size_budget,
-        _pass_fail(ok),
+        Verdict.of(ok),
     )
     detail = (
         f"inference budget: {measure} ms to score 10k rows {cand_ms:.1f} vs champion {champ_ms:.1f} "
         f"(x{latency_ratio:.2f}; wall {candidate.latency_ms_per_10k:.1f} vs {champion.latency_ms_per_10k:.1f}; "
         f"budget {latency_budget:.1f} ms = max(gate.max_latency_ratio={settings.max_latency_ratio:g} x champion, "
-        f"gate.latency_allowance_ms={settings.latency_allowance_ms:g})): {_pass_fail(latency_ok)}; model size "
+        f"gate.latency_allowance_ms={settings.latency_allowance_ms:g})): {Verdict.of(latency_ok)}; model size "
         f"{candidate.model_bytes} vs {champion.model_bytes} bytes (x{size_ratio:.2f}; budget {size_budget:.0f} = "
         f"max(gate.max_size_ratio={settings.max_size_ratio:g} x champion, gate.size_allowance_bytes="
-        f"{settings.size_allowance_bytes})): {_pass_fail(size_ok)}; trees {candidate.n_trees} vs {champion.n_trees}: "
-        f"{_pass_fail(ok)}{'' if blocking else ' (advisory)'}"
+        f"{settings.size_allowance_bytes})): {Verdict.of(size_ok)}; trees {candidate.n_trees} vs {champion.n_trees}: "
+        f"{Verdict.of(ok)}{'' if blocking else ' (advisory)'}"
     )
     numbers = {
         "candidate_ms_per_10k": cand_ms,
@@ -1257,7 +1287,9 @@ def _inference(
         "size_ratio": size_ratio,
         "size_budget_bytes": size_budget,
     }
-    return result, RuleResult("inference", _pass_fail(ok), blocking, detail, numbers)
+    return result, RuleResult(
+        rule="inference", verdict=Verdict.of(ok), blocking=blocking, detail=detail, numbers=numbers
+    )
 
 
 def evaluate_gate(
@@ -1300,12 +1332,12 @@ def evaluate_gate(
     positives = int(labels.sum())
     rules = [
         RuleResult(
-            "inputs",
-            "pass",
-            True,
-            f"inputs: {n_rows} paired holdout rows ({positives} positive, {n_rows - positives} negative) "
+            rule="inputs",
+            verdict=Verdict.PASS,
+            blocking=True,
+            detail=f"inputs: {n_rows} paired holdout rows ({positives} positive, {n_rows - positives} negative) "
             f">= gate.min_rows={settings.min_rows}: ok",
-            {"n_rows": n_rows, "positives": positives},
+            numbers={"n_rows": n_rows, "positives": positives},
         )
     ]
     slice_results = _judge_slices(labels, candidate, champion, slices, settings)
@@ -1320,12 +1352,12 @@ def evaluate_gate(
         auc_ok = auc >= settings.floor_roc_auc
         rules.append(
             RuleResult(
-                "floor",
-                _pass_fail(auc_ok),
-                True,
-                f"first model (no champion): candidate AUC {auc:.4f} "
-                f"{'>=' if auc_ok else '<'} floor gate.floor_roc_auc={settings.floor_roc_auc:g}: {_pass_fail(auc_ok)}",
-                {"candidate_auc": auc, "floor": settings.floor_roc_auc},
+                rule="floor",
+                verdict=Verdict.of(auc_ok),
+                blocking=True,
+                detail=f"first model (no champion): candidate AUC {auc:.4f} "
+                f"{'>=' if auc_ok else '<'} floor gate.floor_roc_auc={settings.floor_roc_auc:g}: {Verdict.of(auc_ok)}",
+                numbers={"candidate_auc": auc, "floor": settings.floor_roc_auc},
             )
         )
         primary_floor, primary_value = _primary_floor(labels, candidate, settings)
@@ -1335,17 +1367,22 @@ def evaluate_gate(
         if cost is not None:
             rules.append(
                 RuleResult(
-                    "cost",
-                    "reported",
-                    False,
-                    f"expected cost per row at threshold {cost.threshold:g}: {cost.candidate_cost:.4f} "
+                    rule="cost",
+                    verdict=Verdict.REPORTED,
+                    blocking=False,
+                    detail=f"expected cost per row at threshold {cost.threshold:g}: {cost.candidate_cost:.4f} "
                     f"(constant decision '{cost.baseline}': {cost.baseline_cost:.4f}) (reported)",
-                    {"candidate_cost": cost.candidate_cost, "baseline_cost": cost.baseline_cost},
+                    numbers={"candidate_cost": cost.candidate_cost, "baseline_cost": cost.baseline_cost},
                 )
             )
         rules += _slice_rule(slice_results, settings, first_model=True)
         rules += [
-            RuleResult("backtest", "skipped", False, "back-test on older data: not applicable to a first model"),
+            RuleResult(
+                rule="backtest",
+                verdict=Verdict.SKIPPED,
+                blocking=False,
+                detail="back-test on older data: not applicable to a first model",
+            ),
             stress_rule,
             inference_rule,
         ]
@@ -1417,14 +1454,14 @@ def evaluate_gate(
     stratified = " (stratified by class)" if primary == "roc_auc" else ""
     rules.append(
         RuleResult(
-            "bootstrap",
-            "reported",
-            False,
-            f"bootstrap: {settings.n_bootstrap} paired resamples{stratified}, two-sided {100 * confidence:g}% "
+            rule="bootstrap",
+            verdict=Verdict.REPORTED,
+            blocking=False,
+            detail=f"bootstrap: {settings.n_bootstrap} paired resamples{stratified}, two-sided {100 * confidence:g}% "
             f"percentile interval of the {primary} improvement [{_num(ci_low)}, {_num(ci_high)}]; "
             f"its lower end is the one-sided {100 * (1 - settings.alpha):g}% lower "
             "bound (reported; the test above decides)",
-            {"ci_low": ci_low, "ci_high": ci_high, "n_bootstrap": settings.n_bootstrap},
+            numbers={"ci_low": ci_low, "ci_high": ci_high, "n_bootstrap": settings.n_bootstrap},
         )
     )
     rules += secondary
@@ -1476,7 +1513,7 @@ def _decision(
     inference: InferenceResult | None = None,
 ) -> GateDecision:
     verdicts = ", ".join(f"{r.rule} {r.verdict}" for r in rules if r.blocking and r.rule != "inputs")
-    summary = f"gate: {_pass_fail(passed)} ({verdicts})"
+    summary = f"gate: {Verdict.of(passed)} ({verdicts})"
     return GateDecision(
         passed=passed,
         metric=settings.metric,

@@ -19,6 +19,7 @@ from typing import Any
 
 from tasks.core.settings import PolicySettings
 from tasks.core.timeutil import utc
+from tasks.core.verdicts import RuleResult, Verdict
 
 
 class Action(StrEnum):
@@ -211,13 +212,6 @@ def state_for_batch(
 
 
 @dataclass(frozen=True)
-class RuleResult:
-    rule: str
-    outcome: str  # "pass" | "fail" | "skip"
-    detail: str
-
-
-@dataclass(frozen=True)
 class PolicyDecision:
     action: Action
     reasons: tuple[str, ...]
@@ -328,19 +322,19 @@ def decide(evidence: PolicyEvidence, state: PolicyState, settings: PolicySetting
     # 1. Bad data never trains a model.
     if not evidence.quality_passed:
         failures = ", ".join(evidence.quality_failures) or "unspecified"
-        rules.append(RuleResult("data_quality", "fail", failures))
+        rules.append(RuleResult(rule="data_quality", verdict=Verdict.FAIL, detail=failures))
         reasons.append(f"data quality failed ({failures}): retraining on this batch is blocked")
         return finish(Action.BLOCK, False, False, 0.0, evidence.rows)
-    rules.append(RuleResult("data_quality", "pass", "all checks passed"))
+    rules.append(RuleResult(rule="data_quality", verdict=Verdict.PASS, detail="all checks passed"))
 
     # 2. Drift and performance evidence.
     drifted = bool(evidence.drifted_features) or evidence.multivariate_drift
     broad = evidence.drift_share >= settings.drift_feature_share
     rules.append(
         RuleResult(
-            "drift",
-            "fail" if drifted else "pass",
-            f"{len(evidence.drifted_features)} drifted feature(s) {list(evidence.drifted_features)}, "
+            rule="drift",
+            verdict=Verdict.FAIL if drifted else Verdict.PASS,
+            detail=f"{len(evidence.drifted_features)} drifted feature(s) {list(evidence.drifted_features)}, "
             f"share {evidence.drift_share:.2f} (broad at >= {settings.drift_feature_share:.2f}); "
             f"joint (PCA) drift {evidence.multivariate_drift}",
         )
@@ -356,25 +350,33 @@ def decide(evidence: PolicyEvidence, state: PolicyState, settings: PolicySetting
         f"estimated drop {_fmt(evidence.estimated_drop)}, realized drop {_fmt(evidence.realized_drop)}, "
         f"estimate alert {evidence.estimate_alert}; threshold {settings.performance_drop:.3f}"
     )
-    rules.append(RuleResult("performance", "fail" if overall_degraded else "pass", perf_detail))
+    rules.append(
+        RuleResult(rule="performance", verdict=Verdict.FAIL if overall_degraded else Verdict.PASS, detail=perf_detail)
+    )
 
     # Concept drift: an alarm of this batch's labelled rows, or one raised by late labels since the last decision.
     concept = _merge_concept(evidence.concept_drift, state.pending_concept_drift)
     if settings.concept_drift.method == "off" or concept is None:
         why = "detector off" if settings.concept_drift.method == "off" else "no labelled rows reached the detector"
-        rules.append(RuleResult("concept_drift", "skip", why))
+        rules.append(RuleResult(rule="concept_drift", verdict=Verdict.SKIPPED, detail=why))
     else:
         concept_detected = concept.detected
-        rules.append(RuleResult("concept_drift", "fail" if concept.detected else "pass", concept.detail))
+        rules.append(
+            RuleResult(
+                rule="concept_drift", verdict=Verdict.FAIL if concept.detected else Verdict.PASS, detail=concept.detail
+            )
+        )
     concept_degrades = concept_detected and settings.concept_drift.action == "retrain"
 
     # Slices: each judged against its own reference, with a sampling-error guard.
     if settings.slice_action == "off" or not evidence.slices:
         why = "slice evaluation off" if settings.slice_action == "off" else "the contract names no slice columns"
-        rules.append(RuleResult("slices", "skip", why))
+        rules.append(RuleResult(rule="slices", verdict=Verdict.SKIPPED, detail=why))
     else:
         bad_slices, slice_detail = degraded_slices(evidence.slices, settings)
-        rules.append(RuleResult("slices", "fail" if bad_slices else "pass", slice_detail))
+        rules.append(
+            RuleResult(rule="slices", verdict=Verdict.FAIL if bad_slices else Verdict.PASS, detail=slice_detail)
+        )
         for item in bad_slices:
             slice_drop = max(d for d in (item.estimated_drop, item.realized_drop) if d is not None)
             if slice_drop * item.rows > impact_drop * impact_rows:
@@ -414,9 +416,9 @@ def decide(evidence: PolicyEvidence, state: PolicyState, settings: PolicySetting
     if not evidence.serving:
         rules.append(
             RuleResult(
-                "serving",
-                "fail",
-                f"judged for {evidence.model_version}; production is now {evidence.serving_version}",
+                rule="serving",
+                verdict=Verdict.FAIL,
+                detail=f"judged for {evidence.model_version}; production is now {evidence.serving_version}",
             )
         )
         reasons.append(
@@ -428,33 +430,65 @@ def decide(evidence: PolicyEvidence, state: PolicyState, settings: PolicySetting
     # 4. Guards against retraining storms.
     streak = state.consecutive_degraded + 1
     if streak < settings.persistence:
-        rules.append(RuleResult("persistence", "fail", f"{streak} of {settings.persistence} consecutive batches"))
+        rules.append(
+            RuleResult(
+                rule="persistence",
+                verdict=Verdict.FAIL,
+                detail=f"{streak} of {settings.persistence} consecutive batches",
+            )
+        )
         reasons.append(f"degradation seen in {streak} of {settings.persistence} required consecutive batches")
         return finish(Action.ALERT, degraded, drifted, impact_drop, impact_rows)
-    rules.append(RuleResult("persistence", "pass", f"{streak} of {settings.persistence} consecutive batches"))
+    rules.append(
+        RuleResult(
+            rule="persistence", verdict=Verdict.PASS, detail=f"{streak} of {settings.persistence} consecutive batches"
+        )
+    )
 
     if state.last_retrain_at is not None and settings.cooldown_hours > 0:
         ready_at = state.last_retrain_at + timedelta(hours=settings.cooldown_hours)
         if now < ready_at:
-            rules.append(RuleResult("cooldown", "fail", f"last retrain {state.last_retrain_at.isoformat()}"))
+            rules.append(
+                RuleResult(
+                    rule="cooldown", verdict=Verdict.FAIL, detail=f"last retrain {state.last_retrain_at.isoformat()}"
+                )
+            )
             reasons.append(f"cooldown: next retrain allowed after {ready_at.isoformat()}")
             return finish(Action.ALERT, degraded, drifted, impact_drop, impact_rows)
-    rules.append(RuleResult("cooldown", "pass", f"cooldown {settings.cooldown_hours} h"))
+    rules.append(RuleResult(rule="cooldown", verdict=Verdict.PASS, detail=f"cooldown {settings.cooldown_hours} h"))
 
     if state.retrains_last_24h >= settings.max_retrains_per_day:
         rules.append(
-            RuleResult("budget", "fail", f"{state.retrains_last_24h} of {settings.max_retrains_per_day} per day")
+            RuleResult(
+                rule="budget",
+                verdict=Verdict.FAIL,
+                detail=f"{state.retrains_last_24h} of {settings.max_retrains_per_day} per day",
+            )
         )
         reasons.append("retraining budget for the last 24 h is spent")
         return finish(Action.ALERT, degraded, drifted, impact_drop, impact_rows)
-    rules.append(RuleResult("budget", "pass", f"{state.retrains_last_24h} of {settings.max_retrains_per_day} per day"))
+    rules.append(
+        RuleResult(
+            rule="budget",
+            verdict=Verdict.PASS,
+            detail=f"{state.retrains_last_24h} of {settings.max_retrains_per_day} per day",
+        )
+    )
 
     new_rows = state.labelled_rows_since_retrain + evidence.labelled_rows
     if new_rows < settings.min_new_rows:
-        rules.append(RuleResult("min_new_rows", "fail", f"{new_rows} labelled rows < {settings.min_new_rows}"))
+        rules.append(
+            RuleResult(
+                rule="min_new_rows", verdict=Verdict.FAIL, detail=f"{new_rows} labelled rows < {settings.min_new_rows}"
+            )
+        )
         reasons.append(f"only {new_rows} labelled rows since the last retrain (need {settings.min_new_rows})")
         return finish(Action.ALERT, degraded, drifted, impact_drop, impact_rows)
-    rules.append(RuleResult("min_new_rows", "pass", f"{new_rows} labelled rows >= {settings.min_new_rows}"))
+    rules.append(
+        RuleResult(
+            rule="min_new_rows", verdict=Verdict.PASS, detail=f"{new_rows} labelled rows >= {settings.min_new_rows}"
+        )
+    )
 
     reasons.append("all retraining guards passed")
     return finish(Action.RETRAIN, degraded, drifted, impact_drop, impact_rows)

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from tasks.core.errors import ConfigError
 from tasks.core.settings import PolicySettings
+from tasks.core.verdicts import Verdict
 from tasks.policy.decide import Action, PastDecision, PolicyEvidence, decide, policy_clock, state_for_batch
 
 
@@ -115,7 +116,7 @@ def replay(batches: Sequence[ReplayBatch], settings: PolicySettings) -> ReplayRe
                 degraded=decision.degraded,
                 truly_degraded=batch.truly_degraded,
                 priority_class=decision.priority_class,
-                failing_rules=tuple(r.rule for r in decision.rules if r.outcome == "fail"),
+                failing_rules=tuple(r.rule for r in decision.rules if r.verdict == Verdict.FAIL),
                 reason=decision.reasons[-1] if decision.reasons else "",
                 trigger=batch.evidence.trigger,
                 position=batch.position if batch.position is not None else len(seen) - 1,

@@ -44,7 +44,7 @@ def monitor_markdown(
         "",
         "| rule | outcome | detail |",
         "|---|---|---|",
-        *[f"| {r.rule} | {r.outcome} | {r.detail} |" for r in decision.rules],
+        *[f"| {r.rule} | {r.verdict} | {r.detail} |" for r in decision.rules],
         "",
         "## Performance",
         "| signal | value | band / threshold | reference |",

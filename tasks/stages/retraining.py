@@ -519,7 +519,7 @@ def _rules_table(gate: GateDecision) -> pl.DataFrame:
     return pl.DataFrame(
         {
             "rule": [r.rule for r in gate.rules],
-            "verdict": [r.verdict for r in gate.rules],
+            "verdict": [str(r.verdict) for r in gate.rules],
             "blocking": [r.blocking for r in gate.rules],
             "detail": [r.detail for r in gate.rules],
         }

@@ -57,7 +57,7 @@ def test_monitoring_records_what_the_policy_and_the_chart_need(shadow: dict[str,
     try:
         decisions = ws.store.decisions(ws.model, kind="policy")
         drifted = decisions[2]["payload"]
-        rules = {r["rule"]: r["outcome"] for r in drifted["rules"]}
+        rules = {r["rule"]: r["verdict"] for r in drifted["rules"]}
         assert rules["concept_drift"] in {"pass", "fail"} and rules["slices"] in {"pass", "fail"}
         assert drifted["evidence"]["slices"] and "state_json" not in drifted["evidence"]["concept_drift"]
         concept = [s for s in ws.store.signals(ws.model, kind="drift") if s["name"] == "concept_drift"]

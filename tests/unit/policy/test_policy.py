@@ -187,9 +187,9 @@ def test_policy_rules(name: str, ev: dict, state: dict, cfg: dict, expected: Act
     assert decision.action == expected, decision.reasons
     assert decision.reasons
     if failing is not None:
-        assert any(r.rule == failing and r.outcome == "fail" for r in decision.rules)
+        assert any(r.rule == failing and r.verdict == "fail" for r in decision.rules)
     if expected == Action.RETRAIN:
-        assert all(r.outcome != "fail" for r in decision.rules if r.rule not in EVIDENCE_RULES)
+        assert all(r.verdict != "fail" for r in decision.rules if r.rule not in EVIDENCE_RULES)
 
 
 def test_decision_is_reproducible_and_serialisable() -> None:
@@ -225,8 +225,8 @@ def test_priority_grows_with_impact_and_traffic() -> None:
 def test_skipped_rules_say_why() -> None:
     decision = decide(evidence(), PolicyState(), PolicySettings(), NOW)
     concept, slices = decision.rule("concept_drift"), decision.rule("slices")
-    assert concept is not None and concept.outcome == "skip" and "no labelled rows" in concept.detail
-    assert slices is not None and slices.outcome == "skip" and "no slice columns" in slices.detail
+    assert concept is not None and concept.verdict == "skipped" and "no labelled rows" in concept.detail
+    assert slices is not None and slices.verdict == "skipped" and "no slice columns" in slices.detail
 
 
 def test_decision_names_the_degraded_slices_and_the_window() -> None:
@@ -347,7 +347,7 @@ def test_late_labels_count_towards_new_rows_and_a_retired_model_cannot_retrain()
         model_version="v0", serving_version="v1", trigger="labels",
     )  # fmt: skip
     decision = decide(retired, state, PolicySettings(persistence=1), at)
-    assert decision.action == Action.ALERT and decision.rule("serving").outcome == "fail"  # type: ignore[union-attr]
+    assert decision.action == Action.ALERT and decision.rule("serving").verdict == "fail"  # type: ignore[union-attr]
     assert "no longer serves" in decision.reasons[-1]
     # A streak stops at a batch judged for another version.
     other = [PastDecision(at, True, None, 10, "a", "v0"), PastDecision(at, True, None, 10, "b", "v1")]
