@@ -270,16 +270,23 @@ def _canonical_target(frame: pl.DataFrame, contract: ModelContract, source: str)
     import polars as pl
 
     target = frame.get_column(contract.target)
-    if target.dtype == pl.Boolean:
-        return frame.with_columns(pl.col(contract.target).cast(pl.Int8))
-    if not target.dtype.is_numeric():
-        raise DtypeError(f"expected a 0/1 label, found {target.dtype}", source=source, column=contract.target)
-    values = set(target.drop_nulls().unique().to_list())
-    if not values <= {0, 1}:
+    if not is_binary_label(target):
+        if not target.dtype.is_numeric():
+            raise DtypeError(f"expected a 0/1 label, found {target.dtype}", source=source, column=contract.target)
+        values = set(target.drop_nulls().unique().to_list())
         raise DtypeError(
             f"binary labels must be 0/1, found {sorted(values - {0, 1})[:5]}", source=source, column=contract.target
         )
     return frame.with_columns(pl.col(contract.target).cast(pl.Int8))
+
+
+def is_binary_label(labels: pl.Series) -> bool:
+    """The one binary-label check: booleans, or numbers that are all 0 or 1 (nulls aside)."""
+    import polars as pl
+
+    if labels.dtype == pl.Boolean:
+        return True
+    return labels.dtype.is_numeric() and set(labels.drop_nulls().unique().to_list()) <= {0, 1}
 
 
 _OPTION_FIX = {
@@ -379,7 +386,6 @@ def _check_timestamp(stamps: pl.Series, source: str, fix: str) -> None:
 
 def _check_target(labels: pl.Series, source: str, fix: str) -> None:
     """The reference's labels, read as :func:`_canonical_target` reads them: boolean, or numbers 0 and 1."""
-    import polars as pl
 
     column = labels.name
     present = labels.drop_nulls()
@@ -395,7 +401,7 @@ def _check_target(labels: pl.Series, source: str, fix: str) -> None:
             source=source,
             column=column,
         )
-    if not (labels.dtype == pl.Boolean or (labels.dtype.is_numeric() and set(values) <= {0, 1})):
+    if not is_binary_label(labels):
         raise DtypeError(
             f"target values {shown} ({labels.dtype}) are not 0/1 or true/false: recode them as 1 for the positive "
             f"class and 0 for the other, or {fix}",
