@@ -43,3 +43,13 @@ def time_span(frame: pl.DataFrame, column: str | None) -> tuple[datetime | None,
         return None, None
     start, end = stamps.min(), stamps.max()
     return (utc(start) if isinstance(start, datetime) else None, utc(end) if isinstance(end, datetime) else None)
+
+
+def utc_column(column: str, dtype: pl.DataType) -> pl.Expr:
+    """A datetime column as UTC (naive means UTC, a zoned one is converted), to compare with :func:`utc` bounds."""
+    import polars as pl
+
+    expr = pl.col(column)
+    if isinstance(dtype, pl.Datetime):
+        return expr.dt.replace_time_zone("UTC") if dtype.time_zone is None else expr.dt.convert_time_zone("UTC")
+    return expr

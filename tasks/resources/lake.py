@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tasks.core.errors import TrainingError
+from tasks.core.timeutil import utc, utc_column
 
 if TYPE_CHECKING:
     import polars as pl
@@ -65,10 +66,12 @@ class BatchLake:
             raise TrainingError(f"no monitored batches in {self.root}; run `driftgate monitor` first")
         frame = pl.concat([pl.read_parquet(p) for p in paths], how="diagonal_relaxed")
         ts = contract.timestamp
-        if ts and start is not None:
-            frame = frame.filter(pl.col(ts) >= start)
-        if ts and end is not None:
-            frame = frame.filter(pl.col(ts) <= end)
+        if ts and ts in frame.columns and (start is not None or end is not None):
+            stamp = utc_column(ts, frame.schema[ts])
+            if start is not None:
+                frame = frame.filter(stamp >= utc(start))
+            if end is not None:
+                frame = frame.filter(stamp <= utc(end))
         if labelled_only:
             if contract.target not in frame.columns:
                 raise TrainingError(f"no labels have arrived for the batches in {self.root}")

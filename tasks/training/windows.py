@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from tasks.core.errors import TrainingError
 from tasks.core.settings import TrainingSettings
+from tasks.core.timeutil import utc, utc_column
 from tasks.data.contract import ModelContract, validate_batch
 from tasks.training.train import WEIGHT_COLUMN, time_ordered_split
 
@@ -224,16 +225,17 @@ def older_rows(
         return OlderRows(pool.head(0), 0, pool.height, None, "the contract has no timestamp, so no row is known older")
     if before is None:
         return OlderRows(pool.head(0), 0, pool.height, None, "the candidate's training window has no start time")
-    rows = _labelled(pool, contract, "back-test pool").filter(pl.col(contract.timestamp) < before)
+    stamp = utc_column(contract.timestamp, pool.schema[contract.timestamp])
+    rows = _labelled(pool, contract, "back-test pool").filter(stamp < utc(before))
     older = rows.height
     for keys in trained_on:
         rows = without_rows(rows, keys, contract)
     for start, end in trained_between:
         inside = pl.lit(True)
         if start is not None:
-            inside = inside & (pl.col(contract.timestamp) >= start)
+            inside = inside & (stamp >= utc(start))
         if end is not None:
-            inside = inside & (pl.col(contract.timestamp) <= end)
+            inside = inside & (stamp <= utc(end))
         rows = rows.filter(~inside)
     available = rows.height
     note = f"{older - available} of {older} older rows left out as training rows of a compared model"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import polars as pl
 
@@ -52,3 +53,18 @@ def test_chunk_windows_and_batch_profiles_report_the_same_utc_span() -> None:
     result = profile_batch(profile, batch, CONTRACT, settings)
     assert (result.window_start, result.window_end) == time_span(batch, "ts")
     assert result.window_start is not None and result.window_start.tzinfo is UTC
+
+
+def test_stored_batches_are_windowed_by_utc_bounds_whatever_their_column_zone(tmp_path: Path) -> None:
+    """A retrain's window arrives UTC-aware; the batches it selects from may hold naive or zoned times."""
+    from tasks.resources.lake import BatchLake
+
+    naive = stream(72, seed=8).with_columns(pl.lit(1, dtype=pl.Int8).alias("y"))  # 20-minute steps from 2025-01-01
+    zoned = naive.with_columns(pl.col("ts").dt.replace_time_zone("UTC").dt.convert_time_zone("Europe/Berlin"))
+    start, end = datetime(2025, 1, 1, 4, tzinfo=UTC), datetime(2025, 1, 1, 13, 0, tzinfo=BERLIN_WINTER)
+    for name, frame in (("naive", naive), ("zoned", zoned)):
+        lake = BatchLake(tmp_path / name)
+        lake.save("day-1", frame)
+        window = lake.window(CONTRACT, start=start, end=end)
+        assert window.height == 25, name  # 04:00 to 12:00 UTC, both ends included
+        assert time_span(window, "ts") == (start, end.astimezone(UTC))
