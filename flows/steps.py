@@ -3,55 +3,61 @@ resources, and a move is an act). Flows call these; nothing else in the project 
 
 from __future__ import annotations
 
-from prefect import task
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.policy import replay
 from tasks.stages import arrivals, canary, drill, monitoring, promotion, retraining
 
-select_batches = task(name="select-batches", cache_policy=NO_CACHE, persist_result=False)(monitoring.select_batches)
-prepare_context = task(name="prepare-monitoring", cache_policy=NO_CACHE, persist_result=False)(
-    monitoring.prepare_context
-)
-read_labels = task(name="read-labels", cache_policy=NO_CACHE, persist_result=False)(monitoring.read_labels)
-refuse = task(name="refuse-batch", cache_policy=NO_CACHE, persist_result=False)(monitoring.refuse)
-attach_labels = task(name="attach-labels", cache_policy=NO_CACHE, persist_result=False)(arrivals.attach_labels)
-load_batch = task(name="load-batch", cache_policy=NO_CACHE, persist_result=False)(monitoring.load_batch)
-profile = task(name="profile-batch", cache_policy=NO_CACHE, persist_result=False)(monitoring.profile)
-estimate = task(name="estimate-performance", cache_policy=NO_CACHE, persist_result=False)(monitoring.estimate)
-judge = task(name="policy-decide", cache_policy=NO_CACHE, persist_result=False)(monitoring.judge)
-record_monitoring = task(name="record-monitoring", cache_policy=NO_CACHE, persist_result=False)(monitoring.record)
-announce = task(name="emit-events", cache_policy=NO_CACHE, persist_result=False)(monitoring.announce)
-report_monitoring = task(name="report-batch", cache_policy=NO_CACHE, persist_result=False)(monitoring.report)
+P = ParamSpec("P")
+R = TypeVar("R")
 
-record_duplicate = task(name="record-duplicate", cache_policy=NO_CACHE, persist_result=False)(
-    retraining.record_duplicate
-)
-claim_window = task(name="claim-window", cache_policy=NO_CACHE, persist_result=False)(retraining.claim)
-collect_window = task(name="collect-window", cache_policy=NO_CACHE, persist_result=False)(retraining.collect_window)
-split_holdout = task(name="split-holdout", cache_policy=NO_CACHE, persist_result=False)(retraining.split_holdout)
-train = task(name="train-candidate", cache_policy=NO_CACHE, persist_result=False)(retraining.train)
-evaluate = task(name="gate-candidate", cache_policy=NO_CACHE, persist_result=False)(retraining.evaluate)
-register = task(name="register-candidate", cache_policy=NO_CACHE, persist_result=False)(retraining.register)
-record_retrain = task(name="record-retrain", cache_policy=NO_CACHE, persist_result=False)(retraining.record)
-promote = task(name="move-aliases", cache_policy=NO_CACHE, persist_result=False)(promotion.promote)
-rollback = task(name="rollback-alias", cache_policy=NO_CACHE, persist_result=False)(promotion.rollback)
-read_reference = task(name="load-reference", cache_policy=NO_CACHE, persist_result=False)(retraining.read_reference)
-keep_reference = task(name="keep-reference", cache_policy=NO_CACHE, persist_result=False)(retraining.keep_reference)
 
-check_candidate = task(name="check-candidate", cache_policy=NO_CACHE, persist_result=False)(promotion.check_candidate)
-stage = task(name="stage", cache_policy=NO_CACHE, persist_result=False)(promotion.stage)
-record_approval = task(name="record-approval", cache_policy=NO_CACHE, persist_result=False)(promotion.record_approval)
-reject = task(name="reject-promotion", cache_policy=NO_CACHE, persist_result=False)(promotion.reject)
-start_canary = task(name="start-canary", cache_policy=NO_CACHE, persist_result=False)(promotion.start_canary)
-decide_canary = task(name="decide-canary", cache_policy=NO_CACHE, persist_result=False)(promotion.decide_canary)
-track_moves = task(name="track-alias-moves", cache_policy=NO_CACHE, persist_result=False)(promotion.track_moves)
-watch_window = task(name="watch-window", cache_policy=NO_CACHE, persist_result=False)(promotion.watch)
+def _step(name: str, fn: Callable[P, R]) -> Task[P, R]:
+    """A stage function as a Prefect task; never cached: inputs are frames and resources, and a move is an act."""
+    return task(name=name, cache_policy=NO_CACHE, persist_result=False)(fn)
 
-score_file = task(name="score-batch", cache_policy=NO_CACHE, persist_result=False)(canary.score_file)
-attach_prediction_labels = task(name="attach-prediction-labels", cache_policy=NO_CACHE, persist_result=False)(
-    canary.attach_labels
-)
 
-run_drill = task(name="rollback-drill", cache_policy=NO_CACHE, persist_result=False)(drill.run_drill)
-replay_policy = task(name="replay-policy", cache_policy=NO_CACHE, persist_result=False)(replay.replay)
+select_batches = _step("select-batches", monitoring.select_batches)
+prepare_context = _step("prepare-monitoring", monitoring.prepare_context)
+read_labels = _step("read-labels", monitoring.read_labels)
+refuse = _step("refuse-batch", monitoring.refuse)
+attach_labels = _step("attach-labels", arrivals.attach_labels)
+load_batch = _step("load-batch", monitoring.load_batch)
+profile = _step("profile-batch", monitoring.profile)
+estimate = _step("estimate-performance", monitoring.estimate)
+judge = _step("policy-decide", monitoring.judge)
+record_monitoring = _step("record-monitoring", monitoring.record)
+announce = _step("emit-events", monitoring.announce)
+report_monitoring = _step("report-batch", monitoring.report)
+
+record_duplicate = _step("record-duplicate", retraining.record_duplicate)
+claim_window = _step("claim-window", retraining.claim)
+collect_window = _step("collect-window", retraining.collect_window)
+split_holdout = _step("split-holdout", retraining.split_holdout)
+train = _step("train-candidate", retraining.train)
+evaluate = _step("gate-candidate", retraining.evaluate)
+register = _step("register-candidate", retraining.register)
+record_retrain = _step("record-retrain", retraining.record)
+promote = _step("move-aliases", promotion.promote)
+rollback = _step("rollback-alias", promotion.rollback)
+read_reference = _step("load-reference", retraining.read_reference)
+keep_reference = _step("keep-reference", retraining.keep_reference)
+
+check_candidate = _step("check-candidate", promotion.check_candidate)
+stage = _step("stage", promotion.stage)
+record_approval = _step("record-approval", promotion.record_approval)
+reject = _step("reject-promotion", promotion.reject)
+start_canary = _step("start-canary", promotion.start_canary)
+decide_canary = _step("decide-canary", promotion.decide_canary)
+track_moves = _step("track-alias-moves", promotion.track_moves)
+watch_window = _step("watch-window", promotion.watch)
+
+score_file = _step("score-batch", canary.score_file)
+attach_prediction_labels = _step("attach-prediction-labels", canary.attach_labels)
+
+run_drill = _step("rollback-drill", drill.run_drill)
+replay_policy = _step("replay-policy", replay.replay)

@@ -31,3 +31,8 @@ class RuleResult:
     detail: str
     blocking: bool = True
     numbers: dict[str, Number] = field(default_factory=dict)
+
+    @classmethod
+    def reported(cls, rule: str, detail: str, numbers: dict[str, Number] | None = None) -> RuleResult:
+        """A figure computed and shown that decides nothing (not the primary criterion, or not applicable)."""
+        return cls(rule=rule, verdict=Verdict.REPORTED, detail=detail, blocking=False, numbers=numbers or {})

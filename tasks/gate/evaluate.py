@@ -962,13 +962,7 @@ def _cost_rule(cost: CostComparison, settings: GateSettings, *, primary: bool) -
         f"{cost.champion_cost:.4f}, saving {cost.saving:+.4f} [{cost.ci_low:+.4f}, {cost.ci_high:+.4f}]"
     )
     if not primary:
-        return RuleResult(
-            rule="cost",
-            verdict=Verdict.REPORTED,
-            blocking=False,
-            detail=f"{head} (reported; not the primary criterion)",
-            numbers=numbers,
-        )
+        return RuleResult.reported("cost", f"{head} (reported; not the primary criterion)", numbers)
     ok = (cost.p_superiority or 1.0) < settings.alpha
     z_text = f"z={cost.z:.3f}" if cost.z is not None else "zero variance"
     detail = (
@@ -999,13 +993,7 @@ def _accuracy_rule(acc: AccuracyComparison, settings: GateSettings, *, primary: 
         f"chi2={acc.chi2:.3f} (p={_fmt_p(acc.p_chi2)}), exact two-sided p={_fmt_p(acc.p_exact)}"
     )
     if not primary:
-        return RuleResult(
-            rule="mcnemar",
-            verdict=Verdict.REPORTED,
-            blocking=False,
-            detail=f"{head} (reported; not the primary criterion)",
-            numbers=numbers,
-        )
+        return RuleResult.reported("mcnemar", f"{head} (reported; not the primary criterion)", numbers)
     ok = acc.p_superiority < settings.alpha
     detail = (
         f"superiority: {head}; {acc.method} of H0: diff <= {acc.bound:g}: p={_fmt_p(acc.p_superiority)} "
@@ -1037,7 +1025,7 @@ def _auc_rule(
             f"roc_auc: candidate {auc_cand:.4f} vs champion {auc_champ:.4f}, diff {diff:+.4f}; one-sided DeLong "
             f"test of H0: diff <= 0: {z_text}, p={_fmt_p(p)} (reported; not the primary criterion)"
         )
-        return RuleResult(rule="roc_auc", verdict=Verdict.REPORTED, blocking=False, detail=detail, numbers=numbers)
+        return RuleResult.reported("roc_auc", detail, numbers)
     ok = p < settings.alpha
     detail = (
         f"superiority: AUC candidate {auc_cand:.4f} vs champion {auc_champ:.4f}, diff {diff:+.4f}; "
@@ -1063,7 +1051,7 @@ def _slice_rule(results: Sequence[SliceResult], settings: GateSettings, first_mo
                 RuleResult(rule="slices", verdict=Verdict.of(not failed), blocking=True, detail=note, numbers=numbers)
             )
         else:
-            out.append(RuleResult(rule="slices", verdict=Verdict.REPORTED, blocking=False, detail=note, numbers={}))
+            out.append(RuleResult.reported("slices", note))
     return out
 
 
@@ -1193,9 +1181,7 @@ def _stress(
             f"{worst.candidate_shifted:.4f} "
             "(reported; no champion to compare with)"
         )
-        return results, RuleResult(
-            rule="stress", verdict=Verdict.REPORTED, blocking=False, detail=detail, numbers={"scenarios": len(results)}
-        )
+        return results, RuleResult.reported("stress", detail, {"scenarios": len(results)})
     failed = [r for r in results if r.verdict == "fail"]
     small = [r for r in results if r.verdict == "too_small"]
     ok = not failed
@@ -1243,9 +1229,7 @@ def _inference(
             "(reported; no champion to compare with)"
         )
         numbers: dict[str, Number] = {"candidate_ms_per_10k": cand_ms, "candidate_bytes": candidate.model_bytes}
-        return result, RuleResult(
-            rule="inference", verdict=Verdict.REPORTED, blocking=False, detail=detail, numbers=numbers
-        )
+        return result, RuleResult.reported("inference", detail, numbers)
     champ_ms = champion.budget_ms_per_10k
     latency_ratio = cand_ms / max(champ_ms, 1e-9)
     size_ratio = candidate.model_bytes / max(champion.model_bytes, 1)
