@@ -80,7 +80,7 @@ def measure_one(method: str, impl: str, rows: int, seed: int) -> dict[str, float
     pd.set_option("future.infer_string", False)
     import nannyml as nml
 
-    from tasks.performance.estimation import ModelOutputs, estimate_metrics, fit_metric_estimator
+    from tasks.performance.metrics import ModelOutputs, estimate_metrics, fit_metric_estimator
 
     chunk = rows // CHUNKS
     reference, analysis = _car_loan(rows, seed) if method == "cbpe" else _car_price(rows, seed)
@@ -185,7 +185,7 @@ def error() -> list[dict[str, Any]]:
     import polars as pl
 
     from tasks.data.files import _nannyml_data_dir
-    from tasks.performance.estimation import ModelOutputs, estimate_metrics, fit_metric_estimator
+    from tasks.performance.metrics import ModelOutputs, estimate_metrics, fit_metric_estimator
 
     folder = _nannyml_data_dir()
 

@@ -265,7 +265,7 @@ def test_a_slice_that_loses_confidence_shows_its_own_drop(
 
 # --- the generic API on the binary problem: every metric, chunk by chunk ---------------------------------
 def test_binary_metrics_chunk_by_chunk_track_realized(scored: Scored) -> None:
-    from tasks.performance.estimation import ModelOutputs, estimate_metrics, fit_metric_estimator
+    from tasks.performance.metrics import ModelOutputs, estimate_metrics, fit_metric_estimator
 
     outputs = ModelOutputs.of_contract(scored.contract)
     metrics = ["roc_auc", "f1", "precision", "recall", "accuracy"]

@@ -9,7 +9,7 @@ from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_sc
 
 from tasks.core.errors import EstimationError, ProbabilityRangeError, SingleClassError, UnknownClassError
 from tasks.data.files import _nannyml_data_dir
-from tasks.performance.estimation import (
+from tasks.performance.metrics import (
     MetricEstimator,
     ModelOutputs,
     estimate_metrics,

@@ -9,7 +9,7 @@ from sklearn.metrics import mean_absolute_error, mean_squared_error
 
 from tasks.core.errors import DtypeError, EstimationError, MissingColumnError, NonFiniteError
 from tasks.data.files import _nannyml_data_dir
-from tasks.performance.estimation import (
+from tasks.performance.metrics import (
     MetricEstimator,
     ModelOutputs,
     estimate_metrics,
