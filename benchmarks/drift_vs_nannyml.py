@@ -94,7 +94,8 @@ def work_driftgate(reference: Path, analysis: Path, out: Path | None, multivaria
 
     from tasks.core.settings import ProfilingSettings
     from tasks.data.chunking import Chunking
-    from tasks.drift.profiling import fit_reference_profile, profile_chunks
+    from tasks.drift.chunked import profile_chunks
+    from tasks.drift.reference import fit_reference_profile
 
     rows = int(pl.scan_parquet(analysis).select(pl.len()).collect().item())
     chunk_rows = int(os.environ.get("DRIFT_BENCH_CHUNK_ROWS", "0"))
@@ -214,7 +215,7 @@ def agreement(ours: Path, theirs: Path) -> dict[str, float]:
     """Largest |driftgate - NannyML| per NannyML method over all chunks and features."""
     import polars as pl
 
-    from tasks.drift.profiling import NANNYML_METHODS
+    from tasks.drift.results import NANNYML_METHODS
 
     mine = (
         pl.read_parquet(ours)

@@ -59,7 +59,9 @@ def main() -> None:
 
     from tasks.core.settings import GateSettings, TrainingSettings
     from tasks.data.contract import infer_contract
-    from tasks.gate.evaluate import BacktestData, evaluate_gate, gate_slices
+    from tasks.gate.evaluate import evaluate_gate
+    from tasks.gate.results import BacktestData
+    from tasks.gate.rules import gate_slices
     from tasks.gate.stress import stress_scenarios, top_features
     from tasks.training.train import measure_inference, predict_proba, train_candidate
     from tasks.training.windows import assemble_window, older_rows, row_keys

@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from devkit.promotion_home import MODEL, make_home, rows, train_text  # noqa: E402
-from tasks.registry.local import LEDGER_NAME, LocalRegistry  # noqa: E402
+from tasks.registry.local import LocalRegistry  # noqa: E402
+from tasks.registry.model import LEDGER_NAME  # noqa: E402
 from tasks.stages.drill import serve_once  # noqa: E402
 
 TARGET_SECONDS = 2.0

@@ -18,7 +18,8 @@ import polars as pl
 
 from tasks.core.settings import DriftgateSettings, load_settings
 from tasks.data.contract import FeatureSpec, ModelContract, feature_matrix
-from tasks.registry.local import LocalRegistry, ModelVersion
+from tasks.registry.local import LocalRegistry
+from tasks.registry.model import ModelVersion
 from tasks.resources.workspace import CONTRACT_FILE, MODEL_FILE, REFERENCE_FILE
 
 MODEL = "toy"

@@ -13,7 +13,7 @@ from prefect.input import RunInput
 
 from flows import steps
 from flows._common import banner, workspace
-from tasks.registry.local import PRODUCTION
+from tasks.registry.model import PRODUCTION
 from tasks.resources.workspace import Workspace
 from tasks.stages.promotion import AUTO_APPROVER, Approval, PromotionOutcome
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from tasks.core.errors import TrackingError
 
 if TYPE_CHECKING:
-    from tasks.registry.local import ModelVersion
+    from tasks.registry.model import ModelVersion
 
 
 def plain_json(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -20,7 +20,7 @@ def plain_json(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def artifact_files(version: ModelVersion) -> list[str]:
     """The files of a registry version as W&B receives them (its files plus its manifest), all present."""
-    from tasks.registry.local import MANIFEST_NAME
+    from tasks.registry.model import MANIFEST_NAME
 
     files = [*sorted(version.digests), MANIFEST_NAME]
     missing = [name for name in files if not (version.path / name).is_file()]

@@ -36,10 +36,9 @@ import re
 import secrets
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Final
 
 from tasks.core.errors import (
     AliasConflictError,
@@ -49,182 +48,48 @@ from tasks.core.errors import (
     VersionNotFoundError,
 )
 from tasks.core.timeutil import parse_utc
+from tasks.registry.ledger import (
+    LedgerState,
+    entry_to_json,
+    fsync_dir,
+    json_text,
+    pid_alive,
+    read_ledger,
+    sha256_file,
+    write_durably,
+)
+from tasks.registry.model import (
+    ANNOTATIONS_DIR,
+    ANY,
+    CANDIDATE,
+    LATEST,
+    LEDGER_NAME,
+    LOCK_NAME,
+    MANIFEST_FORMAT,
+    MANIFEST_NAME,
+    NOTE_ACTIONS,
+    PREVIOUS_PRODUCTION,
+    PRODUCTION,
+    STAGING_PREFIX,
+    AliasMirror,
+    AliasMove,
+    LedgerEntry,
+    ModelVersion,
+    Unchecked,
+    check_alias,
+    last_known_good,
+)
 
-if TYPE_CHECKING:
-    pass
-
-MANIFEST_NAME: Final = "manifest.json"
-LEDGER_NAME: Final = "ledger.jsonl"
-LOCK_NAME: Final = ".lock"
-ANNOTATIONS_DIR: Final = "annotations"
-STAGING_PREFIX: Final = ".staging-"
-MANIFEST_FORMAT: Final = 1
-
-LATEST: Final = "latest"
-CANDIDATE: Final = "candidate"
-STAGING: Final = "staging"
-CANARY: Final = "canary"
-PRODUCTION: Final = "production"
-PREVIOUS_PRODUCTION: Final = "previous-production"
 # Only promote/rollback may move these two, so the last-known-good bookkeeping stays right.
 _PROMOTION_ALIASES: Final = frozenset({PRODUCTION, PREVIOUS_PRODUCTION})
-# Ledger entries that move nothing but belong to the history: approvals, audits, drills, mirror repairs.
-NOTE_ACTIONS: Final = frozenset({"approve", "reject", "audit", "drill", "watch", "mirror"})
 # W&B maintains "latest" itself; mirroring it would fight the server.
 _UNMIRRORED: Final = frozenset({LATEST})
 
-_ALIAS_RE: Final = re.compile(r"^[a-z][a-z0-9-]*$")
 _VERSION_RE: Final = re.compile(r"^v(0|[1-9][0-9]*)$")
-_VERSION_LIKE_RE: Final = re.compile(r"^v[0-9]+$")
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_CHUNK: Final = 1 << 20
-_READ_ONLY: Final = 0o444
-
-
-class Unchecked:
-    """Type of :data:`ANY`: "do not check what the alias points at"."""
-
-    _instance: Unchecked | None = None
-
-    def __new__(cls) -> Unchecked:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "ANY"
-
-    def __reduce__(self) -> str:
-        # Unpickling (e.g. in a Prefect worker process) must yield the same singleton.
-        return "ANY"
-
-
-ANY: Final = Unchecked()
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    model: str
-    version: str
-    index: int
-    path: Path
-    created_at: datetime
-    metadata: dict[str, Any]
-    digests: dict[str, str]
-
-
-@dataclass(frozen=True)
-class AliasMove:
-    alias: str
-    from_version: str | None
-    to_version: str | None
-
-
-@dataclass(frozen=True)
-class LedgerEntry:
-    seq: int
-    at: datetime
-    model: str
-    action: str
-    moves: tuple[AliasMove, ...]
-    actor: str
-    reason: str
-    evidence: str | None
-    outcome: str
-
-
-class AliasMirror(Protocol):
-    """A second home of versions and aliases (the W&B Registry) that must agree with the ledger."""
-
-    @property
-    def name(self) -> str: ...
-
-    def publish(self, version: ModelVersion, aliases: Sequence[str]) -> None: ...
-
-    def versions(self, model: str) -> set[str]: ...
-
-    def aliases(self, model: str) -> dict[str, str]: ...
-
-    def apply(self, model: str, moves: Sequence[AliasMove]) -> None: ...
-
-
-@dataclass(frozen=True)
-class _Record:
-    """A parsed ledger line plus the fields only register entries carry."""
-
-    entry: LedgerEntry
-    version: str | None
-    manifest_sha256: str | None
-
-
-@dataclass(frozen=True)
-class _LedgerState:
-    records: list[_Record]
-    valid_bytes: int  # offset just past the last complete line; a torn tail starts here
-    file_bytes: int
-
-    @property
-    def last_seq(self) -> int:
-        return self.records[-1].entry.seq if self.records else 0
-
-    @property
-    def last_at(self) -> datetime | None:
-        return self.records[-1].entry.at if self.records else None
-
-    def aliases(self, until: datetime | None = None) -> dict[str, str]:
-        return replay_aliases([r.entry for r in self.records], until)
 
 
 # --- pure helpers ----------------------------------------------------------------------
-
-
-def replay_aliases(entries: Sequence[LedgerEntry], until: datetime | None = None) -> dict[str, str]:
-    """Alias -> version after applying every applied entry (up to ``until`` inclusive) in order."""
-    aliases: dict[str, str] = {}
-    for entry in entries:
-        if until is not None and entry.at > until:
-            break
-        if entry.outcome != "applied":
-            continue
-        for move in entry.moves:
-            if move.to_version is None:
-                aliases.pop(move.alias, None)
-            else:
-                aliases[move.alias] = move.to_version
-    return aliases
-
-
-def last_known_good(entries: Sequence[LedgerEntry], restored: str, rolled_back_from: str | None) -> str | None:
-    """The version that held production before ``restored`` and was never rolled back from.
-
-    Walks the production history backwards from ``restored``'s latest tenure, so that two
-    rollbacks in a row step back through two good versions instead of bouncing between two.
-    """
-    tenures: list[str] = []
-    excluded = {restored} | ({rolled_back_from} if rolled_back_from else set())
-    for entry in entries:
-        if entry.outcome != "applied":
-            continue
-        for move in entry.moves:
-            if move.alias != PRODUCTION:
-                continue
-            if move.to_version is not None:
-                tenures.append(move.to_version)
-            if entry.action == "rollback" and move.from_version is not None:
-                excluded.add(move.from_version)
-    # previous-production set by hand may never have held production: search all history.
-    end = len(tenures) - 1 - tenures[::-1].index(restored) if restored in tenures else len(tenures)
-    for version in reversed(tenures[:end]):
-        if version not in excluded:
-            return version
-    return None
-
-
-def check_alias(alias: str) -> None:
-    if not _ALIAS_RE.match(alias) or _VERSION_LIKE_RE.match(alias):
-        raise RegistryError(
-            f"invalid alias {alias!r}: aliases match ^[a-z][a-z0-9-]*$ and must not look like a version (v<N>)"
-        )
 
 
 def _check_model(model: str) -> None:
@@ -238,108 +103,6 @@ def _check_file_name(model: str, name: str) -> None:
             f"invalid file name {name!r} for model {model!r}: use letters, digits, '_', '.', '-' "
             f"(no directories) and not {MANIFEST_NAME!r}"
         )
-
-
-def _json_text(value: Any, what: str) -> str:
-    try:
-        return json.dumps(value, sort_keys=True, allow_nan=True)
-    except (TypeError, ValueError) as exc:
-        raise RegistryError(f"{what} must be JSON-serializable (no pickles in the registry): {exc}") from exc
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_durably(dest: Path, source: Path | bytes, model: str) -> str:
-    """Copy ``source`` to ``dest`` (fsync'd, read-only) and return its sha256."""
-    digest = hashlib.sha256()
-    with dest.open("xb") as out:
-        if isinstance(source, bytes):
-            digest.update(source)
-            out.write(source)
-        else:
-            try:
-                with Path(source).open("rb") as handle:
-                    while chunk := handle.read(_CHUNK):
-                        digest.update(chunk)
-                        out.write(chunk)
-            except OSError as exc:
-                raise RegistryError(f"cannot read {source} to register it in model {model!r}: {exc}") from exc
-        out.flush()
-        os.fsync(out.fileno())
-    os.chmod(dest, _READ_ONLY)
-    return digest.hexdigest()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _entry_to_json(entry: LedgerEntry, extra: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "seq": entry.seq,
-        "at": entry.at.isoformat(),
-        "model": entry.model,
-        "action": entry.action,
-        "moves": [{"alias": m.alias, "from": m.from_version, "to": m.to_version} for m in entry.moves],
-        "actor": entry.actor,
-        "reason": entry.reason,
-        "evidence": entry.evidence,
-        "outcome": entry.outcome,
-        **extra,
-    }
-
-
-def _record_from_json(data: dict[str, Any]) -> _Record:
-    entry = LedgerEntry(
-        seq=int(data["seq"]),
-        at=parse_utc(data["at"]),
-        model=str(data["model"]),
-        action=str(data["action"]),
-        moves=tuple(AliasMove(str(m["alias"]), m.get("from"), m.get("to")) for m in data["moves"]),
-        actor=str(data["actor"]),
-        reason=str(data["reason"]),
-        evidence=data.get("evidence"),
-        outcome=str(data["outcome"]),
-    )
-    return _Record(entry, data.get("version"), data.get("manifest_sha256"))
-
-
-def _read_ledger(path: Path) -> _LedgerState:
-    """Parse a ledger, ignoring a torn (newline-less) last line; a corrupt complete line is an error."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return _LedgerState([], 0, 0)
-    valid_bytes = raw.rfind(b"\n") + 1
-    records: list[_Record] = []
-    for number, line in enumerate(raw[:valid_bytes].splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(_record_from_json(json.loads(line)))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise IntegrityError(f"ledger {path} line {number} is corrupt ({exc}); refusing to guess aliases") from exc
-    return _LedgerState(records, valid_bytes, len(raw))
 
 
 # --- the registry ----------------------------------------------------------------------
@@ -368,14 +131,14 @@ class LocalRegistry:
         return model_dir
 
     @contextlib.contextmanager
-    def _locked(self, model_dir: Path) -> Iterator[_LedgerState]:
+    def _locked(self, model_dir: Path) -> Iterator[LedgerState]:
         """Hold the model's lock; yields the ledger as it stands, torn tail already cut off."""
         model_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(model_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             ledger_path = model_dir / LEDGER_NAME
-            state = _read_ledger(ledger_path)
+            state = read_ledger(ledger_path)
             if state.file_bytes > state.valid_bytes:
                 os.truncate(ledger_path, state.valid_bytes)
             yield state
@@ -385,7 +148,7 @@ class LocalRegistry:
     def _append(
         self,
         model_dir: Path,
-        state: _LedgerState,
+        state: LedgerState,
         *,
         model: str,
         action: str,
@@ -410,7 +173,7 @@ class LocalRegistry:
             evidence=evidence,
             outcome=outcome,
         )
-        line = (json.dumps(_entry_to_json(entry, extra or {}), separators=(",", ":")) + "\n").encode()
+        line = (json.dumps(entry_to_json(entry, extra or {}), separators=(",", ":")) + "\n").encode()
         ledger_path = model_dir / LEDGER_NAME
         is_new = not ledger_path.exists()
         fd = os.open(ledger_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -423,7 +186,7 @@ class LocalRegistry:
         finally:
             os.close(fd)
         if is_new:
-            _fsync_dir(model_dir)
+            fsync_dir(model_dir)
         return entry
 
     # versions ------------------------------------------------------------------------
@@ -450,14 +213,14 @@ class LocalRegistry:
             raise RegistryError(
                 f"register {model!r} cannot set {sorted(blocked)}: use promote(), which keeps previous-production"
             )
-        metadata_dict = json.loads(_json_text(dict(metadata), f"metadata of model {model!r}"))
+        metadata_dict = json.loads(json_text(dict(metadata), f"metadata of model {model!r}"))
 
         model_dir.mkdir(parents=True, exist_ok=True)
         staging = model_dir / f"{STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
         staging.mkdir()
         try:
             # Heavy copying happens before taking the lock, so concurrent alias moves are not held up.
-            digests = {name: _write_durably(staging / name, source, model) for name, source in sorted(files.items())}
+            digests = {name: write_durably(staging / name, source, model) for name, source in sorted(files.items())}
             with self._locked(model_dir) as state:
                 self._remove_abandoned_staging(model_dir, keep=staging)
                 index = 1 + max((v.index for v in self._scan_versions(model_dir)), default=-1)
@@ -473,15 +236,15 @@ class LocalRegistry:
                     "metadata": metadata_dict,
                 }
                 manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
-                _write_durably(staging / MANIFEST_NAME, manifest_bytes, model)
-                _fsync_dir(staging)
+                write_durably(staging / MANIFEST_NAME, manifest_bytes, model)
+                fsync_dir(staging)
                 current = state.aliases()
                 moves = [AliasMove(alias, current.get(alias), version) for alias in requested]
                 self._check_mirror(
                     model_dir, state, model=model, moves=moves, actor=actor, reason=reason, evidence=None
                 )
                 os.rename(staging, model_dir / version)
-                _fsync_dir(model_dir)
+                fsync_dir(model_dir)
                 self._append(
                     model_dir,
                     state,
@@ -504,7 +267,7 @@ class LocalRegistry:
     def _remove_abandoned_staging(self, model_dir: Path, keep: Path) -> None:
         for path in model_dir.glob(f"{STAGING_PREFIX}*"):
             pid_text = path.name[len(STAGING_PREFIX) :].split("-", 1)[0]
-            if path != keep and pid_text.isdigit() and not _pid_alive(int(pid_text)):
+            if path != keep and pid_text.isdigit() and not pid_alive(int(pid_text)):
                 shutil.rmtree(path, ignore_errors=True)
 
     def _scan_versions(self, model_dir: Path) -> list[ModelVersion]:
@@ -551,24 +314,24 @@ class LocalRegistry:
 
     # aliases -------------------------------------------------------------------------
     def aliases(self, model: str) -> dict[str, str]:
-        return _read_ledger(self._model_dir(model) / LEDGER_NAME).aliases()
+        return read_ledger(self._model_dir(model) / LEDGER_NAME).aliases()
 
     def resolve(self, model: str, alias: str) -> ModelVersion | None:
         version = self.aliases(model).get(alias)
         return None if version is None else self.get(model, version)
 
     def ledger(self, model: str) -> list[LedgerEntry]:
-        return [r.entry for r in _read_ledger(self._model_dir(model) / LEDGER_NAME).records]
+        return [r.entry for r in read_ledger(self._model_dir(model) / LEDGER_NAME).records]
 
     def aliases_at(self, model: str, at: datetime) -> dict[str, str]:
         if at.tzinfo is None:
             raise RegistryError(f"aliases_at({model!r}, {at.isoformat()}) needs a timezone-aware datetime")
-        return _read_ledger(self._model_dir(model) / LEDGER_NAME).aliases(until=at)
+        return read_ledger(self._model_dir(model) / LEDGER_NAME).aliases(until=at)
 
     def _reject(
         self,
         model_dir: Path,
-        state: _LedgerState,
+        state: LedgerState,
         *,
         model: str,
         attempted: Sequence[AliasMove],
@@ -736,7 +499,7 @@ class LocalRegistry:
     def _commit(
         self,
         model_dir: Path,
-        state: _LedgerState,
+        state: LedgerState,
         *,
         model: str,
         action: str,
@@ -774,7 +537,7 @@ class LocalRegistry:
     def _check_mirror(
         self,
         model_dir: Path,
-        state: _LedgerState,
+        state: LedgerState,
         *,
         model: str,
         moves: Sequence[AliasMove],
@@ -816,7 +579,7 @@ class LocalRegistry:
     def _apply_to_mirror(
         self,
         model_dir: Path,
-        state: _LedgerState,
+        state: LedgerState,
         *,
         model: str,
         moves: Sequence[AliasMove],
@@ -850,7 +613,7 @@ class LocalRegistry:
             ) from exc
 
     def _publish(
-        self, model_dir: Path, state: _LedgerState, version: ModelVersion, aliases: Sequence[str], *, actor: str
+        self, model_dir: Path, state: LedgerState, version: ModelVersion, aliases: Sequence[str], *, actor: str
     ) -> None:
         assert self.mirror is not None
         try:
@@ -858,7 +621,7 @@ class LocalRegistry:
         except Exception as exc:  # the mirror's client raises its own network/HTTP errors
             self._append(
                 model_dir,
-                _read_ledger(model_dir / LEDGER_NAME),
+                read_ledger(model_dir / LEDGER_NAME),
                 model=version.model,
                 action="mirror",
                 moves=(),
@@ -934,12 +697,12 @@ class LocalRegistry:
         label = f"{version.model}:{version.version}"
         manifest_path = version.path / MANIFEST_NAME
         try:
-            manifest_sha = _sha256_file(manifest_path)
+            manifest_sha = sha256_file(manifest_path)
         except FileNotFoundError as exc:
             raise IntegrityError(f"manifest of {label} is missing ({manifest_path})") from exc
         recorded = {
             r.version: r.manifest_sha256
-            for r in _read_ledger(version.path.parent / LEDGER_NAME).records
+            for r in read_ledger(version.path.parent / LEDGER_NAME).records
             if r.entry.action == "register"
         }.get(version.version)
         if recorded is not None and recorded != manifest_sha:
@@ -956,7 +719,7 @@ class LocalRegistry:
         for name, expected in sorted(version.digests.items()):
             path = version.path / name
             try:
-                actual = _sha256_file(path)
+                actual = sha256_file(path)
             except FileNotFoundError as exc:
                 raise IntegrityError(f"file {name!r} of {label} is missing ({path})") from exc
             if actual != expected:
@@ -971,7 +734,7 @@ class LocalRegistry:
 
     def annotate(self, model: str, version: str, key: str, value: Any) -> None:
         self.get(model, version)
-        _json_text(value, f"annotation {key!r} of {model}:{version}")
+        json_text(value, f"annotation {key!r} of {model}:{version}")
         path = self._annotations_path(model, version)
         with self._locked(path.parent.parent):
             notes = self.annotations(model, version)

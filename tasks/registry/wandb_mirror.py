@@ -36,7 +36,7 @@ from tasks.registry.local import LocalRegistry
 
 if TYPE_CHECKING:
     from tasks.core.settings import DriftgateSettings
-    from tasks.registry.local import AliasMove, ModelVersion
+    from tasks.registry.model import AliasMove, ModelVersion
 
 ARTIFACT_TYPE: Final = "model"
 API_TIMEOUT_SECONDS: Final = 30

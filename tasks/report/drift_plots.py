@@ -22,7 +22,7 @@ from tasks.core.errors import DataError
 if TYPE_CHECKING:
     import polars as pl
 
-    from tasks.drift.profiling import BatchProfile, Histogram
+    from tasks.drift.results import BatchProfile, Histogram
 
 MULTIVARIATE_FEATURE = "__multivariate__"
 HEATMAP_COLUMNS = ("chunk_index", "chunk_key", "feature", "method", "statistic", "threshold", "alert")

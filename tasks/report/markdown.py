@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tasks.drift.profiling import BatchProfile
-    from tasks.gate.evaluate import GateDecision
+    from tasks.drift.results import BatchProfile
+    from tasks.gate.results import GateDecision
     from tasks.performance.estimation import PerformanceEstimate, RealizedPerformance
     from tasks.policy.decide import PolicyDecision
     from tasks.training.train import TrainedModel

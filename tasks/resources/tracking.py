@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from tasks.core.settings import DriftgateSettings
-    from tasks.registry.local import ModelVersion
+    from tasks.registry.model import ModelVersion
 
 TRACKING_MODES: Final = ("offline", "online", "disabled")
 _IMAGE_SUFFIXES: Final = frozenset({".png", ".jpg", ".jpeg"})

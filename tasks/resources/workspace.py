@@ -16,7 +16,8 @@ from tasks.data.contract import ModelContract
 if TYPE_CHECKING:
     import polars as pl
 
-    from tasks.registry.local import LocalRegistry, ModelVersion
+    from tasks.registry.local import LocalRegistry
+    from tasks.registry.model import ModelVersion
     from tasks.resources.lake import BatchLake
     from tasks.resources.store import AuditStore
     from tasks.resources.tracking import Tracker

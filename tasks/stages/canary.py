@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from tasks.core.settings import PromotionSettings
-    from tasks.registry.local import ModelVersion
+    from tasks.registry.model import ModelVersion
     from tasks.resources.workspace import Workspace
 
 ROUTE_COLUMN: Final = "route"  # "production" or "canary": which alias the row was routed to
@@ -94,7 +94,7 @@ class Routing:
 
 def resolve_routing(ws: Workspace) -> Routing:
     """Production and canary resolved by alias now (a canary equal to production routes nothing)."""
-    from tasks.registry.local import CANARY
+    from tasks.registry.model import CANARY
 
     production = ws.production()
     canary = ws.registry.resolve(ws.model, CANARY)
@@ -345,7 +345,7 @@ def paired_realized(
     old_scores: Sequence[float] | np.ndarray,
 ) -> tuple[float, float, float, float]:
     """(new AUC, old AUC, SE of new - old, one-sided p that new is worse), by DeLong's paired test."""
-    from tasks.gate.evaluate import delong_roc_test, one_sided_p
+    from tasks.gate.paired_tests import delong_roc_test, one_sided_p
 
     new_auc, old_auc, variance, _z, _p = delong_roc_test(labels, new_scores, old_scores)
     _, p_worse = one_sided_p(old_auc - new_auc, 0.0, variance)

@@ -60,7 +60,8 @@ def scan_drift(
 
     from tasks.data.chunking import row_slices
     from tasks.data.files import scan_file
-    from tasks.drift.profiling import chunk_frame, fit_reference_profile, iter_chunk_profiles
+    from tasks.drift.chunked import chunk_frame, iter_chunk_profiles
+    from tasks.drift.reference import fit_reference_profile
     from tasks.report.drift_plots import drift_heatmap
 
     started = time.perf_counter()

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from tasks.core.errors import DriftgateError, RegistryError
 
 if TYPE_CHECKING:
-    from tasks.registry.local import LocalRegistry, ModelVersion
+    from tasks.registry.local import LocalRegistry
+    from tasks.registry.model import ModelVersion
     from tasks.resources.workspace import Workspace
 
 
@@ -55,7 +56,7 @@ class DrillResult:
 
 def copy_collection(registry_root: Path, model: str, sandbox_root: Path) -> Path:
     """Copy one model's collection into ``sandbox_root`` (ledger first, so every version it names is copied)."""
-    from tasks.registry.local import ANNOTATIONS_DIR, LEDGER_NAME, STAGING_PREFIX
+    from tasks.registry.model import ANNOTATIONS_DIR, LEDGER_NAME, STAGING_PREFIX
 
     source = Path(registry_root) / model
     if not source.is_dir():

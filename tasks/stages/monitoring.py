@@ -28,9 +28,10 @@ if TYPE_CHECKING:
     from tasks.data.contract import ModelContract
     from tasks.data.labels import LabelSet
     from tasks.drift.concept import ErrorBaseline
-    from tasks.drift.profiling import BatchProfile, ReferenceProfile
+    from tasks.drift.reference import ReferenceProfile
+    from tasks.drift.results import BatchProfile
     from tasks.performance.estimation import PerformanceEstimate, PerformanceEstimator, RealizedPerformance
-    from tasks.registry.local import ModelVersion
+    from tasks.registry.model import ModelVersion
     from tasks.resources.workspace import Workspace
 
 
@@ -92,7 +93,7 @@ def select_batches(ws: Workspace, patterns: list[str], only_new: bool) -> list[s
 
 
 def prepare_context(ws: Workspace) -> MonitorContext:
-    from tasks.drift.profiling import fit_reference_profile
+    from tasks.drift.reference import fit_reference_profile
     from tasks.performance.estimation import fit_estimator
 
     version = ws.production()

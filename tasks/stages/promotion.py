@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tasks.core.errors import RegistryError
-from tasks.registry.local import ANY, CANARY, PRODUCTION, STAGING, Unchecked
+from tasks.registry.model import ANY, CANARY, PRODUCTION, STAGING, Unchecked
 from tasks.report.publish import publish
 from tasks.resources import events
 
 if TYPE_CHECKING:
-    from tasks.registry.local import LedgerEntry, ModelVersion
+    from tasks.registry.model import LedgerEntry, ModelVersion
     from tasks.resources.workspace import Workspace
     from tasks.stages.canary import AuditVerdict, CanaryVerdict, PairedComparison, ServingStats
 
@@ -80,7 +80,7 @@ def track_moves(ws: Workspace, entries: Sequence[LedgerEntry], *, job: str, name
     ``wandb sync`` of these runs replays the alias history. A cleared alias cannot be expressed this way
     (W&B has no offline alias removal); the ledger stays the authority on it.
     """
-    from tasks.registry.local import LATEST, replay_aliases
+    from tasks.registry.model import LATEST, replay_aliases
 
     applied = [e for e in entries if e.outcome == "applied" and e.moves]
     if not applied:

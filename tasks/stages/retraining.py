@@ -26,8 +26,8 @@ from tasks.resources.workspace import CONTRACT_FILE, MODEL_FILE, REFERENCE_FILE
 if TYPE_CHECKING:
     import polars as pl
 
-    from tasks.gate.evaluate import BacktestData, GateDecision
-    from tasks.registry.local import ModelVersion
+    from tasks.gate.results import BacktestData, GateDecision
+    from tasks.registry.model import ModelVersion
     from tasks.resources.workspace import Workspace
     from tasks.training.train import TrainedModel
     from tasks.training.windows import TrainingWindow
@@ -169,7 +169,8 @@ def evaluate(ws: Workspace, trained: TrainedModel, window: TrainingWindow, champ
     scenarios and the inference costs, then run the gate."""
     import numpy as np
 
-    from tasks.gate.evaluate import evaluate_gate, gate_slices
+    from tasks.gate.evaluate import evaluate_gate
+    from tasks.gate.rules import gate_slices
     from tasks.gate.stress import stress_scenarios, top_features
     from tasks.training.scoring import score_frame
     from tasks.training.train import measure_inference, predict_proba
@@ -265,7 +266,7 @@ def _backtest_data(
     import numpy as np
     import polars as pl
 
-    from tasks.gate.evaluate import BacktestData
+    from tasks.gate.results import BacktestData
     from tasks.training.train import predict_proba
     from tasks.training.windows import older_rows
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tasks.registry.local import AliasMove, ModelVersion
+from tasks.registry.model import AliasMove, ModelVersion
 
 MODEL = "car-loan"
 BOOSTER_TEXT = b"tree\nversion=v4\nnum_class=1\nfeature_names=a b c\n\nTree=0\nnum_leaves=2\n"

@@ -11,7 +11,8 @@ from tasks.core.settings import ProfilingSettings
 from tasks.core.timeutil import parse_utc, time_span, utc
 from tasks.data.chunking import Chunking, iter_chunks
 from tasks.data.contract import validate_batch
-from tasks.drift.profiling import fit_reference_profile, profile_batch
+from tasks.drift.profiling import profile_batch
+from tasks.drift.reference import fit_reference_profile
 from tests.support.streams import CONTRACT, stream
 
 BERLIN_WINTER = timezone(timedelta(hours=1))

@@ -12,7 +12,8 @@ import pytest
 from tasks.core.errors import ConfigError, DtypeError, MissingColumnError
 from tasks.core.settings import ProfilingSettings
 from tasks.data.chunking import Chunking, iter_chunks, row_slices, split
-from tasks.drift.profiling import fit_reference_profile, iter_chunk_profiles, profile_chunks
+from tasks.drift.chunked import iter_chunk_profiles, profile_chunks
+from tasks.drift.reference import fit_reference_profile
 from tests.support.streams import CONTRACT, stream
 
 SETTINGS = ProfilingSettings(chunk_size=2_000)
@@ -129,12 +130,12 @@ def test_bad_chunks_become_quality_failures_not_crashes() -> None:
 
 
 def test_chunks_profiled_in_parallel_equal_chunks_profiled_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    import tasks.drift.profiling
+    import tasks.drift.chunked
 
     profile = fit_reference_profile(stream(5_000, 30), CONTRACT, SETTINGS)
     analysis = stream(6_500, 31, first_id=10**6).lazy()
     parallel = profile_chunks(profile, analysis, CONTRACT, SETTINGS, Chunking.by_size(1_000))
-    monkeypatch.setattr(tasks.drift.profiling, "PARALLEL_CHUNK_BYTES", 0)  # every chunk "too big": one at a time
+    monkeypatch.setattr(tasks.drift.chunked, "PARALLEL_CHUNK_BYTES", 0)  # every chunk "too big": one at a time
     serial = profile_chunks(profile, analysis, CONTRACT, SETTINGS, Chunking.by_size(1_000))
     assert parallel.get_column("chunk_index").unique(maintain_order=True).to_list() == list(range(7))
     assert parallel.equals(serial)
@@ -144,7 +145,7 @@ def test_ordered_parallel_map_keeps_order_and_reads_at_most_in_flight_items_ahea
     import threading
     import time
 
-    from tasks.drift.profiling import ordered_parallel_map
+    from tasks.core.parallel import ordered_parallel_map
 
     taken = 0
     done = 0

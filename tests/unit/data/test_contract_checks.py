@@ -327,7 +327,8 @@ def test_first_model_keeps_the_reference_as_read_and_is_named_after_the_contract
 def test_a_missing_feature_still_fails_while_missing_scores_pass(
     churn_home: tuple[Workspace, Path, pl.DataFrame],
 ) -> None:
-    from tasks.drift.profiling import check_schema, fit_reference_profile
+    from tasks.drift.quality import check_schema
+    from tasks.drift.reference import fit_reference_profile
 
     ws, reference, later = churn_home
     scored = pl.read_parquet(reference).with_columns(

@@ -239,7 +239,8 @@ def test_benign_shift_moves_only_the_noise_feature_and_not_performance(car_loan:
 
 def test_broken_batches_fail_quality_as_intended(car_loan: CarLoan) -> None:
     from tasks.core.settings import ProfilingSettings
-    from tasks.drift.profiling import fit_reference_profile, profile_batch
+    from tasks.drift.profiling import profile_batch
+    from tasks.drift.reference import fit_reference_profile
 
     plan = car_loan.plans["broken"]
     contract = ModelContract.load(plan.contract)

@@ -20,7 +20,7 @@ from tasks.drift.kernels import (
     sort_floats,
     sort_with_moments,
 )
-from tasks.drift.profiling import ecdf_statistics, hellinger, jensen_shannon, population_stability_index
+from tasks.drift.statistics import ecdf_statistics, hellinger, jensen_shannon, population_stability_index
 
 
 def _samples(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:

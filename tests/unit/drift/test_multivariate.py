@@ -12,6 +12,7 @@ from tasks.core.errors import DataError, MissingColumnError
 from tasks.core.settings import ProfilingSettings
 from tasks.data.chunking import Chunking
 from tasks.data.contract import FeatureSpec, ModelContract
+from tasks.drift.chunked import profile_chunks
 from tasks.drift.multivariate import (
     MULTIVARIATE_FEATURE,
     PcaReference,
@@ -19,7 +20,7 @@ from tasks.drift.multivariate import (
     multivariate_drift,
     reconstruction_errors,
 )
-from tasks.drift.profiling import fit_reference_profile, profile_chunks
+from tasks.drift.reference import fit_reference_profile
 
 SETTINGS = ProfilingSettings(chunk_size=1_000)
 CONTRACT = ModelContract(

@@ -20,21 +20,12 @@ from tasks.core.settings import ProfilingSettings
 from tasks.core.timeutil import utc
 from tasks.data.contract import ModelContract, infer_contract, validate_batch
 from tasks.data.files import STATIONARY, ScenarioGenerator, Shift, load_car_loan
-from tasks.drift.profiling import (
-    BatchProfile,
-    FeatureDrift,
-    QualityIssue,
-    ReferenceProfile,
-    check_schema,
-    chi2_statistic,
-    doane_edges,
-    drift_statistics,
-    dtype_family,
-    ecdf_statistics,
-    fit_reference_profile,
-    ks_p_value,
-    profile_batch,
-)
+from tasks.drift.chunked import drift_statistics
+from tasks.drift.profiling import profile_batch
+from tasks.drift.quality import check_schema, dtype_family
+from tasks.drift.reference import ReferenceProfile, fit_reference_profile
+from tasks.drift.results import BatchProfile, FeatureDrift, QualityIssue
+from tasks.drift.statistics import chi2_statistic, doane_edges, ecdf_statistics, ks_p_value
 
 SETTINGS = ProfilingSettings(chunk_size=2000)
 CATEGORY_SHARES = [0.4, 0.3, 0.2, 0.1]
@@ -367,7 +358,8 @@ def test_quality_issues_are_detected(contract: ModelContract, profile: Reference
 def test_out_of_range_counts_from_the_sorted_columns_equal_the_polars_scan(
     contract: ModelContract, profile: ReferenceProfile
 ) -> None:
-    from tasks.drift.profiling import NumericReference, _widened_range, check_quality
+    from tasks.drift.quality import _widened_range, check_quality
+    from tasks.drift.reference import NumericReference
 
     ref = profile.column("x_normal")
     assert isinstance(ref, NumericReference)
@@ -580,7 +572,7 @@ def test_lazy_reference_equals_the_in_memory_one(
 
 @pytest.mark.parametrize("total", [40, 5_000, 1_000_000])
 def test_multinomial_draws_have_multinomial_moments(total: int) -> None:
-    from tasks.drift.profiling import multinomial_draws
+    from tasks.drift.reference import multinomial_draws
 
     shares = np.array([0.5, 0.2, 0.15, 0.1, 0.04, 0.01, 0.0])
     counts = multinomial_draws(np.random.default_rng(total), total, shares, 20_000)
@@ -597,12 +589,12 @@ def test_multinomial_draws_have_multinomial_moments(total: int) -> None:
 def test_a_big_lazy_reference_is_read_column_by_column_with_the_same_profile(
     tmp_path: Path, reference: pl.DataFrame, contract: ModelContract, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tasks.drift.profiling
+    import tasks.drift.reference
 
     path = tmp_path / "reference.parquet"
     reference.write_parquet(path)
     at_once = fit_reference_profile(pl.scan_parquet(path), contract, SETTINGS)
-    monkeypatch.setattr(tasks.drift.profiling, "READ_AT_ONCE_CELLS", 0)  # every reference "too big" for one pass
+    monkeypatch.setattr(tasks.drift.reference, "READ_AT_ONCE_CELLS", 0)  # every reference "too big" for one pass
     by_column = fit_reference_profile(pl.scan_parquet(path), contract, SETTINGS)
     assert json.dumps(by_column.to_dict(), sort_keys=True) == json.dumps(at_once.to_dict(), sort_keys=True)
     reference.with_columns(
@@ -616,10 +608,10 @@ def test_a_big_lazy_reference_is_read_column_by_column_with_the_same_profile(
 def test_a_lazy_reference_is_checked_from_its_schema_and_its_values(
     tmp_path: Path, reference: pl.DataFrame, contract: ModelContract, monkeypatch: pytest.MonkeyPatch, cells: int | None
 ) -> None:
-    import tasks.drift.profiling
+    import tasks.drift.reference
 
     if cells is not None:
-        monkeypatch.setattr(tasks.drift.profiling, "READ_AT_ONCE_CELLS", cells)
+        monkeypatch.setattr(tasks.drift.reference, "READ_AT_ONCE_CELLS", cells)
     path = tmp_path / "reference.parquet"
     reference.with_columns(pl.col("x_normal").cast(pl.String)).write_parquet(path)
     with pytest.raises(DtypeError, match=r"expected a numeric dtype.*x_normal"):  # from the schema alone

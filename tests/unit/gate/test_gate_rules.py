@@ -20,16 +20,16 @@ from tasks.core.errors import ConfigError, ContractError, GateError
 from tasks.core.settings import CostMatrix, GateSettings, load_settings
 from tasks.data.contract import infer_contract
 from tasks.gate.business import classification_costs, constant_decision_cost, regression_costs
-from tasks.gate.evaluate import (
-    BacktestData,
+from tasks.gate.evaluate import evaluate_gate
+from tasks.gate.paired_tests import (
     accuracy_comparison,
-    evaluate_gate,
-    gate_slices,
     mcnemar_test,
     paired_bootstrap_mean_diff,
     regression_comparison,
     weighted_roc_auc,
 )
+from tasks.gate.results import BacktestData
+from tasks.gate.rules import gate_slices
 from tasks.gate.stress import StressScenario
 from tasks.training.train import InferenceCost
 

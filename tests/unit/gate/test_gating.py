@@ -10,17 +10,17 @@ from sklearn.metrics import roc_auc_score
 
 from tasks.core.errors import GateError
 from tasks.core.settings import GateSettings
-from tasks.gate.evaluate import (
-    MISSING_SLICE_VALUE,
+from tasks.gate.evaluate import evaluate_gate
+from tasks.gate.paired_tests import (
     _resampled_aucs,
     _tie_groups,
     delong_roc_test,
-    evaluate_gate,
     holm_adjust,
     one_sided_p,
     paired_bootstrap_auc_diff,
     roc_auc,
 )
+from tasks.gate.results import MISSING_SLICE_VALUE
 
 
 def _latent_pair(rng: np.random.Generator, n: int, noise_cand: float, noise_champ: float):

@@ -23,8 +23,10 @@ from tasks.core.settings import ProfilingSettings
 from tasks.core.timeutil import utc
 from tasks.data.chunking import Chunking, split
 from tasks.data.contract import FeatureSpec, ModelContract
+from tasks.drift.chunked import profile_chunks
 from tasks.drift.multivariate import MULTIVARIATE_FEATURE
-from tasks.drift.profiling import NANNYML_METHODS, fit_reference_profile, profile_chunks
+from tasks.drift.reference import fit_reference_profile
+from tasks.drift.results import NANNYML_METHODS
 
 NUMERIC = ["x_normal", "x_lognormal", "x_count"]
 CATEGORICAL = ["colour", "size"]

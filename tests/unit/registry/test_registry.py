@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from tasks.core.errors import AliasConflictError, IntegrityError, RegistryError, VersionNotFoundError
-from tasks.registry.local import (
+from tasks.registry.local import LocalRegistry
+from tasks.registry.model import (
     ANY,
     LEDGER_NAME,
     MANIFEST_NAME,
@@ -27,7 +28,6 @@ from tasks.registry.local import (
     PRODUCTION,
     STAGING_PREFIX,
     AliasMove,
-    LocalRegistry,
     ModelVersion,
     last_known_good,
     replay_aliases,

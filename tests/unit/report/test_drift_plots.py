@@ -13,7 +13,8 @@ from tasks.core.errors import DataError
 from tasks.core.settings import ProfilingSettings
 from tasks.data.chunking import Chunking
 from tasks.data.contract import FeatureSpec, ModelContract
-from tasks.drift.profiling import fit_reference_profile, iter_chunk_profiles, profile_chunks
+from tasks.drift.chunked import iter_chunk_profiles, profile_chunks
+from tasks.drift.reference import fit_reference_profile
 from tasks.report.drift_plots import distribution_overlays, drift_heatmap, heatmap_matrix, history_frame, most_drifted
 
 SETTINGS = ProfilingSettings(chunk_size=1_000)

@@ -14,7 +14,8 @@ import pytest
 
 from tasks.core.errors import ConfigError, TrackingError
 from tasks.core.settings import load_settings
-from tasks.registry.local import MANIFEST_NAME, LocalRegistry, ModelVersion
+from tasks.registry.local import LocalRegistry
+from tasks.registry.model import MANIFEST_NAME, ModelVersion
 from tasks.resources.tracking import WandbTracker, make_tracker, record_model_version
 
 MODEL = "car-loan"

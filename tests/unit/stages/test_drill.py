@@ -9,7 +9,8 @@ import pytest
 
 from devkit.promotion_home import MODEL, Home, good_and_bad_models, make_home
 from tasks.core.errors import IntegrityError
-from tasks.registry.local import LEDGER_NAME, LocalRegistry
+from tasks.registry.local import LocalRegistry
+from tasks.registry.model import LEDGER_NAME
 from tasks.resources.workspace import open_workspace
 from tasks.stages.drill import copy_collection, rehearse, run_drill, serve_once
 
