@@ -36,6 +36,15 @@ class ProfilingSettings(_Section):
     )
     min_rows: int = Field(100, ge=1, description="a batch with fewer rows fails data quality")
     max_missing_rate: float = Field(0.2, ge=0.0, le=1.0, description="missingness above this fails data quality")
+    block_range_multiple: float = Field(
+        10.0,
+        gt=0.0,
+        description="values beyond the reference range by more than this many range widths are broken data "
+        "(a unit change, a sentinel, a corrupted file), not drift",
+    )
+    block_range_share: float = Field(
+        0.01, ge=0.0, le=1.0, description="a batch with more than this share of such values fails data quality"
+    )
 
 
 class ConceptDriftSettings(_Section):

@@ -109,7 +109,7 @@ from tasks.core.parallel import parallel_map
 from tasks.core.settings import ProfilingSettings
 from tasks.core.timeutil import time_span
 from tasks.data.contract import ModelContract
-from tasks.drift.quality import _widened_range, check_quality, check_schema
+from tasks.drift.quality import _widened_range, check_quality, check_schema, far_range, non_finite_statistics
 from tasks.drift.reference import (
     CategoricalReference,
     ColumnReference,
@@ -241,7 +241,9 @@ def profile_batch(
             drifting.append(profile.prediction)
         if profile.label is not None and contract.target in batch.columns:
             drifting.append(profile.label)
-        rows, found = _drift_rows(profile, drifting, batch, category_counts, out_of_range)
+        rows, found = _drift_rows(
+            profile, drifting, batch, category_counts, out_of_range, far_multiple=settings.block_range_multiple
+        )
         drift.extend(rows)
         histograms.extend(found)
         if profile.multivariate is not None:
@@ -265,7 +267,7 @@ def profile_batch(
         batch,
         contract,
         settings,
-        extra_issues=schema_issues + extra_issues,
+        extra_issues=schema_issues + extra_issues + non_finite_statistics(drift),
         category_counts=category_counts,
         out_of_range=out_of_range,
     )
@@ -287,12 +289,15 @@ def _drift_rows(
     frame: pl.DataFrame,
     category_counts: Mapping[str, tuple[list[str], list[int]]] | None = None,
     out_of_range: dict[str, int] | None = None,
+    *,
+    far_multiple: float | None = None,
 ) -> tuple[list[FeatureDrift], list[Histogram]]:
     """Drift rows and histograms of every column, in the order of ``references``; columns run in parallel threads.
 
     ``category_counts`` holds the categories already counted (column -> sorted categories, counts).
     ``out_of_range``, when given, receives each numeric feature's count of values outside its widened
-    reference range (check_quality's rule), read off the sorted values.
+    reference range (check_quality's rule), read off the sorted values; with ``far_multiple`` also, under
+    ``far:<column>``, the count of values beyond the range by more than that many range widths.
     """
     counted = category_counts or {}
 
@@ -309,6 +314,10 @@ def _drift_rows(
                 low, high = _widened_range(ref)
                 inside = np.searchsorted(values, high, side="right") - np.searchsorted(values, low, side="left")
                 out_of_range[ref.name] = size - int(inside)
+                if far_multiple is not None:
+                    low, high = far_range(ref, far_multiple)
+                    inside = np.searchsorted(values, high, side="right") - np.searchsorted(values, low, side="left")
+                    out_of_range[f"far:{ref.name}"] = size - int(inside)
             if not size:
                 return [], None
             stats = numeric_drift(ref, values)

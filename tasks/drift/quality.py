@@ -4,13 +4,20 @@ ids, non-finite values; each failure a typed issue with the numbers behind it.""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tasks.core.settings import ProfilingSettings
 from tasks.data.contract import ModelContract
 from tasks.drift.reference import CategoricalReference, NumericReference, ReferenceProfile
-from tasks.drift.results import OUT_OF_RANGE_SHARE, RANGE_WIDENING, UNSEEN_FAIL_SHARE, DataQualityReport, QualityIssue
+from tasks.drift.results import (
+    OUT_OF_RANGE_SHARE,
+    RANGE_WIDENING,
+    UNSEEN_FAIL_SHARE,
+    DataQualityReport,
+    FeatureDrift,
+    QualityIssue,
+)
 
 if TYPE_CHECKING:
     import polars as pl
@@ -106,6 +113,10 @@ def check_quality(
     }
     counted = category_counts or {}
     counted_ranges = {name: count for name, count in (out_of_range or {}).items() if name in ranges}
+    far = {
+        ref.name: far_range(ref, settings.block_range_multiple) for ref in features if isinstance(ref, NumericReference)
+    }
+    counted_far = {name: (out_of_range or {})[f"far:{name}"] for name in far if f"far:{name}" in (out_of_range or {})}
     unseen_examples: dict[str, list[str]] = {}
     unseen_counts: dict[str, int] = {}
     for name, (categories, category_sizes) in counted.items():
@@ -123,6 +134,11 @@ def check_quality(
             if name not in counted_ranges
         ],
         *[
+            (~pl.col(name).cast(pl.Float64).is_between(low, high)).sum().alias(f"far:{name}")
+            for name, (low, high) in far.items()
+            if name not in counted_far
+        ],
+        *[
             (~pl.col(name).cast(pl.String).is_in(categories)).sum().alias(f"unseen:{name}")
             for name, categories in known.items()
             if name not in unseen_counts
@@ -131,6 +147,7 @@ def check_quality(
     ).row(0, named=True)
     counts.update({f"unseen:{name}": count for name, count in unseen_counts.items()})
     counts.update({f"range:{name}": count for name, count in counted_ranges.items()})
+    counts.update({f"far:{name}": count for name, count in counted_far.items()})
     missing_rate = {name: counts[f"null:{name}"] / rows for name in contract.feature_names}
 
     for name in contract.feature_names:
@@ -154,7 +171,19 @@ def check_quality(
                         "fail" if fails else "warn",
                     )
                 )
-        if name in ranges and counts[f"range:{name}"] / rows > OUT_OF_RANGE_SHARE:
+        if name in far and counts[f"far:{name}"] / rows > settings.block_range_share:
+            low, high = far[name]
+            issues.append(
+                QualityIssue(
+                    "far_out_of_range",
+                    name,
+                    f"{counts[f'far:{name}'] / rows:.1%} of rows beyond the reference range by more than "
+                    f"{settings.block_range_multiple:g} range widths [{low:.6g}, {high:.6g}] "
+                    f"(block_range_share {settings.block_range_share:.1%}): a unit change or broken values",
+                    "fail",
+                )
+            )
+        elif name in ranges and counts[f"range:{name}"] / rows > OUT_OF_RANGE_SHARE:
             low, high = ranges[name]
             issues.append(
                 QualityIssue(
@@ -209,6 +238,27 @@ def binomial_quantile(quantile: float, trials: int, probability: float) -> int:
     while k < trials and bdtr(k, trials, probability) < quantile:
         k += 1
     return k
+
+
+def far_range(ref: NumericReference, multiple: float) -> tuple[float, float]:
+    """The reference range stretched by ``multiple`` range widths on each side: values beyond it are broken data
+    (a unit change, a sentinel, a corrupted file), not drift. A constant reference stretches by its magnitude."""
+    width = (ref.maximum - ref.minimum) or max(abs(ref.minimum), abs(ref.maximum), 1.0)
+    return ref.minimum - multiple * width, ref.maximum + multiple * width
+
+
+def non_finite_statistics(drift: Sequence[FeatureDrift]) -> tuple[QualityIssue, ...]:
+    """A drift statistic that came out NaN or infinite is a data-quality failure, never "no alert"."""
+    return tuple(
+        QualityIssue(
+            "non_finite_statistic",
+            row.feature,
+            f"{row.method} statistic is {row.statistic} (values the statistic cannot use, e.g. near ±1e308)",
+            "fail",
+        )
+        for row in drift
+        if row.statistic is not None and not math.isfinite(row.statistic)
+    )
 
 
 def _widened_range(ref: NumericReference) -> tuple[float, float]:

@@ -544,7 +544,9 @@ def record(
             ),
             conn=conn,
         )
-    ws.lake.save(batch.batch_id, batch.frame)
+    if decision.action != Action.BLOCK:
+        # Bad data never trains a model: a blocked batch stays out of the lake the retraining windows read.
+        ws.lake.save(batch.batch_id, batch.frame)
     from tasks.report.performance_plots import write_performance_chart
 
     write_performance_chart(ws)

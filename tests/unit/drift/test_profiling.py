@@ -335,7 +335,7 @@ def test_quality_issues_are_detected(contract: ModelContract, profile: Reference
         pl.when(pl.col("id") < 10**6 + 10).then(pl.col("id") + 1000).otherwise("id").alias("id"),
         pl.when(pl.col("id") % 10 < 3).then(None).otherwise("x_skewed").alias("x_skewed"),
         pl.when(pl.col("id") % 100 < 3).then(pl.lit("zz")).otherwise("segment").alias("segment"),
-        pl.when(pl.col("id") % 50 == 0).then(100.0).otherwise("x_normal").alias("x_normal"),
+        pl.when(pl.col("id") % 50 == 0).then(20.0).otherwise("x_normal").alias("x_normal"),
     )
     result = profile_batch(profile, _batch(contract, frame), contract, SETTINGS)
     found = {(i.check, i.column): i.severity for i in result.quality.issues}
@@ -385,6 +385,41 @@ def test_out_of_range_counts_from_the_sorted_columns_equal_the_polars_scan(
     assert from_sorts == scanned
     issue = next(i for i in from_sorts.issues if i.check == "out_of_range")
     assert issue.column == "x_normal" and issue.detail.startswith("5.0% of rows")  # 2 of every 40
+
+
+def test_values_far_beyond_the_reference_range_are_broken_data_not_drift(
+    contract: ModelContract, profile: ReferenceProfile
+) -> None:
+    """A unit change (x1000) on a share of rows fails data quality (the batch is BLOCKed, never trained on);
+    the count read off the sorted columns equals the polars scan."""
+    from tasks.drift.quality import check_quality
+
+    frame = synthetic(2_000, np.random.default_rng(14), first_id=10**6)
+    units = frame.with_columns(
+        pl.when(pl.col("id") % 20 == 0).then(pl.col("x_normal") * 1000 + 5000).otherwise("x_normal").alias("x_normal")
+    )
+    batch = _batch(contract, units)
+    from_sorts = profile_batch(profile, batch, contract, SETTINGS).quality
+    assert from_sorts == check_quality(profile, batch, contract, SETTINGS)
+    issue = next(i for i in from_sorts.issues if i.column == "x_normal")
+    assert (issue.check, issue.severity) == ("far_out_of_range", "fail") and issue.detail.startswith("5.0% of rows")
+    assert not from_sorts.passed
+    lenient = SETTINGS.model_copy(update={"block_range_share": 0.10})
+    relaxed = {i.check for i in profile_batch(profile, batch, contract, lenient).quality.issues}
+    assert "far_out_of_range" not in relaxed and "out_of_range" in relaxed  # a share under the setting: a warning
+
+
+def test_a_non_finite_statistic_is_a_quality_failure_never_no_alert() -> None:
+    from tasks.drift.quality import non_finite_statistics
+    from tasks.drift.results import FeatureDrift
+
+    rows = [
+        FeatureDrift(feature="__multivariate__", kind="multivariate", method="pca", statistic=float("nan"),
+                     threshold=1.0, alert=False),
+        FeatureDrift(feature="x", kind="numeric", method="ks", statistic=0.1, threshold=0.2, alert=False),
+    ]  # fmt: skip
+    (issue,) = non_finite_statistics(rows)
+    assert (issue.check, issue.column, issue.severity) == ("non_finite_statistic", "__multivariate__", "fail")
 
 
 def test_too_few_rows_and_all_null_columns_fail(contract: ModelContract, profile: ReferenceProfile) -> None:
