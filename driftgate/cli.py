@@ -470,6 +470,12 @@ def labels(
 @click.option("--window-end", default=None, help="ISO time.")
 @click.option("--reason", default="manual retrain", show_default=True)
 @click.option("--no-promote", is_flag=True, help="Register and gate only; never move production.")
+@click.option(
+    "--study",
+    default=None,
+    help="Optuna study to tune in (a journal under <home>/optuna). Default: one per data window, so a retrain on "
+    "new data starts afresh and a retry of an interrupted one resumes it.",
+)
 @_common
 @click.pass_context
 def retrain(
@@ -478,6 +484,7 @@ def retrain(
     window_end: str | None,
     reason: str,
     no_promote: bool,
+    study: str | None,
     home: str | None,
     config: str | None,
     model: str | None,
@@ -493,6 +500,7 @@ def retrain(
             reason=reason,
             auto_promote=not no_promote,
             actor=os.environ.get("USER", "cli"),
+            study=study,
             **_flow_args(home, config, model),
         )
     _print_retrain(result)

@@ -12,6 +12,7 @@ from flows import steps
 from flows._common import banner, retrain_slot, workspace
 from flows.promote import promote_flow
 from tasks.core import progress
+from tasks.stages import retraining
 from tasks.stages.retraining import RetrainOutcome
 
 
@@ -27,8 +28,12 @@ def retrain_flow(
     home: str | None = None,
     config: str | None = None,
     model: str | None = None,
+    study: str | None = None,
 ) -> dict[str, Any]:
-    """Retrain on the labelled window [window_start, window_end] (ISO times; default: the newest rows)."""
+    """Retrain on the labelled window [window_start, window_end] (ISO times; default: the newest rows).
+
+    study: the Optuna study to tune in (default: the request's key, or one per data window for a manual retrain).
+    """
     with workspace(home, config, model) as ws:
         banner(f"claim {idempotency_key or 'manual retrain'} ({priority_class or 'unprioritised'})")
         if not steps.claim_window(ws, idempotency_key):
@@ -49,7 +54,7 @@ def retrain_flow(
             trained = steps.train(
                 ws,
                 window,
-                study_name=f"{ws.model}-{idempotency_key or 'manual'}",
+                study_name=retraining.study_for(ws, window, idempotency_key, study),
                 progress=progress.trial_reporter("tune"),
             )
             banner(f"gate: candidate vs champion on {window.holdout.height} paired holdout rows")

@@ -147,6 +147,27 @@ def split_holdout(ws: Workspace, frame: pl.DataFrame, *, with_reference: bool = 
     return assemble_window(frame, reference, ws.contract, settings)
 
 
+def study_for(ws: Workspace, window: TrainingWindow, key: str | None, explicit: str | None = None) -> str:
+    """The Optuna study a retrain tunes in: the one named (``--study``), the retrain request's (its key covers the
+    window and its labelled rows), or, for a manual retrain, one per data window: ``<model>-manual-<digest of the
+    window's row keys>``. A second manual retrain on new data then gets a new study, while a retry of the same
+    one resumes its trials."""
+    import hashlib
+
+    from tasks.training.windows import row_keys
+
+    if explicit:
+        return explicit
+    if key:
+        return f"{ws.model}-{key}"
+    digest = hashlib.sha256()
+    for part in (window.train, window.holdout):
+        keys = row_keys(part, ws.contract)
+        digest.update(str(keys.height).encode())
+        digest.update(keys.hash_rows(seed=0).to_numpy().tobytes())
+    return f"{ws.model}-manual-{digest.hexdigest()[:12]}"
+
+
 def train(ws: Workspace, window: TrainingWindow, *, study_name: str, progress: Progress | None = None) -> TrainedModel:
     from tasks.data.contract import require_two_classes
     from tasks.training.train import WEIGHT_COLUMN, train_candidate

@@ -301,7 +301,29 @@ def _open_study(storage_dir: Path | None, study_name: str) -> optuna.Study:
     if storage_dir is not None:
         storage_dir.mkdir(parents=True, exist_ok=True)
         storage = JournalStorage(JournalFileBackend(str(storage_dir / f"{study_name}.journal")))
-    return optuna.create_study(storage=storage, study_name=study_name, direction="maximize", load_if_exists=True)
+    study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize", load_if_exists=True)
+    fail_orphan_trials(study)
+    return study
+
+
+ORPHAN_AFTER_SECONDS = 3600.0  # a RUNNING trial older than this belongs to a process that died
+
+
+def fail_orphan_trials(study: optuna.Study, *, older_than: float = ORPHAN_AFTER_SECONDS) -> list[int]:
+    """Mark RUNNING trials started more than ``older_than`` seconds ago as FAIL: a process killed mid-trial
+    leaves its trial RUNNING for ever (the journal has no heartbeat). Younger ones may belong to a live worker
+    tuning the same study, so they are left alone. Returns the trial numbers failed."""
+    from datetime import datetime, timedelta
+
+    from optuna.trial import TrialState
+
+    cutoff = datetime.now() - timedelta(seconds=older_than)
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.datetime_start is not None and trial.datetime_start < cutoff:
+            study.tell(trial.number, state=TrialState.FAIL)
+            failed.append(trial.number)
+    return failed
 
 
 def _finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:

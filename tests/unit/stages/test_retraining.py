@@ -125,3 +125,26 @@ def test_a_retrained_versions_reference_keeps_the_dtypes_of_the_users_files() ->
     assert kept.schema["a"] == pl.Int64 and kept.get_column("a").to_list() == [3, 4]
     assert kept.schema["b"] == pl.Float64  # 1.5 would not survive the cast: left as it is
     assert kept.schema["c"] == pl.String
+
+
+def test_a_manual_retrain_gets_a_study_per_data_window(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    import polars as pl
+
+    from tasks.stages.retraining import study_for
+
+    contract = SimpleNamespace(entity_id="id", timestamp=None)
+    ws = SimpleNamespace(model="churn", contract=contract)
+
+    def window(first: int) -> SimpleNamespace:
+        return SimpleNamespace(
+            train=pl.DataFrame({"id": list(range(first, first + 50))}),
+            holdout=pl.DataFrame({"id": list(range(first + 50, first + 70))}),
+        )
+
+    one = study_for(ws, window(0), None)  # type: ignore[arg-type]
+    assert one == study_for(ws, window(0), None)  # type: ignore[arg-type]  # a retry resumes
+    assert one.startswith("churn-manual-") and one != study_for(ws, window(100), None)  # type: ignore[arg-type]
+    assert study_for(ws, window(0), "retrain-abc") == "churn-retrain-abc"  # type: ignore[arg-type]
+    assert study_for(ws, window(0), "retrain-abc", "mine") == "mine"  # type: ignore[arg-type]

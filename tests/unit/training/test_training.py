@@ -299,3 +299,24 @@ def test_inference_cost_is_measured_for_each_model(trained: tuple[Any, list[Any]
     assert set(costs) == {"a", "b"}
     assert costs["a"].model_bytes == len(model.model_text.encode()) and costs["a"].n_trees >= 1
     assert costs["a"].latency_ms_per_10k > 0 and costs["a"].rows_timed == 2000
+
+
+def test_orphan_running_trials_are_failed_on_resume(tmp_path: Path) -> None:
+    """A process killed mid-trial leaves it RUNNING; opening the study again fails it once it is old enough
+    (a young one may belong to a live worker tuning the same study)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from tasks.training.train import _open_study, fail_orphan_trials
+
+    study = _open_study(tmp_path, "orphans")
+    study.ask()  # a trial that will never be told: its process "died"
+    assert fail_orphan_trials(study) == []  # young: left alone
+    assert fail_orphan_trials(study, older_than=0.0) == [0]
+    reopened = optuna.load_study(
+        study_name="orphans",
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(tmp_path / "orphans.journal"))
+        ),
+    )
+    assert [t.state for t in reopened.get_trials(deepcopy=False)] == [TrialState.FAIL]
