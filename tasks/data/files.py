@@ -49,8 +49,28 @@ def scan_file(path: Path | str) -> pl.LazyFrame:
     if suffix in {".parquet", ".pq"}:
         return pl.scan_parquet(path)
     if suffix in {".csv", ".txt"}:
+        check_csv_header(path)
         return pl.scan_csv(path, try_parse_dates=True, infer_schema_length=10000)
     raise DataFileError(f"unknown file type {suffix!r}; use .parquet or .csv", source=str(path))
+
+
+CSV_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
+def check_csv_header(path: Path) -> None:
+    """driftgate reads comma-separated files: a header that does not split on commas but does on another
+    delimiter is refused with the delimiter named (otherwise every column would be "missing")."""
+    with path.open("r", encoding="utf-8", errors="replace") as handle:
+        header = handle.readline()
+    if "," in header:
+        return
+    for delimiter, name in CSV_DELIMITERS.items():
+        if header.count(delimiter) >= 1:
+            raise DataFileError(
+                f"the header does not split on commas but on {name}s ({header.count(delimiter) + 1} columns); "
+                "driftgate reads comma-separated files: export it with commas, or as Parquet",
+                source=str(path),
+            )
 
 
 def read_file(path: Path | str) -> pl.DataFrame:

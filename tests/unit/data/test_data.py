@@ -83,3 +83,13 @@ def test_join_labels_by_entity_id() -> None:
     with pytest.raises(DataError, match="duplicate"):
         join_labels(batch, pl.DataFrame({"id": [1, 1], "y": [0, 1]}), entity_id="id", target="y", source="l.csv")
     assert np.isfinite(joined.get_column("x").to_numpy()).all()
+
+
+@pytest.mark.parametrize(("delimiter", "name"), [(";", "semicolon"), ("\t", "tab"), ("|", "pipe")])
+def test_a_csv_that_does_not_split_on_commas_names_its_delimiter(tmp_path: Path, delimiter: str, name: str) -> None:
+    path = tmp_path / "batch.csv"
+    path.write_text(delimiter.join(["id", "x", "y"]) + "\n" + delimiter.join(["1", "0.5", "1"]) + "\n")
+    with pytest.raises(DataFileError, match=f"on {name}s.*batch.csv"):
+        read_file(path)
+    path.write_text("id,x,y\n1,0.5,1\n")
+    assert read_file(path).columns == ["id", "x", "y"]
