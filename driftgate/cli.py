@@ -69,9 +69,16 @@ def _progress() -> Iterator[None]:
             sink.install(None)
 
 
+# A conditional alias move that lost a race exits with its own code, so scripts can tell "state moved
+# under you, look again" (3) from bad input (2).
+EXIT_CONFLICT = 3
+
+
 def _fail(exc: Exception) -> None:
+    from tasks.core.errors import AliasConflictError
+
     click.secho(f"error: {exc}", fg="red", err=True)
-    sys.exit(2)
+    sys.exit(EXIT_CONFLICT if isinstance(exc, AliasConflictError) else 2)
 
 
 @contextmanager
@@ -580,6 +587,13 @@ def _prefect_api_configured() -> bool:
 @main.command()
 @click.option("--reason", default="manual rollback", show_default=True)
 @click.option(
+    "--expect",
+    "expected",
+    default=None,
+    help="Roll back only if production is still this version (default: the version production holds when the "
+    "command starts). If it moved, nothing changes and the command exits with code 3.",
+)
+@click.option(
     "--flow/--no-flow",
     "use_flow",
     default=None,
@@ -589,24 +603,37 @@ def _prefect_api_configured() -> bool:
 @_common
 @click.pass_context
 def rollback(
-    ctx: click.Context, reason: str, use_flow: bool | None, home: str | None, config: str | None, model: str | None
+    ctx: click.Context,
+    reason: str,
+    expected: str | None,
+    use_flow: bool | None,
+    home: str | None,
+    config: str | None,
+    model: str | None,
 ) -> None:
-    """Restore production to the last known good version (previous-production) in one step."""
+    """Restore production to the last known good version (previous-production) in one step.
+
+    Conditional: two operators rolling back at once, or a rollback racing a promotion, apply once; the other
+    exits with code 3 and says what production is now.
+    """
     actor = os.environ.get("USER", "cli")
     if use_flow is None:
         use_flow = _prefect_api_configured()
     with _errors():
+        if expected is None:
+            with _home(home, config, model) as ws:
+                expected = ws.registry.aliases(ws.model).get("production")
         if use_flow:
             _quiet_prefect(ctx.obj["verbose"])
             from flows.rollback import rollback_flow
 
-            result = rollback_flow(reason=reason, actor=actor, **_flow_args(home, config, model))
+            result = rollback_flow(reason=reason, actor=actor, expected=expected, **_flow_args(home, config, model))
             before, after = result["from"], result["to"]
         else:
             from tasks.stages.promotion import rollback as rollback_now
 
             with _home(home, config, model) as ws:
-                before, after = rollback_now(ws, actor=actor, reason=reason)
+                before, after = rollback_now(ws, actor=actor, reason=reason, expected=expected)
     click.echo(f"production: {before} → {after}")
 
 

@@ -16,8 +16,10 @@ def rollback_flow(
     config: str | None = None,
     model: str | None = None,
     evidence: str | None = None,
+    expected: str | None = None,
 ) -> dict[str, str | None]:
+    """Roll back; with ``expected`` only if production is still that version (see stages.promotion.rollback)."""
     with workspace(home, config, model) as ws:
         banner(f"roll back production of {ws.model}")
-        before, after = steps.rollback(ws, actor=actor, reason=reason, evidence=evidence)
+        before, after = steps.rollback(ws, actor=actor, reason=reason, evidence=evidence, expected=expected)
     return {"from": before, "to": after}

@@ -443,11 +443,28 @@ class LocalRegistry:
                 evidence=evidence,
             )
 
-    def rollback(self, model: str, *, actor: str, reason: str, evidence: str | None = None) -> LedgerEntry:
+    def rollback(
+        self,
+        model: str,
+        *,
+        actor: str,
+        reason: str,
+        evidence: str | None = None,
+        expected_production: str | None = None,
+    ) -> LedgerEntry:
+        """Move production back to previous-production. With ``expected_production`` (what the operator saw) the
+        move is conditional: if production moved meanwhile (another rollback, a promotion), nothing changes and
+        AliasConflictError says what production is now. Two operators rolling back at once: one applies."""
         model_dir = self._existing_model_dir(model)
         with self._locked(model_dir) as state:
             current = state.aliases()
             production = current.get(PRODUCTION)
+            if expected_production is not None and production != expected_production:
+                raise AliasConflictError(
+                    f"rollback of {model!r} refused: production is {production or 'unset'}, not "
+                    f"{expected_production} as expected (someone moved it meanwhile); nothing changed — check "
+                    "`driftgate history` and roll back again if still needed"
+                )
             restored = current.get(PREVIOUS_PRODUCTION)
             if restored is None:
                 raise RegistryError(

@@ -374,12 +374,16 @@ def promote(ws: Workspace, version: str, *, actor: str, reason: str, evidence: s
     return [STAGING, CANARY, PRODUCTION]
 
 
-def rollback(ws: Workspace, *, actor: str, reason: str, evidence: str | None = None) -> tuple[str | None, str]:
+def rollback(
+    ws: Workspace, *, actor: str, reason: str, evidence: str | None = None, expected: str | None = None
+) -> tuple[str | None, str]:
     """Restore the last known good version to production in one step; returns (from, to).
 
-    The alias moves first (that is what serving reads), then the audit row, tracking run and event follow.
+    With ``expected`` (the production version the caller saw) the rollback is conditional: it is refused with
+    AliasConflictError when production moved meanwhile. The alias moves first (that is what serving reads),
+    then the audit row, tracking run and event follow.
     """
-    entry = ws.registry.rollback(ws.model, actor=actor, reason=reason, evidence=evidence)
+    entry = ws.registry.rollback(ws.model, actor=actor, reason=reason, evidence=evidence, expected_production=expected)
     before = next(m.from_version for m in entry.moves if m.alias == PRODUCTION)
     after = next(m.to_version for m in entry.moves if m.alias == PRODUCTION)
     if after is None:  # rollback always names the version it restores; keeps the type checker honest

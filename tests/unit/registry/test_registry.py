@@ -608,3 +608,36 @@ def test_cli_history_at_answers_across_several_moves(reg: LocalRegistry, tmp_pat
         f"  {alias:<20} {version}"
         for alias, version in sorted(reg.aliases_at(MODEL, moments[0] - timedelta(days=1)).items())
     ]
+
+
+def test_rollback_is_conditional_on_the_production_the_operator_saw(reg: LocalRegistry) -> None:
+    """Two operators who both saw v2 in production roll back at once: exactly one rollback applies."""
+    import threading
+
+    from tasks.core.errors import AliasConflictError
+
+    _with_versions(reg, 3)
+    for round_ in range(20):
+        for version in ("v0", "v1", "v2"):
+            reg.promote(MODEL, version, actor="gate", reason=f"round {round_}")
+        seen = reg.aliases(MODEL)[PRODUCTION]
+        start = threading.Barrier(2)
+        outcomes: list[str] = []
+
+        def operator(
+            name: str, seen: str = seen, start: threading.Barrier = start, outcomes: list[str] = outcomes
+        ) -> None:
+            start.wait()
+            try:
+                reg.rollback(MODEL, actor=name, reason="race", expected_production=seen)
+                outcomes.append("applied")
+            except AliasConflictError:
+                outcomes.append("refused")
+
+        threads = [threading.Thread(target=operator, args=(f"ops-{i}",)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(outcomes) == ["applied", "refused"], (round_, outcomes)
+        assert reg.aliases(MODEL)[PRODUCTION] == "v1"  # one step back from v2, never two
