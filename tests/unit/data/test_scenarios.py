@@ -259,8 +259,8 @@ def test_broken_batches_fail_quality_as_intended(car_loan: CarLoan) -> None:
         checks.setdefault(batch.phase, set()).update((i.check, i.column, i.severity) for i in issues)
     assert checks["stationary"] == set()
     assert ("missing_rate", "debt_to_income_ratio", "fail") in checks["nulls"]
-    # Every value out of range; today's quality check only warns on that (truth still says BLOCK).
-    assert {(c, col) for c, col, _ in checks["units"]} == {("out_of_range", "car_value")}
+    # Every value far beyond the reference range: broken data, not drift, so quality fails (BLOCK).
+    assert checks["units"] == {("far_out_of_range", "car_value", "fail")}
 
 
 def test_label_noise_drops_realized_auc_and_keeps_features(car_loan: CarLoan) -> None:
