@@ -270,6 +270,16 @@ class DriftgateSettings(BaseSettings):
         "(create it with `prefect gcl create driftgate-retrain --limit 1`); none: no slot",
     )
     telemetry: bool = Field(False, description="leave dependency telemetry on (off by default)")
+    share_absolute_paths: bool = Field(
+        False,
+        description="write absolute local paths into reports, audit rows, ledger evidence and W&B (default: paths "
+        "relative to the home or the working directory; see tasks/core/paths.py)",
+    )
+    wandb_artifact_rows: bool = Field(
+        False,
+        description="upload a version's row data (monitoring reference, training-row keys) with its W&B model "
+        "artifact (default: model, contract, gate verdict, manifest and fingerprints only)",
+    )
     profiling: ProfilingSettings = ProfilingSettings()
     policy: PolicySettings = PolicySettings()
     training: TrainingSettings = TrainingSettings()
@@ -293,6 +303,12 @@ class DriftgateSettings(BaseSettings):
         return (init_settings, env_settings, _YamlSource(settings_cls))
 
     # --- derived paths -------------------------------------------------------------
+    def shareable(self, path: str | Path) -> str:
+        """``path`` as reports, audit rows, ledger evidence and W&B may show it (tasks/core/paths.py)."""
+        from tasks.core.paths import shareable
+
+        return shareable(path, self.home, absolute=self.share_absolute_paths)
+
     @property
     def registry_dir(self) -> Path:
         return self.home / "registry"

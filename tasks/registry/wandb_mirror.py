@@ -71,8 +71,10 @@ class WandbMirror:
         entity: str | None,
         directory: Path,
         api_timeout: int = API_TIMEOUT_SECONDS,
+        artifact_rows: bool = False,
     ) -> None:
         self.registry = registry
+        self.artifact_rows = artifact_rows
         self.project = project
         self.entity = entity
         self.directory = Path(directory)
@@ -133,7 +135,7 @@ class WandbMirror:
             settings=wandb.Settings(silent=True, console="off", x_save_requirements=False),
         )
         try:
-            logged = run.log_artifact(model_artifact(version))
+            logged = run.log_artifact(model_artifact(version, rows=self.artifact_rows))
             logged.wait()
             run.link_artifact(logged, target_path=registry_path(self.registry, version.model), aliases=list(aliases))
         finally:
@@ -178,5 +180,6 @@ class WandbRegistry(LocalRegistry):
                 project=settings.wandb_project,
                 entity=settings.wandb_entity,
                 directory=settings.wandb_dir,
+                artifact_rows=settings.wandb_artifact_rows,
             ),
         )

@@ -90,9 +90,10 @@ def _keep_wandb_state_under(directory: Path) -> None:
 class WandbRun:
     """One W&B run; in disabled mode every call is checked and then dropped."""
 
-    def __init__(self, run: Any, *, active: bool) -> None:
+    def __init__(self, run: Any, *, active: bool, artifact_rows: bool = False) -> None:
         self._run = run
         self._active = active
+        self._artifact_rows = artifact_rows
         self._finished = False
         self.id: str = str(run.id)
         # The offline-run-* directory holding run-<id>.wandb (what `wandb sync` takes), not its files/.
@@ -129,10 +130,10 @@ class WandbRun:
         reaches an offline run, and so ``wandb sync`` replays the alias history.
         """
         self._check_open(f"log model {version.model}:{version.version}")
-        artifact_files(version)
+        artifact_files(version, rows=self._artifact_rows)
         if not self._active:
             return
-        self._run.log_artifact(model_artifact(version), aliases=list(aliases))
+        self._run.log_artifact(model_artifact(version, rows=self._artifact_rows), aliases=list(aliases))
 
     def log_file(self, name: str, path: Path) -> None:
         """Images become ``wandb.Image`` media; anything else (markdown report, JSON) a run file."""
@@ -178,13 +179,16 @@ class WandbRun:
 class WandbTracker:
     """Starts W&B runs with the real library; several runs per process, one after another or overlapping."""
 
-    def __init__(self, *, mode: str, project: str, entity: str | None, directory: Path) -> None:
+    def __init__(
+        self, *, mode: str, project: str, entity: str | None, directory: Path, artifact_rows: bool = False
+    ) -> None:
         if mode not in TRACKING_MODES:
             raise ConfigError(f"DRIFTGATE_TRACKING_MODE={mode!r} is not one of {list(TRACKING_MODES)}")
         self.mode = mode
         self.project = project
         self.entity = entity
         self.directory = Path(directory)
+        self.artifact_rows = artifact_rows
 
     def __repr__(self) -> str:
         return f"WandbTracker(mode={self.mode!r}, project={self.project!r}, directory={str(self.directory)!r})"
@@ -223,7 +227,7 @@ class WandbTracker:
                 f"cannot start W&B {self.mode} run {name!r} "
                 f"(project {self.project!r}, directory {self.directory}): {exc}"
             ) from exc
-        return WandbRun(run, active=active)
+        return WandbRun(run, active=active, artifact_rows=self.artifact_rows)
 
 
 def make_tracker(settings: DriftgateSettings) -> Tracker:
@@ -233,6 +237,7 @@ def make_tracker(settings: DriftgateSettings) -> Tracker:
         project=settings.wandb_project,
         entity=settings.wandb_entity,
         directory=settings.wandb_dir,
+        artifact_rows=settings.wandb_artifact_rows,
     )
 
 

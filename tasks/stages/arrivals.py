@@ -158,7 +158,7 @@ def _judge_again(ws: Workspace, joined: LabelJoin, batch_id: str, labels: LabelS
     arrival = LabelRecord(
         ws.model,
         batch_id,
-        ", ".join(labels.files[:4]),
+        ", ".join(ws.settings.shareable(f) for f in labels.files[:4]),
         counts.new_rows,
         counts.labelled_rows,
         {"already_labelled": counts.already_labelled, "conflicting": counts.conflicting},
@@ -202,7 +202,8 @@ def _judge_again(ws: Workspace, joined: LabelJoin, batch_id: str, labels: LabelS
                     batch_id=batch_id,
                     version=row.get("version"),
                     payload=decision_payload(
-                        decision, key, scored_by=(row["payload"] or {}).get("scored_by"), labels=labels.files
+                        decision, key, scored_by=(row["payload"] or {}).get("scored_by"),
+                        labels=[ws.settings.shareable(f) for f in labels.files],
                     ),
                 ),
                 conn=conn,

@@ -150,7 +150,7 @@ def load_batch(ws: Workspace, ctx: MonitorContext, path: str, labels: LabelSet |
         scored_by = ctx.version.version
     return LoadedBatch(
         batch_id=batch_id_for(path),
-        source=path,
+        source=ws.settings.shareable(path),
         frame=frame,
         scored_by=scored_by,
         raw_schema=dict(raw.schema),
@@ -167,7 +167,7 @@ def refuse(ws: Workspace, path: str, error: Exception) -> MonitorOutcome:
     batch_id = batch_id_for(path)
     reason = f"refused at the boundary: {error}"
     with ws.store.transaction() as conn:
-        ws.store.record_batch(ws.model, batch_id, path, 0, None, None, "refused", conn=conn)
+        ws.store.record_batch(ws.model, batch_id, ws.settings.shareable(path), 0, None, None, "refused", conn=conn)
         ws.store.record_decision(
             DecisionRecord(
                 model=ws.model,
@@ -181,7 +181,7 @@ def refuse(ws: Workspace, path: str, error: Exception) -> MonitorOutcome:
         )
     return MonitorOutcome(
         batch_id=batch_id,
-        source=path,
+        source=ws.settings.shareable(path),
         rows=0,
         scored_by="",
         action=Action.BLOCK.value,

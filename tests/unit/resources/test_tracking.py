@@ -269,3 +269,29 @@ def test_every_alias_move_of_a_promotion_and_rollback_reaches_the_offline_runs(t
     for alias in ("production", "previous-production"):
         assert replayed[alias] == ledger_aliases[alias]
     assert ledger_aliases["production"] == "v1" and ledger_aliases["previous-production"] == "v0"
+
+
+@pytest.mark.parametrize("rows", [False, True])
+def test_model_artifact_withholds_row_data_unless_asked(tmp_path: Path, rows: bool) -> None:
+    """The W&B artifact carries the model, contract and verdict; the version's Parquet rows (the monitoring
+    reference, the training-row keys) only with wandb_artifact_rows — their digests are always in the metadata."""
+    from tasks.resources.workspace import REFERENCE_FILE
+    from tasks.stages.retraining import TRAINING_ROWS_FILE
+
+    assert REFERENCE_FILE.endswith(".parquet") and TRAINING_ROWS_FILE.endswith(".parquet")
+    registry = LocalRegistry(tmp_path / "registry")
+    files = {"model.txt": BOOSTER_TEXT, REFERENCE_FILE: b"PAR1 rows PAR1", TRAINING_ROWS_FILE: b"PAR1 keys PAR1"}
+    version = registry.register(MODEL, files, {"metrics": {"roc_auc": 0.8}}, actor="test", reason="privacy")
+    settings = load_settings(home=tmp_path / "home", tracking_mode="offline", wandb_artifact_rows=rows)
+    run = make_tracker(settings).start_run(job_type="register", name="privacy", config={})
+    run.log_model(version, ["candidate"])
+    run.finish()
+    assert run.dir is not None
+    records = read_wandb_records(run.dir / f"run-{run.id}.wandb")
+    (artifact,) = [body for kind, body in records if kind == "artifact" and body.type == "model"]
+    contents = {entry.path for entry in artifact.manifest.contents}
+    withheld = {REFERENCE_FILE, TRAINING_ROWS_FILE}
+    assert contents == {"model.txt", MANIFEST_NAME} | (withheld if rows else set())
+    metadata = json.loads(artifact.metadata)
+    assert set(metadata["digests"]) == {"model.txt", *withheld}
+    assert metadata["row_data"].startswith("included" if rows else "withheld")
