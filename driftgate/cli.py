@@ -117,6 +117,80 @@ def _home(home: str | None, config: str | None, model: str | None) -> AbstractCo
     return open_home(load_settings(config, home=home, model_name=model))
 
 
+def _mode(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The --flow/--no-flow option of the commands whose body runs either way (flows/bodies.py)."""
+    return click.option(
+        "--flow/--no-flow",
+        "use_flow",
+        default=None,
+        help="Run as a Prefect flow run (default when a Prefect API is configured: PREFECT_API_URL or the active "
+        "profile) or directly in this process (default otherwise: no Prefect import, no temporary server; events "
+        "wait in the audit store's outbox for `driftgate events flush`). --flow without an API starts a temporary "
+        "local Prefect server (8-26 s).",
+    )(fn)
+
+
+def _use_flow(
+    ctx: click.Context, use_flow: bool | None, home: str | None, config: str | None, model: str | None
+) -> bool:
+    """Decide the run mode and prepare it: flow mode quiets Prefect and first delivers pending outbox events."""
+    if use_flow is None:
+        use_flow = _prefect_api_configured()
+    if use_flow:
+        _quiet_prefect(ctx.obj["verbose"])
+        if _prefect_api_configured():
+            _flush_outbox(home, config, model, quiet=True)
+    else:
+        _direct_logging(ctx.obj["verbose"])
+    return use_flow
+
+
+def _direct_logging(verbose: bool) -> None:
+    """Direct mode: telemetry off, and the bodies' stage banners on stderr with -v."""
+    import logging
+
+    from tasks.core.telemetry import disable_telemetry
+
+    disable_telemetry()
+    logger = logging.getLogger("driftgate")
+    if verbose and not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def _run(use_flow: bool, name: str, **params: Any) -> dict[str, Any]:
+    """Run the body ``name`` (monitor, cycle, labels, retrain, bootstrap): as the flow ``flows.<name>.<name>_flow``
+    or in-process, the same body with plain steps (``flows.bodies.<name>_body``)."""
+    import importlib
+
+    if use_flow:
+        result: dict[str, Any] = getattr(importlib.import_module(f"flows.{name}"), f"{name}_flow")(**params)
+        return result
+    from flows import bodies
+
+    result = getattr(bodies, f"{name}_body")(bodies.Runner(), **params)
+    return result
+
+
+def _flush_outbox(home: str | None, config: str | None, model: str | None, *, quiet: bool = False) -> int:
+    """Deliver the pending outbox events of the home to the configured Prefect API; returns how many."""
+    from tasks.resources.events import prefect_sender
+
+    with _home(home, config, model) as ws:
+        if not ws.store.outbox(pending=True):
+            return 0
+        try:
+            return ws.store.deliver_outbox(prefect_sender())
+        except Exception as exc:  # an unreachable API: the events stay pending, the command goes on
+            if not quiet:
+                raise
+            left = len(ws.store.outbox(pending=True))
+            click.secho(f"warning: {left} outbox event(s) not delivered yet: {exc}", fg="yellow", err=True)
+            return 0
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="driftgate")
 @click.option("-v", "--verbose", is_flag=True, help="Show Prefect's flow and task logs on the console.")
@@ -268,20 +342,25 @@ def contract(
 @main.command()
 @click.argument("reference", type=click.Path(dir_okay=False))
 @click.option("--no-promote", is_flag=True, help="Register the model without making it production.")
+@_mode
 @_common
 @click.pass_context
 def bootstrap(
-    ctx: click.Context, reference: str, no_promote: bool, home: str | None, config: str | None, model: str | None
+    ctx: click.Context,
+    reference: str,
+    no_promote: bool,
+    use_flow: bool | None,
+    home: str | None,
+    config: str | None,
+    model: str | None,
 ) -> None:
     """Train the first model on a labelled reference file and make it production.
 
     With no champion to beat, the gate judges it against absolute floors (gate.floor_roc_auc).
     """
-    _quiet_prefect(ctx.obj["verbose"])
+    flow = _use_flow(ctx, use_flow, home, config, model)
     with _errors(), _progress():
-        from flows.bootstrap import bootstrap_flow
-
-        result = bootstrap_flow(reference=reference, promote=not no_promote, **_flow_args(home, config, model))
+        result = _run(flow, "bootstrap", reference=reference, promote=not no_promote, **_flow_args(home, config, model))
     _print_retrain(result)
 
 
@@ -298,6 +377,7 @@ def bootstrap(
     show_default=True,
     help="Act on a RETRAIN decision at once (retrain, gate, promote on pass).",
 )
+@_mode
 @_common
 @click.pass_context
 def monitor(
@@ -305,6 +385,7 @@ def monitor(
     batches: tuple[str, ...],
     labels: tuple[str, ...],
     retrain: bool,
+    use_flow: bool | None,
     home: str | None,
     config: str | None,
     model: str | None,
@@ -318,17 +399,14 @@ def monitor(
     Labels of batches monitored earlier are attached after the batches, and those batches judged again
     (as `driftgate labels` does). A batch refused at the boundary is recorded as BLOCK (exit code 2).
     """
-    _quiet_prefect(ctx.obj["verbose"])
+    flow = _use_flow(ctx, use_flow, home, config, model)
+    params = {"batches": list(batches), "labels": list(labels) or None, **_flow_args(home, config, model)}
     with _errors(), _progress():
         if retrain:
-            from flows.cycle import cycle_flow
-
-            result = cycle_flow(batches=list(batches), labels=list(labels) or None, **_flow_args(home, config, model))
+            result = _run(flow, "cycle", **params)
             outcomes, arrival, retrained = result["monitor"], result["labels"], result["retrain"]
         else:
-            from flows.monitor import monitor_flow
-
-            result = monitor_flow(batches=list(batches), labels=list(labels) or None, **_flow_args(home, config, model))
+            result = _run(flow, "monitor", **params)
             outcomes, arrival, retrained = result["batches"], result["labels"], None
     for o in outcomes:
         est = "n/a" if o["estimated"] is None else f"{o['estimated']:.4f}"
@@ -444,12 +522,14 @@ def profile(
     show_default=True,
     help="Act on a RETRAIN decided on the labels' arrival at once (retrain, gate, promote on pass).",
 )
+@_mode
 @_common
 @click.pass_context
 def labels(
     ctx: click.Context,
     labels: tuple[str, ...],
     retrain: bool,
+    use_flow: bool | None,
     home: str | None,
     config: str | None,
     model: str | None,
@@ -462,11 +542,9 @@ def labels(
     so a RETRAIN can be decided when labels land. Unknown ids, ids already labelled and ids found in more than
     one batch are counted and reported.
     """
-    _quiet_prefect(ctx.obj["verbose"])
+    flow = _use_flow(ctx, use_flow, home, config, model)
     with _errors():
-        from flows.labels import labels_flow
-
-        result = labels_flow(labels=list(labels), retrain=retrain, **_flow_args(home, config, model))
+        result = _run(flow, "labels", labels=list(labels), retrain=retrain, **_flow_args(home, config, model))
     _print_arrival(result["labels"])
     if result["retrain"]:
         _print_retrain(result["retrain"])
@@ -483,6 +561,7 @@ def labels(
     help="Optuna study to tune in (a journal under <home>/optuna). Default: one per data window, so a retrain on "
     "new data starts afresh and a retry of an interrupted one resumes it.",
 )
+@_mode
 @_common
 @click.pass_context
 def retrain(
@@ -492,16 +571,17 @@ def retrain(
     reason: str,
     no_promote: bool,
     study: str | None,
+    use_flow: bool | None,
     home: str | None,
     config: str | None,
     model: str | None,
 ) -> None:
     """Retrain on the labelled window of monitored batches, gate against the champion, promote on pass."""
-    _quiet_prefect(ctx.obj["verbose"])
+    flow = _use_flow(ctx, use_flow, home, config, model)
     with _errors(), _progress():
-        from flows.retrain import retrain_flow
-
-        result = retrain_flow(
+        result = _run(
+            flow,
+            "retrain",
             window_start=window_start,
             window_end=window_end,
             reason=reason,
@@ -734,6 +814,51 @@ def reconcile(home: str | None, config: str | None, model: str | None) -> None:
     with _errors(), _home(home, config, model) as ws:
         changes = ws.registry.reconcile(ws.model, actor=os.environ.get("USER", "cli"))
     click.echo("\n".join(changes) if changes else "the mirror already matches the ledger (or there is none)")
+
+
+@main.group()
+def events() -> None:
+    """The event outbox: events of direct-mode runs, kept in the audit store until delivered to Prefect.
+
+    Direct mode (no Prefect API, or --no-flow) writes each event to the outbox with its final id; `events flush`
+    sends the pending ones to the configured Prefect API and marks them delivered. An event is marked only after
+    the API accepted it, so none is lost, and a re-sent one (a crash between send and mark) carries the same id,
+    which Prefect's event store keeps once. Flow-mode commands flush first by themselves.
+    """
+
+
+@events.command(name="list")
+@click.option("--limit", default=20, show_default=True, help="Pending events to show.")
+@_common
+def events_list(limit: int, home: str | None, config: str | None, model: str | None) -> None:
+    """Pending and delivered counts of the outbox, and the oldest pending events (no Prefect needed)."""
+    from collections import Counter
+
+    with _errors(), _home(home, config, model) as ws:
+        pending = ws.store.outbox(pending=True)
+        delivered = len(ws.store.outbox(pending=False))
+    click.echo(f"outbox: {len(pending)} pending, {delivered} delivered")
+    for name, count in sorted(Counter(row["name"] for row in pending).items()):
+        click.echo(f"  {name:<34} {count}")
+    for row in pending[:limit]:
+        click.echo(f"  {row['created_at']:%Y-%m-%d %H:%M:%S} {row['event_id']} {row['name']}")
+
+
+@events.command(name="flush")
+@_common
+def events_flush(home: str | None, config: str | None, model: str | None) -> None:
+    """Deliver the pending outbox events to the configured Prefect API (PREFECT_API_URL or the active profile)."""
+    if not _prefect_api_configured():
+        _fail(RuntimeError("no Prefect API configured (PREFECT_API_URL or a profile): nothing to deliver to"))
+    _quiet_prefect(False)
+    with _errors():
+        try:
+            sent = _flush_outbox(home, config, model)
+        except Exception as exc:
+            if type(exc).__module__.startswith(("httpx", "prefect")):
+                _fail(RuntimeError(f"delivery stopped, the rest stays pending: {type(exc).__name__}: {exc}"))
+            raise
+    click.echo(f"delivered {sent} event(s)")
 
 
 @main.command()

@@ -1,4 +1,6 @@
-"""Shared flow plumbing: building the workspace from flow parameters, stage banners, the retrain slot."""
+"""Shared flow plumbing: building the workspace from flow parameters, stage banners, the retrain slot.
+
+Imports no Prefect at module level: the direct-mode bodies (flows/bodies.py) open their workspace here too."""
 
 from __future__ import annotations
 
@@ -6,9 +8,6 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
-
-from prefect import get_run_logger
 
 from tasks.core.settings import load_settings
 from tasks.resources.workspace import Workspace, open_home
@@ -22,27 +21,8 @@ def workspace(
 
 
 def banner(text: str) -> None:
-    get_run_logger().info("── %s ──", text)
-
-
-def act_on_retrain(
-    request: dict[str, Any], reason: str, home: str | None, config: str | None, model: str | None
-) -> dict[str, Any]:
-    """Run the retrain flow for a RETRAIN decision (a monitor or a label-arrival outcome as a dict)."""
-    from flows.retrain import retrain_flow
-
-    banner(f"retrain requested: {reason}")
-    start, end = request.get("window_start"), request.get("window_end")
-    return retrain_flow(
-        window_start=start.isoformat() if start else None,
-        window_end=end.isoformat() if end else None,
-        idempotency_key=request["retrain_key"],
-        reason=reason,
-        priority_class=request.get("priority_class"),
-        home=home,
-        config=config,
-        model=model,
-    )
+    """A stage banner in the run log (the module's logger outside a run)."""
+    _logger().info("── %s ──", text)
 
 
 @contextmanager
@@ -76,6 +56,7 @@ def retrain_slot(name: str | None) -> Iterator[float | None]:
 
 def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
     """The run logger inside a flow or task run, the module's logger outside one."""
+    from prefect import get_run_logger
     from prefect.exceptions import MissingContextError
 
     try:

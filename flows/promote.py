@@ -1,9 +1,9 @@
 """Promote flow: gate pass → staging → approval → canary → watch window → production (old one kept as
-previous-production). A canary that misses a threshold is withdrawn and production never moves."""
+previous-production). A canary that misses a threshold is withdrawn and production never moves (body:
+flows/bodies.py)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from prefect import flow
@@ -12,10 +12,10 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 
 from flows import steps
-from flows._common import banner, workspace
-from tasks.registry.model import PRODUCTION
+from flows.bodies import promote_body
+from flows.steps import FLOW
 from tasks.resources.workspace import Workspace
-from tasks.stages.promotion import AUTO_APPROVER, Approval, PromotionOutcome
+from tasks.stages.promotion import Approval
 
 
 class ApprovalInput(RunInput):
@@ -45,49 +45,15 @@ def promote_flow(
     watch_batches are scored with the canary split during the watch window (labels joined by id);
     with ``promotion.watch_hours`` > 0 the canary stays in place and `driftgate watch` decides later.
     """
-    with workspace(home, config, model) as ws:
-        settings = ws.settings.promotion
-        banner(f"promote {ws.model}:{version} (evidence: {evidence or 'none'})")
-        steps.check_candidate(ws, version, force=force)
-        before = ws.registry.aliases(ws.model).get(PRODUCTION)
-        entries = [steps.stage(ws, version, actor=actor, reason=reason, evidence=evidence)]
-        if settings.auto_approve if auto_approve is None else auto_approve:
-            approval = Approval(AUTO_APPROVER, f"policy allows automatic approval (requested by {actor})")
-        else:
-            banner(f"approval: waiting up to {settings.approval_timeout_seconds} s for an approver")
-            approval = _wait_for_approval(
-                ws, version, settings.approval_timeout_seconds, settings.approval_poll_seconds
-            )
-        entries.append(steps.record_approval(ws, version, approval, evidence=evidence))
-        if not approval.approved:
-            entries += steps.reject(ws, version, approval)
-            steps.track_moves(ws, entries, job="promote", name=f"promote-{version}-rejected")
-            return asdict(
-                PromotionOutcome(version, "rejected", ("staging",), before, approval.approver, (approval.comment,))
-            )
-        banner(
-            f"canary: {ws.settings.canary_share:.0%} of entities routed to {version} (approved by {approval.approver})"
-        )
-        entries.append(steps.start_canary(ws, version, actor=approval.approver, reason=reason, evidence=evidence))
-        for batch in watch_batches or []:
-            scored = steps.score_file(ws, batch)
-            print(f"scored {scored.batch_id}: {scored.routed} routed, {scored.errors} errors")
-        if labels:
-            steps.attach_prediction_labels(ws, labels)
-        banner("watch window: judge the canary")
-        outcome = steps.decide_canary(
-            ws,
-            version,
-            actor=approval.approver,
-            reason=f"{reason} (approved by {approval.approver})",
-            evidence=evidence,
-            expected_production=before,
-            earlier=entries,
-        )
-        if outcome.status == "watching":
-            steps.track_moves(ws, entries, job="promote", name=f"promote-{version}-canary")
-        banner(f"{version}: {outcome.status} — {outcome.reasons[0]}")
-        return asdict(outcome)
+    return promote_body(
+        FLOW, version, reason, actor, evidence, home, config, model, watch_batches, labels, auto_approve, force
+    )
+
+
+def wait_for_approval(ws: Workspace, version: str) -> Approval:
+    """Pause for the approver as the promotion settings say (see _wait_for_approval)."""
+    settings = ws.settings.promotion
+    return _wait_for_approval(ws, version, settings.approval_timeout_seconds, settings.approval_poll_seconds)
 
 
 def _wait_for_approval(ws: Workspace, version: str, timeout: int, poll: int) -> Approval:

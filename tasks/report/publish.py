@@ -14,7 +14,10 @@ def publish(markdown: str, *, key: str, description: str) -> None:
 
 
 def publish_markdown(markdown: str, *, key: str, description: str) -> None:
-    """Publish as a Prefect artifact when running inside a flow; a no-op outside one."""
+    """Publish as a Prefect artifact when running inside a flow; a no-op outside one (at once when nothing
+    imported Prefect: direct mode never pays for importing it)."""
+    if "prefect.context" not in sys.modules:
+        return
     from prefect.artifacts import create_markdown_artifact
     from prefect.context import FlowRunContext
 

@@ -1,4 +1,10 @@
-"""driftgate's Prefect events: names, resource ids, idempotency keys, and emission."""
+"""driftgate's Prefect events: names, resource ids, idempotency keys, emission, and the outbox.
+
+Two ways out. In a flow run (or with a Prefect API and no outbox), :func:`emit` sends at once. In direct
+mode the CLI installs an outbox (:func:`outbox`; the audit store's ``driftgate_outbox`` table): :func:`emit`
+then writes the event there, with its final id, and ``driftgate events flush`` delivers it later
+(:func:`prefect_sender`). Nothing here imports Prefect unless an event is sent to it.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,11 @@ import hashlib
 import os
 import sys
 import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 BATCH_PROFILED = "driftgate.batch.profiled"
 DRIFT_DETECTED = "driftgate.drift.detected"
@@ -67,13 +76,47 @@ def resource_of(name: str, model: str, payload: dict[str, Any]) -> dict[str, str
     return resource
 
 
-def deliverable() -> bool:
-    """Whether a Prefect event can reach an API: one is configured, or this code runs inside a flow run.
+class Outbox(Protocol):
+    """Where direct mode keeps events until ``driftgate events flush`` (the audit store implements it)."""
 
-    Outside a flow and without ``PREFECT_API_URL``, ``emit_event`` would boot a throwaway ephemeral
-    server (8-26 s) whose events die with the process; such events are recorded in the audit store only.
+    def add_to_outbox(
+        self,
+        event_id: str,
+        name: str,
+        resource: Mapping[str, str],
+        payload: Mapping[str, Any],
+        idempotency_key: str | None,
+    ) -> bool: ...
+
+
+_outbox: ContextVar[Outbox | None] = ContextVar("driftgate_outbox", default=None)
+
+
+@contextmanager
+def outbox(box: Outbox | None) -> Iterator[None]:
+    """``with outbox(ws.store):`` every :func:`emit` inside goes to the outbox instead of Prefect (None: no change)."""
+    if box is None:
+        yield
+        return
+    token = _outbox.set(box)
+    try:
+        yield
+    finally:
+        _outbox.reset(token)
+
+
+def outbox_active() -> bool:
+    return _outbox.get() is not None
+
+
+def deliverable() -> bool:
+    """Whether an emitted event will reach an API: an outbox keeps it for later delivery, one is configured,
+    or this code runs inside a flow run.
+
+    Outside a flow and without ``PREFECT_API_URL`` or an outbox, ``emit_event`` would boot a throwaway
+    ephemeral server (8-26 s) whose events die with the process; such events are recorded in the audit store only.
     """
-    if os.environ.get("PREFECT_API_URL"):
+    if _outbox.get() is not None or os.environ.get("PREFECT_API_URL"):
         return True
     if "prefect.context" not in sys.modules:  # nothing imported Prefect, so no flow can be running
         return False
@@ -83,7 +126,16 @@ def deliverable() -> bool:
 
 
 def emit(name: str, model: str, payload: dict[str, Any], *, idempotency_key: str | None = None) -> str | None:
-    """Emit a Prefect event about a model; returns the event id, or None when no API is configured."""
+    """Emit a Prefect event about a model; returns the event id, or None when no API is configured.
+
+    With an outbox installed the event is written there (id: from the idempotency key, else a fresh one that
+    the row keeps, so any re-delivery carries the same id) and Prefect is not imported.
+    """
+    box = _outbox.get()
+    if box is not None:
+        event_id = str(event_id_for(idempotency_key) if idempotency_key else uuid.uuid4())
+        box.add_to_outbox(event_id, name, resource_of(name, model, payload), _jsonable(payload), idempotency_key)
+        return event_id
     from prefect.events import emit_event
 
     event = emit_event(
@@ -104,6 +156,38 @@ def flush(timeout: float = 5.0) -> None:
     result = EventsWorker.drain_all(timeout=timeout)
     if inspect.iscoroutine(result):  # called from async code: the caller's loop must drain instead
         result.close()
+
+
+def prefect_sender() -> Callable[[list[dict[str, Any]]], None]:
+    """POST outbox rows to the configured Prefect API (``/api/events``), each with its stored id and time.
+
+    The call returns once the server accepted the batch (HTTP 204), so a row is marked delivered only
+    after that. Re-delivering a row (a crash between the POST and the mark) sends the same event id again,
+    and Prefect keeps one event per id: its event store inserts with ON CONFLICT DO NOTHING on Postgres and
+    skips ids already stored on SQLite (prefect/server/events/storage/database.py, ``write_events``, 3.9.1),
+    and the trigger service skips ids it has seen (``event_has_been_seen``: an in-memory TTL cache of 30
+    minutes per server process, prefect/server/events/ordering). So a duplicate never reaches the event
+    store; a re-delivery later than 30 minutes (or after a server restart) could fire a trigger again, which
+    the retrain claim on the idempotency key then turns into a recorded duplicate, not a second retrain.
+    """
+    from prefect import get_client
+    from prefect.events import Event
+
+    def send(rows: list[dict[str, Any]]) -> None:
+        body = [
+            Event(
+                id=uuid.UUID(row["event_id"]),
+                event=row["name"],
+                occurred=row["created_at"],
+                resource=row["resource"],
+                payload=row["payload"],
+            ).model_dump(mode="json")
+            for row in rows
+        ]
+        with get_client(sync_client=True) as client:
+            client.request("POST", "/events", json=body).raise_for_status()
+
+    return send
 
 
 def _jsonable(value: Any) -> Any:

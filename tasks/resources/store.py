@@ -15,7 +15,7 @@ import os
 import re
 import socket
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -216,6 +216,21 @@ def _build_metadata() -> tuple[MetaData, dict[str, Table]]:
         Column("occurred_at", UTCDateTime, nullable=False),
         Index("ix_driftgate_event_resource", "resource"),
     )
+    # Direct mode's event outbox: written where the event happens, delivered by `driftgate events flush`
+    # (delivered_at set only after the API accepted it). event_id is the id Prefect gets, fixed at write time.
+    outbox = Table(
+        "driftgate_outbox",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("event_id", String(36), nullable=False, unique=True),
+        Column("name", String(200), nullable=False),
+        Column("resource", JSON, nullable=False),
+        Column("payload", JSON, nullable=False),
+        Column("idempotency_key", String(500)),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("delivered_at", UTCDateTime),
+        Index("ix_driftgate_outbox_pending", "delivered_at", "id"),
+    )
     claims = Table(
         "driftgate_claim",
         metadata,
@@ -248,6 +263,7 @@ def _build_metadata() -> tuple[MetaData, dict[str, Table]]:
         "decisions": decisions,
         "events": events,
         "claims": claims,
+        "outbox": outbox,
     }
 
 
@@ -531,6 +547,72 @@ class AuditStore:
                 return False
             c.execute(table.insert().values(**values))
             return True
+
+    # --- event outbox (direct mode) --------------------------------------------------------------
+    def add_to_outbox(
+        self,
+        event_id: str,
+        name: str,
+        resource: Mapping[str, str],
+        payload: Mapping[str, Any],
+        idempotency_key: str | None,
+        *,
+        conn: Connection | None = None,
+    ) -> bool:
+        """Keep an event for later delivery; False (nothing written) when its id is already in the outbox."""
+        table = self.table("outbox")
+        values = {
+            "event_id": event_id,
+            "name": name,
+            "resource": dict(resource),
+            "payload": _jsonable(dict(payload)),
+            "idempotency_key": idempotency_key,
+            "created_at": _now(),
+            "delivered_at": None,
+        }
+        with self._writing(conn, f"keeping event {name!r} in the outbox") as c:
+            dialect = c.dialect.name
+            if dialect in ("sqlite", "postgresql"):
+                statement = _dialect_insert(dialect)(table).values(**values).on_conflict_do_nothing()
+                return bool(c.execute(statement).rowcount)
+            if c.execute(table.select().where(table.c.event_id == event_id)).first():
+                return False
+            c.execute(table.insert().values(**values))
+            return True
+
+    def outbox(self, *, pending: bool | None = None, conn: Connection | None = None) -> list[dict[str, Any]]:
+        """Outbox rows, oldest first; ``pending=True`` only those not delivered yet, False only delivered ones."""
+        table = self.table("outbox")
+        conditions = []
+        if pending is not None:
+            column = table.c.delivered_at
+            conditions.append(column.is_(None) if pending else column.is_not(None))
+        return self._rows("outbox", "reading the event outbox", conn, *conditions)
+
+    def deliver_outbox(self, send: Callable[[list[dict[str, Any]]], None], *, batch: int = 50) -> int:
+        """Send pending outbox rows in order, ``batch`` at a time, marking each batch delivered once ``send``
+        returns; returns how many were delivered. Never lost: a row is marked only after its send succeeded,
+        and an exception stops the flush with the rest still pending. Never duplicated in the store: the
+        mark is conditional (``delivered_at IS NULL``), so two flushes racing mark each row once; a crash
+        between a send and its mark re-sends the same event ids next time (the API keeps one per id).
+        """
+        from sqlalchemy import update
+
+        table = self.table("outbox")
+        delivered = 0
+        while True:
+            with self._reading(None, "reading the event outbox") as c:
+                query = table.select().where(table.c.delivered_at.is_(None)).order_by(table.c.id).limit(batch)
+                rows = [dict(row._mapping) for row in c.execute(query)]
+            if not rows:
+                return delivered
+            send(rows)
+            ids = [row["id"] for row in rows]
+            with self._writing(None, "marking outbox events delivered") as c:
+                statement = (
+                    update(table).where(table.c.id.in_(ids), table.c.delivered_at.is_(None)).values(delivered_at=_now())
+                )
+                delivered += int(c.execute(statement).rowcount)
 
     def claim(self, idempotency_key: str, *, purpose: str, model: str | None = None) -> bool:
         """Insert-if-absent on a unique key, in its own committed transaction.

@@ -1,5 +1,6 @@
 """Every flow and every CLI command closes its workspace, whichever step fails (no Prefect run needed:
-each flow's plain function runs with every step of flows/steps.py replaced by one that raises)."""
+each flow's plain function runs with every step of the table (flows/bodies.py Steps, wrapped by flows/steps.py)
+replaced by one that raises), in flow mode and in direct mode."""
 
 from __future__ import annotations
 
@@ -52,12 +53,40 @@ def test_a_flow_closes_its_workspace_when_a_step_raises(
     def fail(*args: Any, **kwargs: Any) -> Any:
         raise StepFailed("a step failed")
 
-    for step in [n for n in vars(steps) if hasattr(getattr(steps, n), "fn")]:
-        monkeypatch.setattr(steps, step, fail)
+    for step in vars(steps.TASKS):
+        monkeypatch.setattr(steps.TASKS, step, fail)
     flow_module = importlib.import_module(module)
-    monkeypatch.setattr(flow_module, "banner", lambda text: None)
+    monkeypatch.setattr(flow_module, "banner", lambda text: None, raising=False)
+    monkeypatch.setattr(steps.FlowRunner, "banner", lambda self, text: None)
     with pytest.raises(Exception):  # noqa: B017 - the step's own error or the first one the empty home raises
         getattr(flow_module, name).fn(**kwargs, home=str(tmp_path / "home"))
+    assert len(closes) == 1
+
+
+BODIES: list[tuple[str, dict[str, Any]]] = [
+    ("monitor_body", {"batches": ["batch.parquet"]}),
+    ("cycle_body", {"batches": ["batch.parquet"]}),
+    ("retrain_body", {}),
+    ("bootstrap_body", {"reference": "reference.parquet"}),
+    ("labels_body", {"labels": ["labels.parquet"]}),
+    ("promote_body", {"version": "v1"}),
+]
+
+
+@pytest.mark.parametrize(("name", "kwargs"), BODIES, ids=[b[0] for b in BODIES])
+def test_a_direct_body_closes_its_workspace_when_a_step_raises(
+    name: str, kwargs: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, closes: list
+) -> None:
+    from flows import bodies
+
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise StepFailed("a step failed")
+
+    run = bodies.Runner()
+    for step in vars(run.steps):
+        monkeypatch.setattr(run.steps, step, fail)
+    with pytest.raises(Exception):  # noqa: B017 - the step's own error or the first one the empty home raises
+        getattr(bodies, name)(run, **kwargs, home=str(tmp_path / "home"))
     assert len(closes) == 1
 
 
