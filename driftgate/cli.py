@@ -191,6 +191,59 @@ def _flush_outbox(home: str | None, config: str | None, model: str | None, *, qu
             return 0
 
 
+class _Checked(TypedDict):
+    batches: list[str]  # batch files whose header holds the contract's columns
+    refused: list[Exception]  # typed errors of the others, each already recorded as a BLOCK decision
+
+
+def _preflight(
+    home: str | None,
+    config: str | None,
+    model: str | None,
+    *,
+    batches: tuple[str, ...] = (),
+    labels: tuple[str, ...] = (),
+    reference: str | None = None,
+) -> _Checked:
+    """Validate before anything heavy (Prefect, NannyML, LightGBM, a server): settings, contract, that every input
+    exists, and each file's header (a Parquet footer, a CSV first line) against the contract. A typed error leaves
+    as one line and exit code 2 (see _errors).
+
+    A batch refused here is recorded as a BLOCK decision, as the monitor records any batch refused at the
+    boundary, and is left out of the run: the others are monitored, and the command still exits 2.
+    """
+    from tasks.core.errors import DataError
+    from tasks.core.settings import load_settings
+    from tasks.data.contract import ModelContract
+    from tasks.data.files import expand_paths, require_columns
+
+    settings = load_settings(config, home=home, model_name=model)
+    contract = ModelContract.load(settings.resolved_contract_path)
+    keys = [contract.entity_id, *([contract.timestamp] if contract.timestamp else [])]
+    if reference is not None:
+        for path in expand_paths(reference):
+            require_columns(path, [*contract.feature_names, *keys, contract.target])
+    for path in expand_paths(list(labels)) if labels else []:
+        require_columns(path, [contract.entity_id, contract.target])
+    good: list[str] = []
+    refused: list[tuple[str, DataError]] = []
+    for path in expand_paths(list(batches)) if batches else []:
+        try:
+            require_columns(path, [*contract.feature_names, *keys])
+            good.append(str(path))
+        except DataError as exc:
+            refused.append((str(path), exc))
+    if refused:
+        from tasks.stages.monitoring import refuse
+
+        with _home(home, config, model) as ws:
+            for path, exc in refused:
+                refuse(ws, path, exc)
+        if not good and not labels:
+            raise refused[0][1]
+    return {"batches": good, "refused": [exc for _, exc in refused]}
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="driftgate")
 @click.option("-v", "--verbose", is_flag=True, help="Show Prefect's flow and task logs on the console.")
@@ -358,6 +411,8 @@ def bootstrap(
 
     With no champion to beat, the gate judges it against absolute floors (gate.floor_roc_auc).
     """
+    with _errors():
+        _preflight(home, config, model, reference=reference)
     flow = _use_flow(ctx, use_flow, home, config, model)
     with _errors(), _progress():
         result = _run(flow, "bootstrap", reference=reference, promote=not no_promote, **_flow_args(home, config, model))
@@ -399,8 +454,10 @@ def monitor(
     Labels of batches monitored earlier are attached after the batches, and those batches judged again
     (as `driftgate labels` does). A batch refused at the boundary is recorded as BLOCK (exit code 2).
     """
+    with _errors():
+        checked = _preflight(home, config, model, batches=batches, labels=labels)
     flow = _use_flow(ctx, use_flow, home, config, model)
-    params = {"batches": list(batches), "labels": list(labels) or None, **_flow_args(home, config, model)}
+    params = {"batches": checked["batches"], "labels": list(labels) or None, **_flow_args(home, config, model)}
     with _errors(), _progress():
         if retrain:
             result = _run(flow, "cycle", **params)
@@ -420,6 +477,8 @@ def monitor(
         _print_arrival(arrival)
     if retrained:
         _print_retrain(retrained)
+    if checked["refused"]:
+        _fail(checked["refused"][0])
 
 
 def _print_arrival(arrival: dict[str, Any]) -> None:
@@ -542,6 +601,8 @@ def labels(
     so a RETRAIN can be decided when labels land. Unknown ids, ids already labelled and ids found in more than
     one batch are counted and reported.
     """
+    with _errors():
+        _preflight(home, config, model, labels=labels)
     flow = _use_flow(ctx, use_flow, home, config, model)
     with _errors():
         result = _run(flow, "labels", labels=list(labels), retrain=retrain, **_flow_args(home, config, model))
@@ -577,6 +638,8 @@ def retrain(
     model: str | None,
 ) -> None:
     """Retrain on the labelled window of monitored batches, gate against the champion, promote on pass."""
+    with _errors():
+        _preflight(home, config, model)
     flow = _use_flow(ctx, use_flow, home, config, model)
     with _errors(), _progress():
         result = _run(

@@ -73,6 +73,22 @@ def check_csv_header(path: Path) -> None:
             )
 
 
+def require_columns(path: Path | str, columns: list[str]) -> None:
+    """Refuse a file whose header lacks one of ``columns`` (naming the first), reading only its schema: a
+    Parquet footer or a CSV header line. The cheap check the CLI runs before anything heavy starts."""
+    import polars as pl
+
+    from tasks.core.errors import MissingColumnError
+
+    try:
+        names = set(scan_file(path).collect_schema().names())
+    except pl.exceptions.PolarsError as exc:
+        raise DataFileError(f"cannot read: {exc}", source=str(path)) from exc
+    for column in columns:
+        if column not in names:
+            raise MissingColumnError("required column is missing", source=str(path), column=column)
+
+
 def read_file(path: Path | str) -> pl.DataFrame:
     """Read a whole file; polars errors become a DataFileError naming the file."""
     import polars as pl
