@@ -137,12 +137,42 @@ def _use_flow(
     if use_flow is None:
         use_flow = _prefect_api_configured()
     if use_flow:
-        _quiet_prefect(ctx.obj["verbose"])
-        if _prefect_api_configured():
+        if not _prefect_api_configured():
+            _temporary_server(ctx.obj["verbose"])
+        else:
+            _quiet_prefect(ctx.obj["verbose"])
             _flush_outbox(home, config, model, quiet=True)
     else:
         _direct_logging(ctx.obj["verbose"])
     return use_flow
+
+
+def _loopback_available() -> bool:
+    """Whether 127.0.0.1 can be bound (Prefect's temporary server listens there)."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def _temporary_server(verbose: bool) -> None:
+    """Flow mode without an API: start Prefect's temporary server now, so that it dies with this command (see
+    flows._common.start_temporary_server); without a loopback interface, fail at once instead of after 3 minutes."""
+    if not _loopback_available():
+        _fail(
+            RuntimeError(
+                "--flow needs a Prefect API, and 127.0.0.1 cannot be bound for a temporary one (no loopback "
+                "interface): set PREFECT_API_URL to a running server, or run without --flow"
+            )
+        )
+    _quiet_prefect(verbose)
+    from flows._common import start_temporary_server
+
+    start_temporary_server()
 
 
 def _direct_logging(verbose: bool) -> None:
@@ -227,18 +257,18 @@ def _preflight(
         require_columns(path, [contract.entity_id, contract.target])
     good: list[str] = []
     refused: list[tuple[str, DataError]] = []
-    for path in expand_paths(list(batches)) if batches else []:
+    for batch in expand_paths(list(batches)) if batches else []:
         try:
-            require_columns(path, [*contract.feature_names, *keys])
-            good.append(str(path))
+            require_columns(batch, [*contract.feature_names, *keys])
+            good.append(str(batch))
         except DataError as exc:
-            refused.append((str(path), exc))
+            refused.append((str(batch), exc))
     if refused:
         from tasks.stages.monitoring import refuse
 
         with _home(home, config, model) as ws:
-            for path, exc in refused:
-                refuse(ws, path, exc)
+            for name, error in refused:
+                refuse(ws, name, error)
         if not good and not labels:
             raise refused[0][1]
     return {"batches": good, "refused": [exc for _, exc in refused]}

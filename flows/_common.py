@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 
 from tasks.core.settings import load_settings
 from tasks.resources.workspace import Workspace, open_home
@@ -63,3 +64,81 @@ def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
         return get_run_logger()
     except MissingContextError:
         return logging.getLogger(__name__)
+
+
+# A tiny process that outlives a killed command: when the command's pid is gone, it stops the server.
+_REAPER = """
+import os, signal, sys, time
+parent, child = int(sys.argv[1]), int(sys.argv[2])
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+while alive(child):
+    if os.getppid() != parent and not alive(parent):
+        os.kill(child, signal.SIGTERM)
+        for _ in range(50):
+            if not alive(child):
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(child, signal.SIGKILL)
+        break
+    time.sleep(0.5)
+"""
+
+
+def spawn_reaper(parent: int, child: int) -> int:
+    """Start a watchdog that stops process ``child`` once process ``parent`` is gone (even by kill -9, which runs
+    no atexit hook); it exits by itself when the child does. Returns the watchdog's pid."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", _REAPER, str(parent), str(child)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # a Ctrl-C to the command's process group leaves the reaper to finish its job
+    )
+    return process.pid
+
+
+def start_temporary_server() -> str:
+    """Start Prefect's temporary (ephemeral) API server now, tied to this process; returns its API URL.
+
+    Prefect 3.9 runs it as a uvicorn subprocess (``prefect.server.api.server.SubprocessASGIServer``, the one
+    ``get_client()`` reuses) and stops it in an ``atexit`` hook. That hook runs on a normal exit, an exception
+    and Ctrl-C, but not on SIGTERM/SIGHUP (Python's default action kills at once) nor on kill -9: the ~200 MB
+    server was left behind with parent 1. Here SIGTERM and SIGHUP become SystemExit (so atexit runs), and a
+    reaper process stops the server if this process dies without cleaning up.
+    """
+    import os
+    import signal
+
+    from prefect.server.api.server import SubprocessASGIServer
+
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) in (signal.SIG_DFL, None):
+            signal.signal(sig, leave)
+    server = SubprocessASGIServer()
+    if not server.running:
+        # The reaper must watch the server from its first second: start() waits (8-26 s) for it to be healthy,
+        # and a command killed meanwhile left it behind. Each uvicorn process start() launches gets one.
+        launch = server._run_uvicorn_command
+
+        def launch_and_reap() -> Any:
+            process = launch()
+            spawn_reaper(os.getpid(), process.pid)
+            return process
+
+        server._run_uvicorn_command = launch_and_reap  # type: ignore[method-assign]
+    server.start()
+    return server.api_url
