@@ -283,8 +283,10 @@ def main(ctx: click.Context, verbose: bool) -> None:
     estimated without labels), decide by policy whether to retrain, retrain with Optuna-tuned LightGBM,
     promote only when paired significance tests say the candidate is better, and roll back in one step.
 
-    Everything runs offline by default: Prefect's local API, W&B in offline mode, a local registry and a
-    SQLite audit store under --home (default ./.driftgate).
+    Everything runs offline by default: W&B in offline mode, a local registry and a SQLite audit store under
+    --home (default ./.driftgate). Without a Prefect API (PREFECT_API_URL or the active profile) commands run
+    directly in this process and keep their events in an outbox (`driftgate events flush` delivers them);
+    with one, or with --flow, they run as Prefect flow runs.
 
     \b
     Quick start:     driftgate demo
