@@ -119,6 +119,10 @@ class Runner:
         """The home of the parameters; every event emitted meanwhile goes to its store's outbox."""
         return _with_outbox(home, config, model)
 
+    def atomic(self, ws: Workspace) -> AbstractContextManager[object]:
+        """One store transaction around a decision and the events that announce it (the outbox is in the store)."""
+        return ws.store.atomic()
+
     def retrain_slot(self, name: str | None) -> AbstractContextManager[float | None]:
         """Direct mode holds no Prefect concurrency slot (there is no server): one process, one retrain."""
         return nullcontext(None)
@@ -197,8 +201,9 @@ def monitor_body(
             batch_profile = steps.profile(ws, ctx, batch)
             est, realized = steps.estimate(ws, ctx, batch)
             decision = steps.judge(ws, batch, batch_profile, est, realized)
-            key = steps.record_monitoring(ws, batch, batch_profile, est, realized, decision)
-            steps.announce(ws, batch.batch_id, decision, key)
+            with run.atomic(ws):  # direct mode: the decision and its outbox events, all or none
+                key = steps.record_monitoring(ws, batch, batch_profile, est, realized, decision)
+                steps.announce(ws, batch.batch_id, decision, key)
             outcome = steps.report_monitoring(ws, batch, batch_profile, est, realized, decision, key)
             outcomes.append(asdict(outcome))
             progress.report("monitor", done, len(paths), f"{batch.batch_id}: {decision.action.value}")

@@ -5,7 +5,7 @@ bodies as flows. Nothing else in the project wraps a function as a task."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from prefect import Task, task
@@ -52,6 +52,10 @@ class FlowRunner(Runner):
 
     def workspace(self, home: str | None, config: str | None, model: str | None) -> AbstractContextManager[Workspace]:
         return workspace(home, config, model)
+
+    def atomic(self, ws: Workspace) -> AbstractContextManager[object]:
+        """Events go to the API, not the store: each step keeps its own transaction."""
+        return nullcontext()
 
     def retrain_slot(self, name: str | None) -> AbstractContextManager[float | None]:
         return retrain_slot(name)

@@ -17,6 +17,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -276,6 +277,8 @@ class AuditStore:
         self._engine: Engine | None = None
         self._tables: dict[str, Table] = {}
         self._lock = threading.Lock()
+        # The connection of an atomic() block, joined by every read and write of this store inside it.
+        self._ambient: ContextVar[Connection | None] = ContextVar(f"driftgate_store_{id(self)}", default=None)
 
     def __repr__(self) -> str:
         return f"AuditStore({self.masked_url!r})"
@@ -385,6 +388,7 @@ class AuditStore:
     def _writing(self, conn: Connection | None, action: str) -> Iterator[Connection]:
         from sqlalchemy.exc import SQLAlchemyError
 
+        conn = conn if conn is not None else self._ambient.get()
         try:
             if conn is not None:
                 yield conn
@@ -400,6 +404,7 @@ class AuditStore:
     def _reading(self, conn: Connection | None, action: str) -> Iterator[Connection]:
         from sqlalchemy.exc import SQLAlchemyError
 
+        conn = conn if conn is not None else self._ambient.get()
         try:
             if conn is not None:
                 yield conn
@@ -417,6 +422,24 @@ class AuditStore:
         """
         with self._writing(None, "transaction") as conn:
             yield conn
+
+    @contextmanager
+    def atomic(self) -> Iterator[Connection]:
+        """Every read and write of this store inside the block (in this thread or context) in one transaction:
+        the record_* calls, transaction() blocks and the event outbox join it, so a decision and the events
+        announcing it are kept together or not at all. A nested atomic() joins the outer one. ``claim`` keeps
+        its own committed transaction: do not claim inside (on SQLite it would wait for this one's lock).
+        """
+        outer = self._ambient.get()
+        if outer is not None:
+            yield outer
+            return
+        with self._writing(None, "atomic block") as conn:
+            token = self._ambient.set(conn)
+            try:
+                yield conn
+            finally:
+                self._ambient.reset(token)
 
     # --- writes ------------------------------------------------------------------------------
     def record_batch(

@@ -80,3 +80,22 @@ def test_without_an_outbox_and_without_an_api_nothing_is_deliverable(
         assert not events.outbox_active()
     with events.outbox(store):
         assert events.outbox_active()
+
+
+def test_a_decision_and_its_outbox_events_are_kept_together_or_not_at_all(store: AuditStore) -> None:
+    from tasks.resources.store import DecisionRecord
+
+    decision = DecisionRecord(model="m", kind="policy", outcome="RETRAIN", reasons=("r",), batch_id="b1")
+    with pytest.raises(RuntimeError), store.atomic(), events.outbox(store):
+        with store.transaction() as conn:  # a stage's own transaction joins the atomic block
+            store.record_decision(decision, conn=conn)
+        events.emit(events.BATCH_PROFILED, "m", {"batch_id": "b1"})
+        assert len(store.decisions("m")) == 1  # reads inside the block see its writes
+        raise RuntimeError("crash before the block ends")
+    assert store.decisions("m") == [] and store.outbox() == []
+
+    with store.atomic(), events.outbox(store):
+        with store.transaction() as conn:
+            store.record_decision(decision, conn=conn)
+        events.emit(events.BATCH_PROFILED, "m", {"batch_id": "b1"})
+    assert len(store.decisions("m")) == 1 and len(store.outbox(pending=True)) == 1
