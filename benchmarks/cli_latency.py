@@ -11,6 +11,7 @@ runs are independent. The load average is printed with the results: on a shared 
 
     uv run python benchmarks/cli_latency.py                   # 100k rows, 3 runs per case
     uv run python benchmarks/cli_latency.py --rows 20000 --repeats 5 --no-flow-mode
+    uv run python benchmarks/cli_latency.py --scores with --repeats 1 --no-warmup   # a quick look
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-flow-mode", dest="flow_mode", action="store_false", help="skip the flow-mode runs")
+    parser.add_argument("--scores", choices=["with", "without", "both"], default="both", help="which batches")
+    parser.add_argument("--no-warmup", dest="warmup", action="store_false", help="time every run, the first too")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="driftgate-cli-latency-"))
@@ -98,14 +101,16 @@ def main() -> None:
     try:
         template, unscored, scored, bad = prepare(work, args.rows, env)
         cases: list[tuple[str, str, list[str], int]] = []
-        for label, batch in (("with scores", scored), ("without scores", unscored)):
+        batches = {"with": [("with scores", scored)], "without": [("without scores", unscored)]}
+        chosen = batches["with"] + batches["without"] if args.scores == "both" else batches[args.scores]
+        for label, batch in chosen:
             cases.append((f"monitor {label}", "direct", ["monitor", str(batch), "--no-retrain", "--no-flow"], 0))
             if args.flow_mode:
                 cases.append((f"monitor {label}", "flow", ["monitor", str(batch), "--no-retrain", "--flow"], 0))
         cases.append(("history", "direct", ["history"], 0))
         cases.append(("bad input", "direct", ["monitor", str(bad)], 2))
         results: dict[tuple[str, str], list[float]] = {}
-        warm: set[str] = set()
+        warm: set[str] = set() if args.warmup else {"direct", "flow"}
         for name, mode, command, expect in cases:
             times = []
             # The first run of each mode warms caches (numba kernels, the files, Prefect's database) untimed.
