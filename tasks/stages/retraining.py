@@ -509,10 +509,10 @@ def _data_end(frame: pl.DataFrame, timestamp: str | None) -> str | None:
 def _annotate_report(ws: Workspace, version: ModelVersion, path: Path, markdown: str, png: Path | None) -> None:
     """Make the gate report reachable from the version: path, text and digests of the markdown and plot."""
     notes: dict[str, Any] = {
-        "gate_report": str(path),
+        "gate_report": ws.settings.shareable(path),
         "gate_report_markdown": markdown,
         "gate_report_sha256": hashlib.sha256(markdown.encode()).hexdigest(),
-        "gate_plot": str(png) if png is not None else None,
+        "gate_plot": ws.settings.shareable(png) if png is not None else None,
         "gate_plot_sha256": hashlib.sha256(png.read_bytes()).hexdigest() if png is not None else None,
     }
     for key, value in notes.items():
