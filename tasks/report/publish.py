@@ -1,30 +1,57 @@
-"""Reports published as Prefect artifacts: the one place in ``tasks/`` that knows Prefect's run context."""
+"""Reports published as Prefect artifacts: the one place in ``tasks/`` that knows Prefect's run context.
+
+A markdown report links its plots by file name (it sits beside them on disk); the Prefect UI has no such
+folder, so a published report carries its PNGs inline as data URIs instead (``inline_images``).
+"""
 
 from __future__ import annotations
 
+import base64
+import re
 import sys
+from pathlib import Path
+
+# ![alt](name.png): a relative link to a PNG, as tasks/report/markdown.py writes them.
+_RELATIVE_PNG = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<name>(?![a-z][a-z0-9+.-]*:)[^)\s]+\.png)\)", re.IGNORECASE)
 
 
-def publish(markdown: str, *, key: str, description: str) -> None:
+def inline_images(markdown: str, folder: Path) -> str:
+    """``markdown`` with each relative PNG link under ``folder`` replaced by the image as a data URI.
+
+    A link whose file is missing, or that leaves ``folder``, is left as it is (and stays visible as alt text)."""
+    root = folder.resolve()
+
+    def embed(match: re.Match[str]) -> str:
+        target = (root / match["name"]).resolve()
+        if not target.is_relative_to(root) or not target.is_file():
+            return match[0]
+        data = base64.b64encode(target.read_bytes()).decode("ascii")
+        return f"![{match['alt']}](data:image/png;base64,{data})"
+
+    return _RELATIVE_PNG.sub(embed, markdown)
+
+
+def publish(markdown: str, *, key: str, description: str, images_from: Path | None = None) -> None:
     """Publish a report as a Prefect artifact when running in a flow (importing Prefect just to learn
-    that no flow runs costs seconds, so outside one this is skipped at once)."""
+    that no flow runs costs seconds, so outside one this is skipped at once). ``images_from``: the folder
+    the report's relative image links point into; those images travel inline."""
     if "prefect.context" not in sys.modules:
         return
-    publish_markdown(markdown, key=key, description=description)
+    publish_markdown(markdown, key=key, description=description, images_from=images_from)
 
 
-def publish_markdown(markdown: str, *, key: str, description: str) -> None:
+def publish_markdown(markdown: str, *, key: str, description: str, images_from: Path | None = None) -> None:
     """Publish as a Prefect artifact when running inside a flow; a no-op outside one."""
     from prefect.artifacts import create_markdown_artifact
     from prefect.context import FlowRunContext
 
     if FlowRunContext.get() is None:
         return
+    if images_from is not None:
+        markdown = inline_images(markdown, images_from)
     create_markdown_artifact(markdown=markdown, key=_artifact_key(key), description=description)
 
 
 def _artifact_key(key: str) -> str:
     # Prefect artifact keys: lowercase letters, digits and dashes only.
-    import re
-
     return re.sub(r"[^a-z0-9-]+", "-", key.lower()).strip("-")[:100] or "driftgate"

@@ -693,9 +693,14 @@ def report(
         overlays_png=overlays,
     )
     path = write_report(folder / f"{batch.batch_id}.md", markdown)
-    from tasks.report.publish import publish_markdown
+    from tasks.report.publish import publish
 
-    publish_markdown(markdown, key=f"monitor-{ws.model}-{batch.batch_id}", description=f"monitor {batch.batch_id}")
+    publish(
+        markdown,
+        key=f"monitor-{ws.model}-{batch.batch_id}",
+        description=f"monitor {batch.batch_id}",
+        images_from=path.parent,
+    )
     return MonitorOutcome(
         batch_id=batch.batch_id,
         source=batch.source,

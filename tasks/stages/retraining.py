@@ -462,9 +462,14 @@ def record(
         )
     finally:
         run.finish()
-    from tasks.report.publish import publish_markdown
+    from tasks.report.publish import publish
 
-    publish_markdown(markdown, key=f"gate-{ws.model}-{version.version}", description=f"gate for {version.version}")
+    publish(
+        markdown,
+        key=f"gate-{ws.model}-{version.version}",
+        description=f"gate for {version.version}",
+        images_from=path.parent,
+    )
     if ws.settings.emit_events:
         base = {"model": ws.model, "version": version.version, "champion": champion, "idempotency_key": key}
         events.emit(events.CANDIDATE_REGISTERED, ws.model, base)

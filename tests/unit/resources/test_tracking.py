@@ -301,9 +301,9 @@ def test_model_artifact_withholds_row_data_unless_asked(tmp_path: Path, rows: bo
 def test_run_files_hold_no_local_paths_unless_asked(tmp_path: Path, local: bool) -> None:
     """W&B's system metadata (host, user, program, working directory) stays out of the run unless
     share_absolute_paths asks for it; the run file is what a sync would upload."""
-    run = WandbTracker(
-        mode="offline", project="p", entity=None, directory=tmp_path, local_metadata=local
-    ).start_run(job_type="monitor", name="n", config={"a": 1})
+    run = WandbTracker(mode="offline", project="p", entity=None, directory=tmp_path, local_metadata=local).start_run(
+        job_type="monitor", name="n", config={"a": 1}
+    )
     run.finish()
     (run_file,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
     assert (os.getcwd().encode() in run_file.read_bytes()) is local

@@ -98,7 +98,10 @@ def test_first_model_then_a_retrain_judged_by_every_rule(home: Path) -> None:
         notes = ws.registry.annotations(ws.model, v1.version)
         markdown = report.read_text()
         # stored relative to the home: nothing meant to be shared holds an absolute local path
-        assert notes["gate_report"] == str(report.relative_to(ws.settings.home)) and not Path(notes["gate_report"]).is_absolute()
+        assert (
+            notes["gate_report"] == str(report.relative_to(ws.settings.home))
+            and not Path(notes["gate_report"]).is_absolute()
+        )
         assert notes["gate_report_markdown"] == markdown
         assert notes["gate_report_sha256"] == hashlib.sha256(markdown.encode()).hexdigest()
         plot = ws.settings.home / notes["gate_plot"]
