@@ -61,3 +61,6 @@ def test_walkthrough_notebook_runs_on_the_demo_store(demo_run: dict[str, Any], m
     NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(root)}}).execute()
     last = notebook.cells[-1].outputs[0]["data"]["text/plain"]
     assert "'production': 'v0'" in last
+    # the estimated-vs-realized figure is shown inline, so the executed notebook holds it
+    images = [o for cell in notebook.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert images, "the executed notebook shows no figure"
