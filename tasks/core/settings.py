@@ -166,6 +166,18 @@ class GateSettings(_Section):
     min_slice_rows: int = Field(200, ge=10, description="slices smaller than this are reported, not judged")
     n_bootstrap: int = Field(1000, ge=100, description="bootstrap resamples")
     min_rows: int = Field(500, ge=10, description="minimum holdout rows for a verdict")
+    target_effect: float = Field(
+        0.01,
+        gt=0.0,
+        description="smallest improvement of the primary metric worth finding (AUC or accuracy points, or cost saved "
+        "per row): the gate states its power against it",
+    )
+    min_power: float = Field(
+        0.8,
+        ge=0.5,
+        lt=1.0,
+        description="a failed gate with less power than this at gate.target_effect is inconclusive, not 'no better'",
+    )
     floor_roc_auc: float = Field(0.6, ge=0.5, le=1.0, description="absolute floor for a first model")
     floor_accuracy: float | None = Field(
         None, ge=0.0, le=1.0, description="first-model accuracy floor; default: the holdout's majority-class rate"

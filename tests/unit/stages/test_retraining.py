@@ -84,7 +84,7 @@ def test_first_model_then_a_retrain_judged_by_every_rule(home: Path) -> None:
         judgement = retraining.evaluate(ws, candidate, window, v0)
         gate = judgement.gate
         assert [r.rule for r in gate.rules] == [
-            "inputs", "superiority", "bootstrap", "mcnemar", "slices", "backtest", "stress", "inference",
+            "inputs", "superiority", "bootstrap", "mcnemar", "slices", "backtest", "stress", "inference", "power",
         ]  # fmt: skip
         backtest = gate.backtest
         # Older rows: the reference minus the rows v0 trained on, i.e. v0's holdout.
