@@ -263,6 +263,10 @@ class DriftgateSettings(BaseSettings):
     contract_path: Path | None = Field(None, description="model contract YAML; default <home>/contract.yaml")
     reference_path: str | None = Field(None, description="reference data file; default <home>/reference.parquet")
     store_url: str | None = Field(None, description="SQLAlchemy URL of the audit store; default SQLite in home")
+    inbox: str = Field(
+        "inbox/*.parquet",
+        description="batch files the scheduled monitor picks up (a glob; relative to the home unless absolute)",
+    )
     registry_backend: Literal["local", "wandb"] = Field(
         "local", description="local registry, or local ledger mirrored to the W&B Registry (needs WANDB_API_KEY)"
     )
@@ -320,6 +324,11 @@ class DriftgateSettings(BaseSettings):
         from tasks.core.paths import shareable
 
         return shareable(path, self.home, absolute=self.share_absolute_paths)
+
+    @property
+    def inbox_pattern(self) -> str:
+        """The inbox glob as a path: relative globs live under the home, wherever the worker's cwd is."""
+        return self.inbox if Path(self.inbox).is_absolute() else str(self.home / self.inbox)
 
     @property
     def registry_dir(self) -> Path:
@@ -397,10 +406,25 @@ def read_yaml_mapping(
     return data
 
 
+HOME_SETTINGS_FILE = "driftgate.yaml"
+
+
+def home_settings_file(home: Path | str | None) -> Path | None:
+    """``<home>/driftgate.yaml`` when it exists: the file a worker given only DRIFTGATE_HOME reads, so that a
+    deployed flow and the CLI that set the home up judge with the same settings."""
+    if not home:
+        return None
+    candidate = Path(home).expanduser() / HOME_SETTINGS_FILE
+    return candidate if candidate.is_file() else None
+
+
 def load_settings(config_file: Path | str | None = None, **overrides: Any) -> DriftgateSettings:
     """Build settings: keyword arguments (None means not given) over ``DRIFTGATE_*`` variables over the YAML
-    file (``config_file``, else ``DRIFTGATE_CONFIG``) over defaults. Validation failures become a ConfigError
+    file (``config_file``, else ``DRIFTGATE_CONFIG``, else ``<home>/driftgate.yaml`` of the home given as a
+    keyword or in ``DRIFTGATE_HOME``) over defaults. Validation failures become a ConfigError
     that names the setting as its environment variable."""
+    if config_file is None and not os.environ.get("DRIFTGATE_CONFIG"):
+        config_file = home_settings_file(overrides.get("home") or os.environ.get("DRIFTGATE_HOME"))
     token = _CONFIG_FILE.set(Path(config_file) if config_file is not None else None)
     try:
         return DriftgateSettings(**{k: v for k, v in overrides.items() if v is not None})
