@@ -43,6 +43,7 @@ class Topology:
     queues: dict[str, int]  # queue name -> priority (1 is served first)
     slot: str | None  # global concurrency limit of the retrain flow
     deployments: dict[str, str | None]  # "<flow name>/<deployment name>" -> work queue
+    automations: tuple[str, ...] = ()  # the triggers' names: the automations a deploy creates
 
     @classmethod
     def of(cls, path: Path = DEFAULT_FILE) -> Topology:
@@ -53,6 +54,9 @@ class Topology:
         data = load(path)
         pool = (((data.get("definitions") or {}).get("work_pool")) or {}).get("name")
         deployments: dict[str, str | None] = {}
+        automations = tuple(
+            t["name"] for dep in data["deployments"] for t in dep.get("triggers") or [] if t.get("name")
+        )
         for dep in data["deployments"]:
             work_pool = dep.get("work_pool") or {}
             pool = pool or work_pool.get("name")
@@ -67,6 +71,7 @@ class Topology:
             queues={klass: rank for rank, klass in enumerate(PRIORITY_CLASSES, start=1)},
             slot=slot,
             deployments=deployments,
+            automations=automations,
         )
 
     def describe(self) -> str:
@@ -181,6 +186,9 @@ def check(client: SyncPrefectClient, topology: Topology, *, deployed: bool = Tru
                 continue
             if queue is not None and deployment.work_queue_name != queue:
                 problems.append(f"deployment {name!r} runs on queue {deployment.work_queue_name!r}, not {queue!r}")
+        for automation in topology.automations:
+            if not client.read_automations_by_name(automation):
+                problems.append(f"automation {automation!r} does not exist")
     return problems
 
 

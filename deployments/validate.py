@@ -66,6 +66,9 @@ def validate(path: Path) -> list[Problem]:
             if key not in accepted:
                 problems.append(Problem(name, f"parameter {key!r} is not a parameter of {func}"))
         for trigger in dep.get("triggers") or []:
+            if not trigger.get("name"):
+                # unnamed, the automation shows in the Prefect UI as "A custom trigger"
+                problems.append(Problem(name, "a trigger needs a name (its automation's name in the Prefect UI)"))
             for key in trigger.get("parameters") or {}:
                 if key not in accepted:
                     problems.append(Problem(name, f"trigger parameter {key!r} is not a parameter of {func}"))

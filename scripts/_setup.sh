@@ -7,6 +7,12 @@ if ! command -v uv >/dev/null 2>&1; then
   echo "== installing uv"
   python3 -m pip install --quiet --user uv 2>/dev/null || python3 -m pip install --quiet uv
 fi
+if [[ "${DRIFTGATE_SETUP_TESTS:-0}" == 1 ]] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+  # The tests start a throwaway PostgreSQL cluster on 127.0.0.1 (devkit/postgres.py); the OS package provides it.
+  echo "== installing PostgreSQL (apt-get)"
+  SUDO=""; [[ "$(id -u)" != 0 ]] && SUDO="sudo"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
+fi
 echo "== installing the locked environment (uv sync --frozen)"
 uv sync --frozen --quiet
 # Dependency telemetry off (NannyML, Prefect, W&B) for everything started from here.

@@ -522,8 +522,11 @@ class AuditStore:
             if idempotency_key is not None and dialect in ("sqlite", "postgresql"):
                 # ON CONFLICT instead of catching IntegrityError: inside a caller's transaction a failed
                 # INSERT would abort the whole transaction on Postgres.
-                statement = _dialect_insert(dialect)(table).values(**values).on_conflict_do_nothing()
-                return bool(c.execute(statement).rowcount)
+                # RETURNING, not rowcount: psycopg reports -1 for an INSERT that SQLAlchemy gives a RETURNING.
+                statement = (
+                    _dialect_insert(dialect)(table).values(**values).on_conflict_do_nothing().returning(table.c.id)
+                )
+                return c.execute(statement).first() is not None
             if (
                 idempotency_key is not None
                 and c.execute(table.select().where(table.c.idempotency_key == idempotency_key)).first()

@@ -26,7 +26,9 @@ def _run(local: LocalPrefect, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_setup_repairs_what_a_bare_deploy_leaves_and_validate_server_tells_them_apart(tmp_path: Path) -> None:
     with LocalPrefect.start(tmp_path / "prefect-home", startup_timeout=180) as local:
-        local.deploy_all(REPO, timeout=600)  # what following the old README literally did
+        # what following the old README literally did: create the pool, then a bare deploy
+        local.create_pool("driftgate")
+        local.deploy_all(REPO, timeout=600)
         bare = _run(local, "-m", "deployments.validate", "--server")
         assert bare.returncode == 1, bare.stdout + bare.stderr
         assert "priorities are inverted" in bare.stdout or "not 1" in bare.stdout, bare.stdout
@@ -44,3 +46,11 @@ def test_setup_repairs_what_a_bare_deploy_leaves_and_validate_server_tells_them_
         assert again.returncode == 0, again.stdout + again.stderr
         actions = [line.strip() for line in again.stdout.splitlines() if line.startswith("  ")]
         assert actions and all(line.startswith("kept") for line in actions), again.stdout
+
+        from prefect.client.orchestration import SyncPrefectClient
+
+        with SyncPrefectClient(local.api_url) as client:
+            queues = {q.name: q.priority for q in client.read_work_queues(work_pool_name="driftgate")}
+            assert [queues["urgent"], queues["normal"], queues["low"]] == [1, 2, 3], queues
+            # the retrain triggers are named automations, not "A custom trigger"
+            assert client.read_automations_by_name("driftgate: urgent retrain request starts retrain-urgent")
