@@ -263,6 +263,11 @@ class DriftgateSettings(BaseSettings):
     contract_path: Path | None = Field(None, description="model contract YAML; default <home>/contract.yaml")
     reference_path: str | None = Field(None, description="reference data file; default <home>/reference.parquet")
     store_url: str | None = Field(None, description="SQLAlchemy URL of the audit store; default SQLite in home")
+    optuna_storage: str | None = Field(
+        None,
+        description="database URL of the Optuna studies, shared by workers on several machines; default: the audit "
+        "store's database when store_url names a server (PostgreSQL), else a journal file per study in the home",
+    )
     inbox: str = Field(
         "inbox/*.parquet",
         description="batch files the scheduled monitor picks up (a glob; relative to the home unless absolute)",
@@ -345,6 +350,15 @@ class DriftgateSettings(BaseSettings):
     @property
     def optuna_dir(self) -> Path:
         return self.home / "optuna"
+
+    @property
+    def optuna_storage_url(self) -> str | None:
+        """Where studies live when not in journal files: ``optuna_storage``, else a server-backed audit store."""
+        if self.optuna_storage:
+            return self.optuna_storage
+        if self.store_url and not self.store_url.startswith("sqlite"):
+            return self.store_url
+        return None
 
     @property
     def predictions_dir(self) -> Path:

@@ -12,7 +12,6 @@ import dataclasses
 import enum
 import math
 import os
-import re
 import socket
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -86,7 +85,9 @@ def mask_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except (ArgumentError, ValueError):
         # Not parseable as a URL: still hide whatever sits between "user:" and "@".
-        return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
+        from tasks.core.paths import mask_password
+
+        return mask_password(url)
 
 
 def _now() -> datetime:

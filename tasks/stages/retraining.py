@@ -179,6 +179,7 @@ def train(ws: Workspace, window: TrainingWindow, *, study_name: str, progress: P
         ws.settings.training.model_copy(update={"validation_fraction": window.validation_fraction}),
         num_threads=ws.settings.num_threads,
         storage_dir=ws.settings.optuna_dir,
+        storage_url=ws.settings.optuna_storage_url,
         study_name=study_name,
         progress=progress,
         weight_column=WEIGHT_COLUMN if window.weighted else None,
