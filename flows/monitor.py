@@ -24,8 +24,9 @@ def monitor_flow(
     model: str | None = None,
     only_new: bool = False,
 ) -> dict[str, Any]:
-    """Monitor batch files (names or globs; none: the home's inbox, setting `inbox`); `labels` are label files (or globs) keyed by entity id, for these
-    batches or any batch monitored before. Returns {"batches": [outcome, ...], "labels": arrival or None}.
+    """Monitor batch files (names or globs; none: the home's inbox, setting `inbox`); `labels` are label files
+    (or globs) keyed by entity id, for these batches or any batch monitored before.
+    Returns {"batches": [outcome, ...], "labels": arrival or None}.
 
     With only_new (the scheduled deployment), batches already in the audit store are skipped and an
     empty inbox is not an error. A batch refused at the boundary is recorded as BLOCK; the first refusal is

@@ -7,11 +7,18 @@ if ! command -v uv >/dev/null 2>&1; then
   echo "== installing uv"
   python3 -m pip install --quiet --user uv 2>/dev/null || python3 -m pip install --quiet uv
 fi
-if [[ "${DRIFTGATE_SETUP_TESTS:-0}" == 1 ]] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
-  # The tests start a throwaway PostgreSQL cluster on 127.0.0.1 (devkit/postgres.py); the OS package provides it.
-  echo "== installing PostgreSQL (apt-get)"
-  SUDO=""; [[ "$(id -u)" != 0 ]] && SUDO="sudo"
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
+if [[ "${DRIFTGATE_SETUP_TESTS:-0}" == 1 ]]; then
+  # What the tests start, from the OS packages: a throwaway PostgreSQL cluster on 127.0.0.1 (devkit/postgres.py)
+  # and headless Chromium for the HTML reports (tests/flows/test_demo.py).
+  missing=()
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing+=(postgresql)
+  [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+  if (( ${#missing[@]} )); then
+    echo "== installing ${missing[*]} (apt-get)"
+    SUDO=""; [[ "$(id -u)" != 0 ]] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
 fi
 echo "== installing the locked environment (uv sync --frozen)"
 uv sync --frozen --quiet

@@ -1,34 +1,14 @@
 """Reports published as Prefect artifacts: the one place in ``tasks/`` that knows Prefect's run context.
 
 A markdown report links its plots by file name (it sits beside them on disk); the Prefect UI has no such
-folder, so a published report carries its PNGs inline as data URIs instead (``inline_images``).
+folder, so a published report carries its PNGs inline as data URIs instead (``tasks/report/html.py``).
 """
 
 from __future__ import annotations
 
-import base64
 import re
 import sys
 from pathlib import Path
-
-# ![alt](name.png): a relative link to a PNG, as tasks/report/markdown.py writes them.
-_RELATIVE_PNG = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<name>(?![a-z][a-z0-9+.-]*:)[^)\s]+\.png)\)", re.IGNORECASE)
-
-
-def inline_images(markdown: str, folder: Path) -> str:
-    """``markdown`` with each relative PNG link under ``folder`` replaced by the image as a data URI.
-
-    A link whose file is missing, or that leaves ``folder``, is left as it is (and stays visible as alt text)."""
-    root = folder.resolve()
-
-    def embed(match: re.Match[str]) -> str:
-        target = (root / match["name"]).resolve()
-        if not target.is_relative_to(root) or not target.is_file():
-            return match[0]
-        data = base64.b64encode(target.read_bytes()).decode("ascii")
-        return f"![{match['alt']}](data:image/png;base64,{data})"
-
-    return _RELATIVE_PNG.sub(embed, markdown)
 
 
 def publish(markdown: str, *, key: str, description: str, images_from: Path | None = None) -> None:
@@ -48,6 +28,8 @@ def publish_markdown(markdown: str, *, key: str, description: str, images_from: 
     if FlowRunContext.get() is None:
         return
     if images_from is not None:
+        from tasks.report.html import inline_images
+
         markdown = inline_images(markdown, images_from)
     create_markdown_artifact(markdown=markdown, key=_artifact_key(key), description=description)
 

@@ -203,7 +203,9 @@ def run_drill(ws: Workspace, *, keep_sandbox: bool = False, now: datetime | None
         problems=tuple(problems),
     )
     markdown = drill_markdown(result)
-    path = write_report(ws.settings.reports_dir / "drill" / f"{now:%Y%m%dT%H%M%S}.md", markdown)
+    path = write_report(
+        ws.settings.reports_dir / "drill" / f"{now:%Y%m%dT%H%M%S}.md", markdown, reports_root=ws.settings.reports_dir
+    )
     publish(markdown, key=f"drill-{ws.model}", description=f"rollback drill: {'passed' if result.ok else 'failed'}")
     restore = ", ".join(f"{s.name} {s.seconds_to_restore:.3f} s" for s in steps) or "no step ran"
     ws.registry.note(

@@ -695,7 +695,7 @@ def report(
         heatmap_png=heatmap,
         overlays_png=overlays,
     )
-    path = write_report(folder / f"{batch.batch_id}.md", markdown)
+    path = write_report(folder / f"{batch.batch_id}.md", markdown, reports_root=ws.settings.reports_dir)
     from tasks.report.publish import publish
 
     publish(

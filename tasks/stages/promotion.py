@@ -253,7 +253,11 @@ def write_canary_report(
         started_at=evidence.started_at,
         now=now,
     )
-    path = write_report(ws.settings.reports_dir / "canary" / f"{version}-{now:%Y%m%dT%H%M%S}.md", markdown)
+    path = write_report(
+        ws.settings.reports_dir / "canary" / f"{version}-{now:%Y%m%dT%H%M%S}.md",
+        markdown,
+        reports_root=ws.settings.reports_dir,
+    )
     publish(markdown, key=f"canary-{ws.model}-{version}", description=f"canary {version}: {verdict.action}")
     return path
 
@@ -338,7 +342,11 @@ def post_deployment_audit(
         )
     verdict = judge_audit(comparison, ws.settings.promotion, alpha=ws.settings.gate.alpha)
     markdown = audit_markdown(model=ws.model, comparison=comparison, verdict=verdict, since=since, now=now)
-    path = write_report(ws.settings.reports_dir / "audit" / f"{version}-vs-{previous}-{now:%Y%m%dT%H%M%S}.md", markdown)
+    path = write_report(
+        ws.settings.reports_dir / "audit" / f"{version}-vs-{previous}-{now:%Y%m%dT%H%M%S}.md",
+        markdown,
+        reports_root=ws.settings.reports_dir,
+    )
     publish(markdown, key=f"audit-{ws.model}-{version}", description=f"post-deployment audit {version}")
     rows = comparison.rows if comparison else 0
     labelled = comparison.labelled_rows if comparison else 0

@@ -409,7 +409,7 @@ def record(
         forest_png=png,
         window=judgement.window,
     )
-    path = write_report(folder / f"{version.version}.md", markdown)
+    path = write_report(folder / f"{version.version}.md", markdown, reports_root=ws.settings.reports_dir)
     _annotate_report(ws, version, path, markdown, png)
     payload = {
         "gate": gate.to_dict(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-from tasks.report.publish import inline_images
+from tasks.report.html import inline_images
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
 
