@@ -16,6 +16,9 @@ from tasks.core.errors import (
 
 MANIFEST_NAME: Final = "manifest.json"
 LEDGER_NAME: Final = "ledger.jsonl"
+ANCHOR_NAME: Final = "ledger-anchor.json"
+# ``prev`` of the first entry of a ledger that starts chained (nothing before it to digest).
+GENESIS: Final = "0" * 64
 LOCK_NAME: Final = ".lock"
 ANNOTATIONS_DIR: Final = "annotations"
 STAGING_PREFIX: Final = ".staging-"
@@ -65,6 +68,20 @@ class ModelVersion:
     created_at: datetime
     metadata: dict[str, Any]
     digests: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The promotion lease: one promotion of a model at a time. Opened by a ``lease`` ledger entry, ended by
+    the entry whose ``ends_lease`` names its seq (the promote, withdraw or completion line, or a hand-over)."""
+
+    model: str
+    version: str
+    seq: int  # the ledger entry that opened it
+    holder: str  # "host:pid", or "watch" once handed to `driftgate watch`
+    host: str | None
+    pid: int | None  # None once handed over: no process to outlive
+    started: datetime
 
 
 @dataclass(frozen=True)
