@@ -8,6 +8,12 @@ so the ledger alone tells who approved what, on which evidence, and what served 
 A canary that misses a threshold during the watch window is withdrawn (production never moves)
 and ``driftgate.model.rolled_back`` is emitted with the reasons; a production whose audit fails
 within ``promotion.rollback_window_hours`` of its promotion is rolled back the same way.
+
+A promotion holds the registry's promotion lease from before its first alias move (``begin``) until the
+production move, a withdrawal, or a hand-over to `driftgate watch` (see ``tasks.registry.local``): a second
+promotion is refused up front. When a step fails after the lease was taken, the promotion withdraws
+itself (staging/canary cleared, lease ended) before the error goes on. ``promote`` and ``rollback`` carry
+the production version the operator saw (``expected``) and are refused (``AliasConflictError``) if it moved.
 """
 
 from __future__ import annotations
@@ -18,13 +24,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tasks.core.errors import RegistryError
+from tasks.core.errors import AliasConflictError, DriftgateError, RegistryError
+from tasks.core.faults import fault_point
 from tasks.registry.model import ANY, CANARY, PRODUCTION, STAGING, Unchecked
 from tasks.report.publish import publish
 from tasks.resources import events
 
 if TYPE_CHECKING:
-    from tasks.registry.model import LedgerEntry, ModelVersion
+    from tasks.registry.model import Lease, LedgerEntry, ModelVersion
     from tasks.resources.workspace import Workspace
     from tasks.stages.canary import AuditVerdict, CanaryVerdict, PairedComparison, ServingStats
 
@@ -157,9 +164,7 @@ def record_approval(ws: Workspace, version: str, approval: Approval, *, evidence
 
 def reject(ws: Workspace, version: str, approval: Approval) -> list[LedgerEntry]:
     """A refused (or timed-out) approval: staging is cleared, production and canary never move."""
-    entries: list[LedgerEntry] = []
-    if ws.registry.aliases(ws.model).get(STAGING) == version:
-        entries.append(move(ws, STAGING, None, actor=approval.approver, reason=f"approval refused: {approval.comment}"))
+    entries = withdraw_quietly(ws, version, actor=approval.approver, reason=f"approval refused: {approval.comment}")
     _record(
         ws,
         "promotion",
@@ -265,10 +270,7 @@ def abort_canary(
     production = ws.registry.aliases(ws.model).get(PRODUCTION)
     why = "; ".join(verdict.failures) or "; ".join(verdict.reasons)
     evidence = str(report) if report else None
-    entries = []
-    for alias in (CANARY, STAGING):
-        if ws.registry.aliases(ws.model).get(alias) == version:
-            entries.append(move(ws, alias, None, actor=actor, reason=f"automatic rollback: {why}", evidence=evidence))
+    entries = withdraw_quietly(ws, version, actor=actor, reason=f"automatic rollback: {why}", evidence=evidence)
     _record(
         ws,
         "rollback",
@@ -301,10 +303,21 @@ def finalize(
     evidence: str | None,
     expected_production: str | None,
 ) -> list[LedgerEntry]:
-    """Move production (only if it is still ``expected_production``), keep the old one as previous-production."""
+    """Move production (only if it is still ``expected_production``), keep the old one as previous-production.
+
+    The promotion lease open for ``version`` (if any) ends in the same ledger entry, which also clears the
+    version's staging and canary."""
+    held = ws.registry.open_lease(ws.model)
     entry = ws.registry.promote(
-        ws.model, version, actor=actor, reason=reason, evidence=evidence, expected_production=expected_production
+        ws.model,
+        version,
+        actor=actor,
+        reason=reason,
+        evidence=evidence,
+        expected_production=expected_production,
+        lease=held if held is not None and held.version == version else None,
     )
+    fault_point("promote", "after_production")
     entries = [entry]
     for alias in (STAGING, CANARY):
         if ws.registry.aliases(ws.model).get(alias) == version:
@@ -317,6 +330,7 @@ def finalize(
         [reason],
         **{"from": expected_production, "to": version, "actor": actor, "evidence": evidence},
     )
+    fault_point("promote", "after_audit")
     announce(ws, events.MODEL_PROMOTED, {"model": ws.model, "version": version, "previous": expected_production})
     return entries
 
@@ -361,15 +375,86 @@ def post_deployment_audit(
     return verdict, comparison, path
 
 
-def promote(ws: Workspace, version: str, *, actor: str, reason: str, evidence: str | None) -> list[str]:
-    """Promote at once through staging and canary (no watch window); returns the aliases moved onto the version."""
+def begin(
+    ws: Workspace,
+    version: str,
+    *,
+    actor: str,
+    reason: str,
+    evidence: str | None,
+    expected: str | Unchecked | None = ANY,
+) -> tuple[Lease, str | None]:
+    """Take the promotion lease for ``version``; returns it and the production the promotion expects.
+
+    ``expected`` is the production the operator saw (default: production now). Refused before any alias
+    moves: ``PromotionInProgressError`` while another promotion runs, ``AliasConflictError`` if production
+    is no longer ``expected``.
+    """
+    before = ws.registry.aliases(ws.model).get(PRODUCTION) if isinstance(expected, Unchecked) else expected
+    lease = ws.registry.begin_promotion(
+        ws.model, version, actor=actor, reason=reason, evidence=evidence, expected_production=before
+    )
+    fault_point("promote", "after_lease")
+    return lease, before
+
+
+def hand_over_to_watch(ws: Workspace, version: str, *, actor: str) -> Lease | None:
+    """The canary stays for its watch window: the promotion lease passes to `driftgate watch`, which ends it."""
+    held = ws.registry.open_lease(ws.model)
+    if held is None or held.version != version or held.pid is None:
+        return held
+    return ws.registry.hand_over(ws.model, held, actor=actor, reason="the canary stays for its watch window")
+
+
+def withdraw_quietly(
+    ws: Workspace, version: str, *, actor: str, reason: str, evidence: str | None = None
+) -> list[LedgerEntry]:
+    """Withdraw ``version`` if it still is a candidate (staging, canary or the leased version); else nothing."""
+    try:
+        return [ws.registry.withdraw(ws.model, version, actor=actor, reason=reason, evidence=evidence)]
+    except AliasConflictError:
+        return []
+
+
+def withdraw(
+    ws: Workspace, version: str | None = None, *, actor: str, reason: str, evidence: str | None = None
+) -> LedgerEntry:
+    """Withdraw a staging/canary candidate and end its promotion lease (conditional: see the registry's
+    ``withdraw``); production never moves. Recorded in the audit store as a ``promotion``/``withdrawn`` row."""
+    entry = ws.registry.withdraw(ws.model, version, actor=actor, reason=reason, evidence=evidence)
+    withdrawn = next((m.from_version for m in entry.moves if m.from_version), version) or "?"
+    _record(ws, "promotion", "withdrawn", withdrawn, [reason], actor=actor, ledger_seq=entry.seq)
+    track_moves(ws, [entry], job="withdraw", name=f"withdraw-{withdrawn}")
+    return entry
+
+
+def promote(
+    ws: Workspace,
+    version: str,
+    *,
+    actor: str,
+    reason: str,
+    evidence: str | None,
+    expected: str | Unchecked | None = ANY,
+) -> list[str]:
+    """Promote at once through staging and canary (no watch window); returns the aliases moved onto the version.
+
+    Conditional on ``expected`` (the production the operator saw; default: production now) and on holding
+    the promotion lease; a failure after the lease was taken withdraws the version before raising.
+    """
     ws.registry.get(ws.model, version)
-    before = ws.registry.aliases(ws.model).get(PRODUCTION)
-    entries = [
-        stage(ws, version, actor=actor, reason=reason, evidence=evidence),
-        start_canary(ws, version, actor=actor, reason=reason, evidence=evidence),
-    ]
-    entries += finalize(ws, version, actor=actor, reason=reason, evidence=evidence, expected_production=before)
+    _lease, before = begin(ws, version, actor=actor, reason=reason, evidence=evidence, expected=expected)
+    entries: list[LedgerEntry] = []  # the lease entry moves nothing: tracking starts with staging
+    try:
+        entries.append(stage(ws, version, actor=actor, reason=reason, evidence=evidence))
+        fault_point("promote", "after_staging")
+        entries.append(start_canary(ws, version, actor=actor, reason=reason, evidence=evidence))
+        fault_point("promote", "after_canary")
+        entries += finalize(ws, version, actor=actor, reason=reason, evidence=evidence, expected_production=before)
+    except DriftgateError as exc:
+        entries += withdraw_quietly(ws, version, actor=actor, reason=f"promotion failed: {exc}")
+        track_moves(ws, entries, job="promote", name=f"promote-{version}-withdrawn")
+        raise
     track_moves(ws, entries, job="promote", name=f"promote-{version}")
     return [STAGING, CANARY, PRODUCTION]
 
@@ -384,11 +469,13 @@ def rollback(
     then the audit row, tracking run and event follow.
     """
     entry = ws.registry.rollback(ws.model, actor=actor, reason=reason, evidence=evidence, expected_production=expected)
+    fault_point("rollback", "after_production")
     before = next(m.from_version for m in entry.moves if m.alias == PRODUCTION)
     after = next(m.to_version for m in entry.moves if m.alias == PRODUCTION)
     if after is None:  # rollback always names the version it restores; keeps the type checker honest
         raise RegistryError(f"rollback of {ws.model!r} restored no version (ledger entry #{entry.seq})")
     _record(ws, "rollback", "rolled_back", after, [reason], **{"from": before, "to": after, "actor": actor})
+    fault_point("rollback", "after_audit")
     track_moves(ws, [entry], job="rollback", name=f"rollback-{after}")
     announce(ws, events.MODEL_ROLLED_BACK, {"model": ws.model, "from": before, "to": after, "reason": reason})
     return before, after
