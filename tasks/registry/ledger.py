@@ -217,6 +217,8 @@ def record_from_json(data: dict[str, Any], digest: str = "") -> Record:
         reason=str(data["reason"]),
         evidence=data.get("evidence"),
         outcome=str(data["outcome"]),
+        digest=digest,
+        chained="prev" in data,
     )
     ends = data.get("ends_lease")
     lease = data.get("lease")

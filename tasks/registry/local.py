@@ -53,6 +53,7 @@ mirror match the ledger again.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -289,9 +290,10 @@ class LocalRegistry:
         if is_new:
             fsync_dir(model_dir)
         fault_point(action, "after_ledger")
-        write_anchor(model_dir, entry.seq, line_digest(body))
+        digest = line_digest(body)
+        write_anchor(model_dir, entry.seq, digest)
         fault_point(action, "after_anchor")
-        return entry
+        return dataclasses.replace(entry, digest=digest, chained=True)
 
     # versions ------------------------------------------------------------------------
     def register(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -102,6 +102,9 @@ class LedgerEntry:
     reason: str
     evidence: str | None
     outcome: str
+    # sha256 of the entry's ledger line as written ("" for an entry not yet written); chained entries only
+    digest: str = field(default="", compare=False)
+    chained: bool = field(default=False, compare=False)
 
 
 class AliasMirror(Protocol):

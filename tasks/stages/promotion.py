@@ -107,14 +107,75 @@ def track_moves(ws: Workspace, entries: Sequence[LedgerEntry], *, job: str, name
     return run.dir
 
 
-def _record(ws: Workspace, kind: str, outcome: str, version: str, reasons: Sequence[str], **payload: Any) -> None:
+# Audit rows derived from the ledger: one per applied entry of these actions, keyed by the entry itself.
+LEDGER_AUDIT = "ledger-audit"
+_LEDGERED: dict[str, tuple[str, str]] = {
+    "promote": ("promotion", "promoted"),
+    "rollback": ("rollback", "rolled_back"),
+    "withdraw": ("promotion", "withdrawn"),
+    "complete": ("promotion", "completed"),
+}
+
+
+def ledger_key(model: str, entry: LedgerEntry) -> str:
+    """The audit row's idempotency key of a ledger entry: ``ledger:<model>:<seq>:<digest>``."""
+    return f"ledger:{model}:{entry.seq}:{entry.digest}"
+
+
+def _record(
+    ws: Workspace,
+    kind: str,
+    outcome: str,
+    version: str | None,
+    reasons: Sequence[str],
+    *,
+    entry: LedgerEntry | None = None,
+    **payload: Any,
+) -> None:
+    """The audit row of a decision; with the ledger ``entry`` it stands for, inserted once under its ledger key."""
     from tasks.resources.store import DecisionRecord
 
-    ws.store.record_decision(
-        DecisionRecord(
-            model=ws.model, kind=kind, outcome=outcome, reasons=tuple(reasons), version=version, payload=payload
-        )
+    decision = DecisionRecord(
+        model=ws.model, kind=kind, outcome=outcome, reasons=tuple(reasons), version=version, payload=payload
     )
+    if entry is not None and entry.chained:
+        ws.store.record_decision_once(
+            DecisionRecord(**{**decision.__dict__, "payload": {**payload, "ledger_seq": entry.seq}}),
+            ledger_key(ws.model, entry),
+            purpose=LEDGER_AUDIT,
+        )
+    else:
+        ws.store.record_decision(decision)
+
+
+def audit_ledger(ws: Workspace) -> int:
+    """Write the audit row of every chained promote/rollback/withdraw/complete entry that has none yet.
+
+    Repairs a process killed between its ledger append and its audit write (and records the registry's own
+    settlements); run before every promotion, rollback and withdrawal. Returns how many rows it wrote.
+    """
+    done = ws.store.claimed_keys(LEDGER_AUDIT, ws.model)
+    written = 0
+    for entry in ws.registry.ledger(ws.model):
+        if not entry.chained or entry.outcome != "applied" or entry.action not in _LEDGERED:
+            continue
+        if ledger_key(ws.model, entry) in done:
+            continue
+        kind, outcome = _LEDGERED[entry.action]
+        production = next((m for m in entry.moves if m.alias == PRODUCTION), None)
+        version = production.to_version if production else next((m.from_version for m in entry.moves), None)
+        before = production.from_version if production else None
+        _record(
+            ws,
+            kind,
+            outcome,
+            version,
+            [entry.reason],
+            entry=entry,
+            **{"from": before, "to": version, "actor": entry.actor, "derived_from_ledger": True},
+        )
+        written += 1
+    return written
 
 
 # --- the stages ------------------------------------------------------------------------------------
@@ -171,6 +232,7 @@ def reject(ws: Workspace, version: str, approval: Approval) -> list[LedgerEntry]
         "rejected",
         version,
         [f"approval refused by {approval.approver}: {approval.comment or 'no comment'}"],
+        entry=entries[0] if entries else None,
         approver=approval.approver,
     )
     return entries
@@ -277,6 +339,7 @@ def abort_canary(
         "canary_aborted",
         version,
         verdict.reasons,
+        entry=entries[0] if entries else None,
         **{"from": version, "to": production, "stage": "canary", "report": evidence, "actor": actor},
     )
     announce(
@@ -328,9 +391,11 @@ def finalize(
         "promoted",
         version,
         [reason],
+        entry=entry,
         **{"from": expected_production, "to": version, "actor": actor, "evidence": evidence},
     )
     fault_point("promote", "after_audit")
+    audit_ledger(ws)  # rows of entries written on the way (a settlement of a dead holder's lease)
     announce(ws, events.MODEL_PROMOTED, {"model": ws.model, "version": version, "previous": expected_production})
     return entries
 
@@ -390,6 +455,7 @@ def begin(
     moves: ``PromotionInProgressError`` while another promotion runs, ``AliasConflictError`` if production
     is no longer ``expected``.
     """
+    audit_ledger(ws)
     before = ws.registry.aliases(ws.model).get(PRODUCTION) if isinstance(expected, Unchecked) else expected
     lease = ws.registry.begin_promotion(
         ws.model, version, actor=actor, reason=reason, evidence=evidence, expected_production=before
@@ -421,9 +487,11 @@ def withdraw(
 ) -> LedgerEntry:
     """Withdraw a staging/canary candidate and end its promotion lease (conditional: see the registry's
     ``withdraw``); production never moves. Recorded in the audit store as a ``promotion``/``withdrawn`` row."""
+    audit_ledger(ws)
     entry = ws.registry.withdraw(ws.model, version, actor=actor, reason=reason, evidence=evidence)
     withdrawn = next((m.from_version for m in entry.moves if m.from_version), version) or "?"
-    _record(ws, "promotion", "withdrawn", withdrawn, [reason], actor=actor, ledger_seq=entry.seq)
+    _record(ws, "promotion", "withdrawn", withdrawn, [reason], entry=entry, actor=actor)
+    audit_ledger(ws)
     track_moves(ws, [entry], job="withdraw", name=f"withdraw-{withdrawn}")
     return entry
 
@@ -468,14 +536,18 @@ def rollback(
     AliasConflictError when production moved meanwhile. The alias moves first (that is what serving reads),
     then the audit row, tracking run and event follow.
     """
+    audit_ledger(ws)
     entry = ws.registry.rollback(ws.model, actor=actor, reason=reason, evidence=evidence, expected_production=expected)
     fault_point("rollback", "after_production")
     before = next(m.from_version for m in entry.moves if m.alias == PRODUCTION)
     after = next(m.to_version for m in entry.moves if m.alias == PRODUCTION)
     if after is None:  # rollback always names the version it restores; keeps the type checker honest
         raise RegistryError(f"rollback of {ws.model!r} restored no version (ledger entry #{entry.seq})")
-    _record(ws, "rollback", "rolled_back", after, [reason], **{"from": before, "to": after, "actor": actor})
+    _record(
+        ws, "rollback", "rolled_back", after, [reason], entry=entry, **{"from": before, "to": after, "actor": actor}
+    )
     fault_point("rollback", "after_audit")
+    audit_ledger(ws)
     track_moves(ws, [entry], job="rollback", name=f"rollback-{after}")
     announce(ws, events.MODEL_ROLLED_BACK, {"model": ws.model, "from": before, "to": after, "reason": reason})
     return before, after

@@ -12,7 +12,7 @@ from tasks.registry.local import LocalRegistry
 from tasks.registry.model import CANARY, STAGING
 from tests.support.mirror import BOOSTER_TEXT
 
-__all__ = ["MODEL", "add_versions", "fake_home", "race", "settled"]
+__all__ = ["MODEL", "add_versions", "audited", "fake_home", "race", "settled"]
 
 
 def add_versions(registry: LocalRegistry, count: int, *, gate_failed: tuple[int, ...] = ()) -> list[str]:
@@ -70,3 +70,22 @@ def settled(registry: LocalRegistry) -> None:
     assert STAGING not in aliases and CANARY not in aliases, aliases
     assert registry.open_lease(MODEL) is None, registry.open_lease(MODEL)
     assert registry.check(MODEL) == []
+
+
+def audited(home: Home) -> int:
+    """Every promote/rollback/withdraw/complete entry of the chained ledger has exactly one audit row, keyed
+    ``ledger:<model>:<seq>:<digest>``; returns how many entries were checked."""
+    from tasks.resources.workspace import open_workspace
+    from tasks.stages.promotion import _LEDGERED, ledger_key
+
+    ws = open_workspace(home.settings)
+    try:
+        keys = [(row["payload"] or {}).get("idempotency_key") for row in ws.store.decisions(MODEL)]
+        entries = [
+            e for e in ws.registry.ledger(MODEL) if e.chained and e.outcome == "applied" and e.action in _LEDGERED
+        ]
+    finally:
+        ws.close()
+    for entry in entries:
+        assert keys.count(ledger_key(MODEL, entry)) == 1, (entry.seq, entry.action, keys)
+    return len(entries)

@@ -20,7 +20,7 @@ from tasks.registry.local import LocalRegistry
 from tasks.registry.model import CANARY, PREVIOUS_PRODUCTION, PRODUCTION, STAGING, AliasMove
 from tasks.resources.workspace import open_workspace
 from tasks.stages import promotion
-from tests.reliability.homes import MODEL, add_versions, fake_home, settled
+from tests.reliability.homes import MODEL, add_versions, audited, fake_home, settled
 
 
 def _doomed(config: str, fault: str, step: str) -> None:
@@ -63,6 +63,9 @@ def test_kill_at_every_fault_point_leaves_a_verifiable_registry_and_the_next_pro
     assert reg.aliases(MODEL)[PRODUCTION] == "v3"
     assert reg.aliases(MODEL)["previous-production"] == production
     settled(reg)
+    # Every promote/rollback/withdraw entry has exactly one audit row: the killed process's missing row, the
+    # settlement's and the setup's (straight to the registry) were derived from the ledger by the next stage call.
+    assert audited(home) >= 1
     recovered = [e.action for e in reg.ledger(MODEL) if e.actor == "driftgate-recovery"]
     # A lease left open by the dead promotion is withdrawn (production never held v2) before the next one begins.
     assert recovered == (["withdraw"] if fault in LEASE_LEFT_OPEN else []), (fault, recovered)
