@@ -3,8 +3,8 @@
 The one home of the hook. Code calls :func:`fault_point` at the named points of its durable steps; when
 the variable names that point, the process ends at once with ``os._exit(137)`` (what a SIGKILL looks
 like to a shell: no ``finally``, no flush, no atexit), so a test can prove that every crash leaves a
-state that `driftgate verify` accepts or the next write repairs. Unset (always, in production) it is a
-dictionary-free string comparison.
+state that `driftgate verify` accepts or the next write repairs. Unset (always, in production) it costs
+one environment lookup.
 
 Named points (``FAULT_POINTS``):
 
