@@ -206,3 +206,25 @@ def test_writes_through_a_symlink_out_of_the_home_are_refused(tmp_path: Path) ->
     (other.root / MODEL).symlink_to(outside, target_is_directory=True)
     with pytest.raises(UnsafePathError, match="outside the registry home"):
         add_versions(other, 1)
+
+
+def test_scoring_and_the_drill_refuse_a_broken_chain(tmp_path: Path) -> None:
+    from tasks.resources.workspace import open_workspace
+    from tasks.stages.canary import resolve_routing
+    from tasks.stages.drill import run_drill
+    from tests.reliability.homes import fake_home
+
+    home = fake_home(tmp_path / "home", 4)  # entries #1-#4; the promotions are #5 and #6
+    reg = home.registry
+    reg.promote(MODEL, "v0", actor="gate", reason="first")
+    reg.promote(MODEL, "v1", actor="gate", reason="second")
+    _edit_reason(reg)
+    ws = open_workspace(home.settings)
+    try:
+        with pytest.raises(LedgerIntegrityError, match="entry #6"):
+            resolve_routing(ws)  # what `driftgate score` does before it reads a row
+        with pytest.raises(LedgerIntegrityError, match="entry #6"):
+            run_drill(ws)
+    finally:
+        ws.close()
+    assert not (home.settings.home / "drills").exists() or not any((home.settings.home / "drills").iterdir())
