@@ -36,12 +36,12 @@ def test_promote_vs_promote_exactly_one_wins_and_never_touches_the_other(tmp_pat
     home = fake_home(tmp_path / "home", 1)
     reg = home.registry
     reg.promote(MODEL, "v0", actor="setup", reason="first production")
-    candidates = add_versions(reg, 2 * ROUNDS)
+    candidates = ["v0", *add_versions(reg, 3)]  # each round: two versions that are not production race
     operators = [open_workspace(home.settings), open_workspace(home.settings)]
     try:
         for round_ in range(ROUNDS):
-            pair = candidates[2 * round_ : 2 * round_ + 2]
             seen = reg.aliases(MODEL)[PRODUCTION]
+            pair = [v for v in candidates if v != seen][round_ % 2 : round_ % 2 + 2]
             outcomes = race(
                 *(
                     lambda ws=ws, version=version, seen=seen: promotion.promote(
@@ -68,12 +68,13 @@ def test_promote_vs_rollback_exactly_one_wins(tmp_path: Path) -> None:
     home = fake_home(tmp_path / "home", 1)
     reg = home.registry
     reg.promote(MODEL, "v0", actor="setup", reason="first production")
-    fresh = add_versions(reg, 2 * ROUNDS)
+    pool = ["v0", *add_versions(reg, 3)]
     operators = [open_workspace(home.settings), open_workspace(home.settings)]
     wins = {"promote": 0, "rollback": 0}
     try:
         for round_ in range(ROUNDS):
-            base, candidate = fresh[2 * round_ : 2 * round_ + 2]
+            others = [v for v in pool if v != reg.aliases(MODEL)[PRODUCTION]]
+            base, candidate = others[round_ % 2], others[2]
             reg.promote(MODEL, base, actor="setup", reason=f"round {round_}")  # previous-production exists
             seen = reg.aliases(MODEL)[PRODUCTION]
             previous = reg.aliases(MODEL)["previous-production"]
