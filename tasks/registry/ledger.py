@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -320,6 +321,35 @@ def _check_chain(records: list[Record], anchor: Anchor | None) -> tuple[int | No
     return chain_start, problems
 
 
+# Parsed prefixes of the ledgers this process read: path -> (the bytes, their records, their line count).
+# A later read whose file starts with exactly those bytes (a byte comparison, not a timestamp) parses only
+# what was appended; any other change parses the whole file again. The chain is still checked in full.
+_PARSED: dict[str, tuple[bytes, tuple[Record, ...], int]] = {}
+_PARSED_LOCK = threading.Lock()
+
+
+def _parse(path: Path, raw: bytes, valid_bytes: int, missing_newline: bool) -> tuple[list[Record], list[LedgerProblem]]:
+    key = str(path)
+    with _PARSED_LOCK:
+        cached = _PARSED.get(key)
+    start, records, lines_before = 0, [], 0
+    if cached is not None and len(cached[0]) <= valid_bytes and raw.startswith(cached[0]):
+        start, records, lines_before = len(cached[0]), list(cached[1]), cached[2]
+    problems: list[LedgerProblem] = []
+    body = raw[start:valid_bytes]
+    for number, line in enumerate(body.split(b"\n"), start=lines_before + 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(record_from_json(json.loads(line), line_digest(line)))
+        except (ValueError, KeyError, TypeError) as exc:
+            problems.append(LedgerProblem(None, f"line {number} is corrupt ({exc})"))
+    if not problems and not missing_newline:
+        with _PARSED_LOCK:
+            _PARSED[key] = (raw[:valid_bytes], tuple(records), lines_before + body.count(b"\n"))
+    return records, problems
+
+
 def check_ledger(path: Path) -> LedgerState:
     """Parse and check a ledger without raising on a broken chain: the problems are in ``state.problems``."""
     try:
@@ -338,15 +368,7 @@ def check_ledger(path: Path) -> LedgerState:
         else:
             valid_bytes = len(raw)
             missing_newline = True
-    records: list[Record] = []
-    problems: list[LedgerProblem] = []
-    for number, line in enumerate(raw[:valid_bytes].split(b"\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(record_from_json(json.loads(line), line_digest(line)))
-        except (ValueError, KeyError, TypeError) as exc:
-            problems.append(LedgerProblem(None, f"line {number} is corrupt ({exc})"))
+    records, problems = _parse(path, raw, valid_bytes, missing_newline)
     if problems:
         return LedgerState(records, valid_bytes, len(raw), missing_newline, None, anchor, tuple(problems))
     chain_start, chain_problems = _check_chain(records, anchor)
