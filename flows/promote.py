@@ -13,9 +13,9 @@ from prefect.input import RunInput
 
 from flows import steps
 from flows._common import banner, workspace
-from tasks.registry.model import PRODUCTION
+from tasks.registry.model import ANY
 from tasks.resources.workspace import Workspace
-from tasks.stages.promotion import AUTO_APPROVER, Approval, PromotionOutcome
+from tasks.stages.promotion import AUTO_APPROVER, Approval, PromotionOutcome, withdraw_quietly
 
 
 class ApprovalInput(RunInput):
@@ -39,55 +39,77 @@ def promote_flow(
     labels: list[str] | None = None,
     auto_approve: bool | None = None,
     force: bool = False,
+    expected: str | None = None,
 ) -> dict[str, Any]:
     """Stage, approve (pause for typed input unless auto-approved), canary, watch, then production.
 
     watch_batches are scored with the canary split during the watch window (labels joined by id);
-    with ``promotion.watch_hours`` > 0 the canary stays in place and `driftgate watch` decides later.
+    with ``promotion.watch_hours`` > 0 the canary stays in place and `driftgate watch` decides later (the
+    promotion lease is handed to it). ``expected``: the production version the operator saw (default: read
+    now); if production moved, nothing changes and AliasConflictError says so. A second promotion while this
+    one holds the lease is refused up front; a failure after the lease was taken withdraws the version.
     """
     with workspace(home, config, model) as ws:
-        settings = ws.settings.promotion
         banner(f"promote {ws.model}:{version} (evidence: {evidence or 'none'})")
         steps.check_candidate(ws, version, force=force)
-        before = ws.registry.aliases(ws.model).get(PRODUCTION)
-        entries = [steps.stage(ws, version, actor=actor, reason=reason, evidence=evidence)]
-        if settings.auto_approve if auto_approve is None else auto_approve:
-            approval = Approval(AUTO_APPROVER, f"policy allows automatic approval (requested by {actor})")
-        else:
-            banner(f"approval: waiting up to {settings.approval_timeout_seconds} s for an approver")
-            approval = _wait_for_approval(
-                ws, version, settings.approval_timeout_seconds, settings.approval_poll_seconds
-            )
-        entries.append(steps.record_approval(ws, version, approval, evidence=evidence))
-        if not approval.approved:
-            entries += steps.reject(ws, version, approval)
-            steps.track_moves(ws, entries, job="promote", name=f"promote-{version}-rejected")
-            return asdict(
-                PromotionOutcome(version, "rejected", ("staging",), before, approval.approver, (approval.comment,))
-            )
-        banner(
-            f"canary: {ws.settings.canary_share:.0%} of entities routed to {version} (approved by {approval.approver})"
+        _lease, before = steps.begin_promotion(
+            ws, version, actor=actor, reason=reason, evidence=evidence, expected=ANY if expected is None else expected
         )
-        entries.append(steps.start_canary(ws, version, actor=approval.approver, reason=reason, evidence=evidence))
-        for batch in watch_batches or []:
-            scored = steps.score_file(ws, batch)
-            print(f"scored {scored.batch_id}: {scored.routed} routed, {scored.errors} errors")
-        if labels:
-            steps.attach_prediction_labels(ws, labels)
-        banner("watch window: judge the canary")
-        outcome = steps.decide_canary(
-            ws,
-            version,
-            actor=approval.approver,
-            reason=f"{reason} (approved by {approval.approver})",
-            evidence=evidence,
-            expected_production=before,
-            earlier=entries,
+        try:
+            return _staged_promotion(ws, version, before, reason, actor, evidence, watch_batches, labels, auto_approve)
+        except Exception as exc:
+            withdraw_quietly(ws, version, actor=actor, reason=f"promotion failed: {exc}")
+            raise
+
+
+def _staged_promotion(
+    ws: Workspace,
+    version: str,
+    before: str | None,
+    reason: str,
+    actor: str,
+    evidence: str | None,
+    watch_batches: list[str] | None,
+    labels: list[str] | None,
+    auto_approve: bool | None,
+) -> dict[str, Any]:
+    """Everything after the lease: stage, approval, canary, watch window, production (or withdrawal)."""
+    settings = ws.settings.promotion
+    entries = [steps.stage(ws, version, actor=actor, reason=reason, evidence=evidence)]
+    if settings.auto_approve if auto_approve is None else auto_approve:
+        approval = Approval(AUTO_APPROVER, f"policy allows automatic approval (requested by {actor})")
+    else:
+        banner(f"approval: waiting up to {settings.approval_timeout_seconds} s for an approver")
+        approval = _wait_for_approval(ws, version, settings.approval_timeout_seconds, settings.approval_poll_seconds)
+    entries.append(steps.record_approval(ws, version, approval, evidence=evidence))
+    if not approval.approved:
+        entries += steps.reject(ws, version, approval)
+        steps.track_moves(ws, entries, job="promote", name=f"promote-{version}-rejected")
+        return asdict(
+            PromotionOutcome(version, "rejected", ("staging",), before, approval.approver, (approval.comment,))
         )
-        if outcome.status == "watching":
-            steps.track_moves(ws, entries, job="promote", name=f"promote-{version}-canary")
-        banner(f"{version}: {outcome.status} — {outcome.reasons[0]}")
-        return asdict(outcome)
+    banner(f"canary: {ws.settings.canary_share:.0%} of entities routed to {version} (approved by {approval.approver})")
+    entries.append(steps.start_canary(ws, version, actor=approval.approver, reason=reason, evidence=evidence))
+    for batch in watch_batches or []:
+        scored = steps.score_file(ws, batch)
+        print(f"scored {scored.batch_id}: {scored.routed} routed, {scored.errors} errors")
+    if labels:
+        steps.attach_prediction_labels(ws, labels)
+    banner("watch window: judge the canary")
+    outcome = steps.decide_canary(
+        ws,
+        version,
+        actor=approval.approver,
+        reason=f"{reason} (approved by {approval.approver})",
+        evidence=evidence,
+        expected_production=before,
+        earlier=entries,
+    )
+    if outcome.status == "watching":
+        steps.hand_over_to_watch(ws, version, actor=approval.approver)
+        steps.track_moves(ws, entries, job="promote", name=f"promote-{version}-canary")
+    banner(f"{version}: {outcome.status} — {outcome.reasons[0]}")
+    return asdict(outcome)
 
 
 def _wait_for_approval(ws: Workspace, version: str, timeout: int, poll: int) -> Approval:

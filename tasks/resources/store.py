@@ -564,6 +564,49 @@ class AuditStore:
             raise self._error(f"claiming {idempotency_key!r} for {purpose}", exc) from exc
         return True
 
+    def record_decision_once(self, decision: DecisionRecord, idempotency_key: str, *, purpose: str) -> bool:
+        """Insert the decision unless a decision with this key was recorded; False (nothing written) then.
+
+        One transaction holds a claim on the key (unique) and the decision row: both are written or neither,
+        so a process killed between them leaves the key free for the repair that writes the row later.
+        """
+        claims = self.table("claims")
+        values = {
+            "idempotency_key": idempotency_key,
+            "purpose": purpose,
+            "model": decision.model,
+            "holder": f"{socket.gethostname()}:{os.getpid()}",
+            "claimed_at": _now(),
+        }
+        with self._writing(None, f"recording decision {idempotency_key!r}") as c:
+            dialect = c.dialect.name
+            if dialect in ("sqlite", "postgresql"):
+                claimed = c.execute(_dialect_insert(dialect)(claims).values(**values).on_conflict_do_nothing()).rowcount
+            elif c.execute(claims.select().where(claims.c.idempotency_key == idempotency_key)).first():
+                claimed = 0
+            else:
+                claimed = c.execute(claims.insert().values(**values)).rowcount
+            if not claimed:
+                return False
+            self.record_decision(
+                DecisionRecord(
+                    model=decision.model,
+                    kind=decision.kind,
+                    outcome=decision.outcome,
+                    reasons=decision.reasons,
+                    batch_id=decision.batch_id,
+                    version=decision.version,
+                    payload={**decision.payload, "idempotency_key": idempotency_key},
+                ),
+                conn=c,
+            )
+            return True
+
+    def claimed_keys(self, purpose: str, model: str | None = None) -> set[str]:
+        """The idempotency keys claimed for ``purpose`` (of ``model``)."""
+        rows = self._rows("claims", f"reading {purpose} claims", None, purpose=purpose, model=model)
+        return {str(row["idempotency_key"]) for row in rows}
+
     def record_labels(self, arrivals: Sequence[LabelRecord], *, conn: Connection | None = None) -> int:
         """Record label arrivals (one per batch they completed); returns how many were written."""
         if not arrivals:

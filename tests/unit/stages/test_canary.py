@@ -156,9 +156,11 @@ def test_automatic_rollback_fires_on_a_degraded_canary(tmp_path: Path, texts: di
         assert outcome.report_path is not None
         report = Path(outcome.report_path).read_text()
         assert "ABORT" in report and "missed: estimated AUC v1" in report and "missed: realized AUC v1" in report
-        # The ledger shows the withdrawal, with the report as evidence.
+        # The ledger shows the withdrawal (canary and staging cleared in one entry), with the report as evidence.
         withdrawals = ws.registry.ledger(MODEL)[ledger_before:]
-        assert [(e.moves[0].alias, e.moves[0].to_version) for e in withdrawals] == [("canary", None), ("staging", None)]
+        assert [(e.action, [(m.alias, m.to_version) for m in e.moves]) for e in withdrawals] == [
+            ("withdraw", [("canary", None), ("staging", None)])
+        ]
         assert all(e.evidence == outcome.report_path and "automatic rollback" in e.reason for e in withdrawals)
         # The event (recorded in the audit store; no Prefect API in unit tests) and the decision.
         (event,) = ws.store.events()
