@@ -221,6 +221,6 @@ def run_drill(ws: Workspace, *, keep_sandbox: bool = False, now: datetime | None
         "drill",
         actor="driftgate-drill",
         reason=f"rollback drill {'passed' if result.ok else 'FAILED'} on a sandbox copy: {restore}",
-        evidence=str(path),
+        evidence=ws.settings.shareable(path),
     )
     return DrillResult(**{**result.__dict__, "report_path": str(path)})

@@ -335,7 +335,7 @@ def abort_canary(
     """Automatic rollback during the watch window: the canary is withdrawn, production never moves."""
     production = ws.registry.aliases(ws.model).get(PRODUCTION)
     why = "; ".join(verdict.failures) or "; ".join(verdict.reasons)
-    evidence = str(report) if report else None
+    evidence = ws.settings.shareable(report) if report else None
     entries = withdraw_quietly(ws, version, actor=actor, reason=f"automatic rollback: {why}", evidence=evidence)
     _record(
         ws,
@@ -437,13 +437,19 @@ def post_deployment_audit(
             f"post-deployment audit of {version} vs {previous} on {rows} rows ({labelled} labelled): "
             f"{'passed' if verdict.passed else 'FAILED: ' + '; '.join(verdict.failures)}"
         ),
-        evidence=str(path),
+        evidence=ws.settings.shareable(path),
     )
     ws.registry.annotate(
         ws.model,
         version,
         "post_deployment_audit",
-        {"report": str(path), "passed": verdict.passed, "rows": rows, "labelled_rows": labelled, "at": now.isoformat()},
+        {
+            "report": ws.settings.shareable(path),
+            "passed": verdict.passed,
+            "rows": rows,
+            "labelled_rows": labelled,
+            "at": now.isoformat(),
+        },
     )
     return verdict, comparison, path
 
@@ -594,7 +600,10 @@ def watch(
     if verdict.passed:
         return WatchOutcome("audited", production, verdict.reasons, str(path), labelled)
     rollback(
-        ws, actor=actor, reason=f"automatic rollback: audit failed: {'; '.join(verdict.failures)}", evidence=str(path)
+        ws,
+        actor=actor,
+        reason=f"automatic rollback: audit failed: {'; '.join(verdict.failures)}",
+        evidence=ws.settings.shareable(path),
     )
     return WatchOutcome("rolled_back", production, verdict.reasons, str(path), labelled)
 
@@ -634,7 +643,7 @@ def decide_canary(
         version,
         actor=approver,
         reason=f"{reason}; {verdict.reasons[0]}",
-        evidence=evidence or str(report),
+        evidence=evidence or ws.settings.shareable(report),
         expected_production=previous,
     )
     audit_path = None

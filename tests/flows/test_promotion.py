@@ -64,7 +64,8 @@ def test_auto_approved_promotion_watches_the_canary_then_promotes_and_audits(
         ("promote", "policy:auto-approve", "production:v1,previous-production:v0,staging:None,canary:None"),
         ("audit", "driftgate", ""),
     ]
-    assert home.registry.ledger(MODEL)[-1].evidence == result["audit_path"]
+    # stored relative to the home (nothing shared holds an absolute local path)
+    assert home.registry.ledger(MODEL)[-1].evidence == home.settings.shareable(result["audit_path"])
     assert Path(result["report_path"]).read_text().startswith("# Canary toy:v1 — PROMOTE")
 
 
