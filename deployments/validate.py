@@ -2,7 +2,12 @@
 flow parameters, triggers listen to driftgate events, queues are the ones driftgate uses, and every priority
 class of a retrain request is routed to exactly one deployment, on the queue of its name, with a concurrency limit.
 
-    python -m deployments.validate [prefect.yaml]
+    python -m deployments.validate [prefect.yaml]            # the file against the code
+    python -m deployments.validate --server [prefect.yaml]   # and a live server (PREFECT_API_URL) against the file
+
+With --server it also fails on a server whose queues are missing or inverted, whose retrain slot (global
+concurrency limit) is missing, or where a deployment is missing or on another queue: what a bare
+`prefect deploy --all` leaves behind. `python -m deployments.setup` puts a server right.
 """
 
 from __future__ import annotations
@@ -61,6 +66,9 @@ def validate(path: Path) -> list[Problem]:
             if key not in accepted:
                 problems.append(Problem(name, f"parameter {key!r} is not a parameter of {func}"))
         for trigger in dep.get("triggers") or []:
+            if not trigger.get("name"):
+                # unnamed, the automation shows in the Prefect UI as "A custom trigger"
+                problems.append(Problem(name, "a trigger needs a name (its automation's name in the Prefect UI)"))
             for key in trigger.get("parameters") or {}:
                 if key not in accepted:
                     problems.append(Problem(name, f"trigger parameter {key!r} is not a parameter of {func}"))
@@ -113,13 +121,26 @@ def _retrain_routing(deployments: list[dict[str, Any]]) -> list[Problem]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = argv if argv is not None else sys.argv[1:]
+    args = list(argv if argv is not None else sys.argv[1:])
+    server = "--server" in args
+    args = [a for a in args if a != "--server"]
     path = Path(args[0]) if args else Path(__file__).resolve().parent.parent / "prefect.yaml"
     problems = validate(path)
     for problem in problems:
         print(f"problem: {problem}")
     print(f"{path}: {'ok' if not problems else f'{len(problems)} problem(s)'}")
-    return 1 if problems else 0
+    if not server:
+        return 1 if problems else 0
+    from prefect.client.orchestration import get_client
+
+    from deployments.setup import Topology, check
+
+    with get_client(sync_client=True) as client:
+        live = check(client, Topology.of(path))
+    for line in live:
+        print(f"problem: server: {line}")
+    print(f"server: {'ok' if not live else f'{len(live)} problem(s)'}")
+    return 1 if problems or live else 0
 
 
 if __name__ == "__main__":

@@ -700,6 +700,14 @@ def retrain(
 @click.option("--watch", "watch_batches", multiple=True, help="Batch file scored with the canary split (repeatable).")
 @click.option("--labels", multiple=True, help="Label file for the watched batches, keyed by entity id (repeatable).")
 @click.option("--force", is_flag=True, help="Promote a version that did not pass the gate.")
+@click.option(
+    "--expect",
+    "expected",
+    default=None,
+    help="Promote only if production is still this version (default: the version production holds when the "
+    "command starts). If it moved, or another promotion holds the lease, nothing changes and the command exits "
+    "with code 3.",
+)
 @_common
 @click.pass_context
 def promote(
@@ -710,6 +718,7 @@ def promote(
     watch_batches: tuple[str, ...],
     labels: tuple[str, ...],
     force: bool,
+    expected: str | None,
     home: str | None,
     config: str | None,
     model: str | None,
@@ -719,12 +728,35 @@ def promote(
     A canary that misses a threshold (estimated or realized AUC, error rate, scoring time) is withdrawn
     and production does not move; with promotion.watch_hours > 0 the canary stays and `driftgate watch`
     decides once the window has passed.
+
+    Conditional (--expect) and leased: a promotion racing another promotion or a rollback applies once; the
+    other exits with code 3 and prints the aliases as they are now.
     """
+    with _errors(), _state_on_conflict(home, config, model), _home(home, config, model) as ws:
+        production = ws.registry.aliases(ws.model).get("production")
+        lease = ws.registry.open_lease(ws.model)
+        # Refuse a lost race at once, before a Prefect API starts; the flow checks again under the lock.
+        if expected is not None and production != expected:
+            from tasks.core.errors import AliasConflictError
+
+            raise AliasConflictError(
+                f"promotion of {ws.model}:{version} refused: production is {production or 'unset'}, not {expected} "
+                "as expected (someone moved it meanwhile); nothing changed"
+            )
+        if lease is not None and not _settled_on_next_write(lease):
+            from tasks.core.errors import PromotionInProgressError
+
+            raise PromotionInProgressError(
+                f"promotion of {ws.model}:{version} refused: {lease.version} is being promoted (lease #{lease.seq} "
+                f"held by {lease.holder}); nothing changed — wait for it, or `driftgate withdraw {lease.version}`"
+            )
+        expected = production if expected is None else expected
     _quiet_prefect(ctx.obj["verbose"])
-    with _errors():
+    with _errors(), _state_on_conflict(home, config, model):
         from flows.promote import promote_flow
 
         result = promote_flow(
+            expected=expected,
             version=version,
             reason=reason,
             actor=os.environ.get("USER", "cli"),
@@ -741,6 +773,43 @@ def promote(
     for label, key in (("canary report", "report_path"), ("audit", "audit_path")):
         if result.get(key):
             click.echo(f"  {label}: {result[key]}")
+
+
+@contextmanager
+def _state_on_conflict(home: str | None, config: str | None, model: str | None) -> Iterator[None]:
+    """On a lost race (AliasConflictError, exit code 3) also print the model's aliases and lease now, in one line."""
+    from tasks.core.errors import AliasConflictError
+
+    try:
+        yield
+    except Exception as exc:
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, AliasConflictError):
+            cause = cause.__cause__ or cause.__context__
+        if isinstance(cause, AliasConflictError):
+            with _home(home, config, model) as ws:
+                click.echo(_state_line(ws), err=True)
+            _fail(cause)
+        raise
+
+
+def _settled_on_next_write(lease: Any) -> bool:
+    """A lease whose holder died on this host: the registry's next write settles it (see tasks.registry.local)."""
+    import socket
+
+    from tasks.registry.ledger import pid_alive
+
+    return lease.pid is not None and lease.host == socket.gethostname() and not pid_alive(lease.pid)
+
+
+def _state_line(ws: Workspace) -> str:
+    aliases = ws.registry.aliases(ws.model)
+    lease = ws.registry.open_lease(ws.model)
+    shown = " ".join(
+        f"{alias}={aliases.get(alias) or '-'}" for alias in ("production", "previous-production", "canary", "staging")
+    )
+    held = f"{lease.version} (#{lease.seq}, {lease.holder})" if lease else "none"
+    return f"now: {ws.model} {shown} lease={held}"
 
 
 def _prefect_api_configured() -> bool:
@@ -794,7 +863,7 @@ def rollback(
     actor = os.environ.get("USER", "cli")
     if use_flow is None:
         use_flow = _prefect_api_configured()
-    with _errors():
+    with _errors(), _state_on_conflict(home, config, model):
         if expected is None:
             with _home(home, config, model) as ws:
                 expected = ws.registry.aliases(ws.model).get("production")
@@ -954,6 +1023,52 @@ def events_flush(home: str | None, config: str | None, model: str | None) -> Non
                 _fail(RuntimeError(f"delivery stopped, the rest stays pending: {type(exc).__name__}: {exc}"))
             raise
     click.echo(f"delivered {sent} event(s)")
+
+
+@main.command()
+@click.argument("version", required=False)
+@click.option("--reason", default="manual withdrawal", show_default=True)
+@_common
+def withdraw(version: str | None, reason: str, home: str | None, config: str | None, model: str | None) -> None:
+    """Withdraw the candidate VERSION from canary/staging and end its promotion lease; production never moves.
+
+    VERSION defaults to the canary (else staging, else the version being promoted) when the command starts.
+    Conditional: if VERSION is no longer a candidate, nothing changes and the command exits with code 3.
+    """
+    from tasks.stages.promotion import withdraw as withdraw_now
+
+    with _errors(), _state_on_conflict(home, config, model), _home(home, config, model) as ws:
+        if version is None:
+            aliases, lease = ws.registry.aliases(ws.model), ws.registry.open_lease(ws.model)
+            version = aliases.get("canary") or aliases.get("staging") or (lease.version if lease else None)
+        entry = withdraw_now(ws, version, actor=os.environ.get("USER", "cli"), reason=reason)
+    cleared = ", ".join(m.alias for m in entry.moves) or "no alias"
+    click.echo(
+        f"withdrawn: {entry.moves[0].from_version if entry.moves else version} ({cleared} cleared; ledger #{entry.seq})"
+    )
+
+
+# Exit code of `driftgate verify` when it found problems (same as any refused command).
+EXIT_PROBLEMS = 2
+
+
+@main.command()
+@_common
+def verify(home: str | None, config: str | None, model: str | None) -> None:
+    """Check the ledger's hash chain and anchor and every version's manifest and files; one line per problem.
+
+    Exit code 0 when everything holds, 2 when a problem was found (no Prefect needed).
+    """
+    with _errors(), _home(home, config, model) as ws:
+        problems = ws.registry.check(ws.model)
+        entries = len(ws.registry.ledger(ws.model)) if not problems else None
+        versions = len(ws.registry.versions(ws.model)) if not problems else None
+    for problem in problems:
+        click.echo(f"problem: {problem}")
+    if problems:
+        click.secho(f"{len(problems)} problem(s) found", fg="red", err=True)
+        sys.exit(EXIT_PROBLEMS)
+    click.echo(f"ok: {entries} ledger entries chained and anchored, {versions} versions verified")
 
 
 @main.command()

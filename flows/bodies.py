@@ -79,6 +79,9 @@ class Steps:
         self.keep_reference = wrap("keep-reference", retraining.keep_reference)
 
         self.check_candidate = wrap("check-candidate", promotion.check_candidate)
+        self.begin_promotion = wrap("begin-promotion", promotion.begin)
+        self.hand_over_to_watch = wrap("hand-over-to-watch", promotion.hand_over_to_watch)
+        self.withdraw = wrap("withdraw", promotion.withdraw)
         self.stage = wrap("stage", promotion.stage)
         self.record_approval = wrap("record-approval", promotion.record_approval)
         self.reject = wrap("reject-promotion", promotion.reject)
@@ -168,7 +171,7 @@ def act_on_retrain(
 
 def monitor_body(
     run: Runner,
-    batches: list[str],
+    batches: list[str] | None,
     labels: list[str] | None = None,
     home: str | None = None,
     config: str | None = None,
@@ -416,56 +419,89 @@ def promote_body(
     labels: list[str] | None = None,
     auto_approve: bool | None = None,
     force: bool = False,
+    expected: str | None = None,
 ) -> dict[str, Any]:
     """See flows.promote.promote_flow. Where the runner cannot pause (direct mode) and the policy wants an
-    approver, nothing moves: the outcome says "awaiting-approval" and names the command that can wait."""
-    from tasks.registry.model import PRODUCTION
-    from tasks.stages.promotion import AUTO_APPROVER, Approval, PromotionOutcome
+    approver, nothing moves: the outcome says "awaiting-approval" and names the command that can wait.
+    Otherwise the promotion takes the lease first (refused while another holds it, or when production is no
+    longer ``expected``) and a failure after that withdraws the version."""
+    from tasks.registry.model import ANY, PRODUCTION
+    from tasks.stages.promotion import PromotionOutcome, withdraw_quietly
 
     steps = run.steps
     with run.workspace(home, config, model) as ws:
         settings = ws.settings.promotion
         run.banner(f"promote {ws.model}:{version} (evidence: {evidence or 'none'})")
         steps.check_candidate(ws, version, force=force)
-        before = ws.registry.aliases(ws.model).get(PRODUCTION)
         approve_now = settings.auto_approve if auto_approve is None else auto_approve
         if not approve_now and not run.can_pause:
+            before = ws.registry.aliases(ws.model).get(PRODUCTION)
             why = f"promotion of {version} needs an approver: run `driftgate promote {version} --flow`"
             run.banner(why)
             return asdict(PromotionOutcome(version, "awaiting-approval", (), before, None, (why,)))
-        entries = [steps.stage(ws, version, actor=actor, reason=reason, evidence=evidence)]
-        if approve_now:
-            approval = Approval(AUTO_APPROVER, f"policy allows automatic approval (requested by {actor})")
-        else:
-            run.banner(f"approval: waiting up to {settings.approval_timeout_seconds} s for an approver")
-            approval = run.approve(ws, version)
-        entries.append(steps.record_approval(ws, version, approval, evidence=evidence))
-        if not approval.approved:
-            entries += steps.reject(ws, version, approval)
-            steps.track_moves(ws, entries, job="promote", name=f"promote-{version}-rejected")
-            return asdict(
-                PromotionOutcome(version, "rejected", ("staging",), before, approval.approver, (approval.comment,))
+        _lease, before = steps.begin_promotion(
+            ws, version, actor=actor, reason=reason, evidence=evidence, expected=ANY if expected is None else expected
+        )
+        try:
+            return _staged_promotion(
+                run, ws, version, before, reason, actor, evidence, watch_batches, labels, approve_now
             )
-        run.banner(
-            f"canary: {ws.settings.canary_share:.0%} of entities routed to {version} (approved by {approval.approver})"
+        except Exception as exc:
+            withdraw_quietly(ws, version, actor=actor, reason=f"promotion failed: {exc}")
+            raise
+
+
+def _staged_promotion(
+    run: Runner,
+    ws: Workspace,
+    version: str,
+    before: str | None,
+    reason: str,
+    actor: str,
+    evidence: str | None,
+    watch_batches: list[str] | None,
+    labels: list[str] | None,
+    approve_now: bool,
+) -> dict[str, Any]:
+    """Everything after the lease: stage, approval, canary, watch window, production (or withdrawal)."""
+    from tasks.stages.promotion import AUTO_APPROVER, Approval, PromotionOutcome
+
+    steps = run.steps
+    settings = ws.settings.promotion
+    entries = [steps.stage(ws, version, actor=actor, reason=reason, evidence=evidence)]
+    if approve_now:
+        approval = Approval(AUTO_APPROVER, f"policy allows automatic approval (requested by {actor})")
+    else:
+        run.banner(f"approval: waiting up to {settings.approval_timeout_seconds} s for an approver")
+        approval = run.approve(ws, version)
+    entries.append(steps.record_approval(ws, version, approval, evidence=evidence))
+    if not approval.approved:
+        entries += steps.reject(ws, version, approval)
+        steps.track_moves(ws, entries, job="promote", name=f"promote-{version}-rejected")
+        return asdict(
+            PromotionOutcome(version, "rejected", ("staging",), before, approval.approver, (approval.comment,))
         )
-        entries.append(steps.start_canary(ws, version, actor=approval.approver, reason=reason, evidence=evidence))
-        for batch in watch_batches or []:
-            scored = steps.score_file(ws, batch)
-            run.banner(f"scored {scored.batch_id}: {scored.routed} routed, {scored.errors} errors")
-        if labels:
-            steps.attach_prediction_labels(ws, labels)
-        run.banner("watch window: judge the canary")
-        outcome = steps.decide_canary(
-            ws,
-            version,
-            actor=approval.approver,
-            reason=f"{reason} (approved by {approval.approver})",
-            evidence=evidence,
-            expected_production=before,
-            earlier=entries,
-        )
-        if outcome.status == "watching":
-            steps.track_moves(ws, entries, job="promote", name=f"promote-{version}-canary")
-        run.banner(f"{version}: {outcome.status} — {outcome.reasons[0]}")
-        return asdict(outcome)
+    run.banner(
+        f"canary: {ws.settings.canary_share:.0%} of entities routed to {version} (approved by {approval.approver})"
+    )
+    entries.append(steps.start_canary(ws, version, actor=approval.approver, reason=reason, evidence=evidence))
+    for batch in watch_batches or []:
+        scored = steps.score_file(ws, batch)
+        run.banner(f"scored {scored.batch_id}: {scored.routed} routed, {scored.errors} errors")
+    if labels:
+        steps.attach_prediction_labels(ws, labels)
+    run.banner("watch window: judge the canary")
+    outcome = steps.decide_canary(
+        ws,
+        version,
+        actor=approval.approver,
+        reason=f"{reason} (approved by {approval.approver})",
+        evidence=evidence,
+        expected_production=before,
+        earlier=entries,
+    )
+    if outcome.status == "watching":
+        steps.hand_over_to_watch(ws, version, actor=approval.approver)
+        steps.track_moves(ws, entries, job="promote", name=f"promote-{version}-canary")
+    run.banner(f"{version}: {outcome.status} — {outcome.reasons[0]}")
+    return asdict(outcome)

@@ -13,15 +13,16 @@ from flows.steps import FLOW
 
 @flow(name="driftgate-monitor", log_prints=True)
 def monitor_flow(
-    batches: list[str],
+    batches: list[str] | None = None,
     labels: list[str] | None = None,
     home: str | None = None,
     config: str | None = None,
     model: str | None = None,
     only_new: bool = False,
 ) -> dict[str, Any]:
-    """Monitor batch files (names or globs); `labels` are label files (or globs) keyed by entity id, for these
-    batches or any batch monitored before. Returns {"batches": [outcome, ...], "labels": arrival or None}.
+    """Monitor batch files (names or globs; none: the home's inbox, setting `inbox`); `labels` are label files
+    (or globs) keyed by entity id, for these batches or any batch monitored before.
+    Returns {"batches": [outcome, ...], "labels": arrival or None}.
 
     With only_new (the scheduled deployment), batches already in the audit store are skipped and an
     empty inbox is not an error. A batch refused at the boundary is recorded as BLOCK; the first refusal is

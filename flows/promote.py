@@ -39,14 +39,30 @@ def promote_flow(
     labels: list[str] | None = None,
     auto_approve: bool | None = None,
     force: bool = False,
+    expected: str | None = None,
 ) -> dict[str, Any]:
     """Stage, approve (pause for typed input unless auto-approved), canary, watch, then production.
 
     watch_batches are scored with the canary split during the watch window (labels joined by id);
-    with ``promotion.watch_hours`` > 0 the canary stays in place and `driftgate watch` decides later.
+    with ``promotion.watch_hours`` > 0 the canary stays in place and `driftgate watch` decides later (the
+    promotion lease is handed to it). ``expected``: the production version the operator saw (default: read
+    now); if production moved, nothing changes and AliasConflictError says so. A second promotion while this
+    one holds the lease is refused up front; a failure after the lease was taken withdraws the version.
     """
     return promote_body(
-        FLOW, version, reason, actor, evidence, home, config, model, watch_batches, labels, auto_approve, force
+        FLOW,
+        version,
+        reason,
+        actor,
+        evidence,
+        home,
+        config,
+        model,
+        watch_batches,
+        labels,
+        auto_approve,
+        force,
+        expected,
     )
 
 

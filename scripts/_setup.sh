@@ -7,6 +7,19 @@ if ! command -v uv >/dev/null 2>&1; then
   echo "== installing uv"
   python3 -m pip install --quiet --user uv 2>/dev/null || python3 -m pip install --quiet uv
 fi
+if [[ "${DRIFTGATE_SETUP_TESTS:-0}" == 1 ]]; then
+  # What the tests start, from the OS packages: a throwaway PostgreSQL cluster on 127.0.0.1 (devkit/postgres.py)
+  # and headless Chromium for the HTML reports (tests/flows/test_demo.py).
+  missing=()
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing+=(postgresql)
+  [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+  if (( ${#missing[@]} )); then
+    echo "== installing ${missing[*]} (apt-get)"
+    SUDO=""; [[ "$(id -u)" != 0 ]] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+fi
 echo "== installing the locked environment (uv sync --frozen)"
 uv sync --frozen --quiet
 # Dependency telemetry off (NannyML, Prefect, W&B) for everything started from here.

@@ -85,6 +85,23 @@ class IntegrityError(RegistryError):
     """A stored artifact does not match its manifest digest (tampered or truncated)."""
 
 
+class LedgerIntegrityError(IntegrityError):
+    """The ledger's hash chain or its anchor is broken: names the entry (``seq``) and what is wrong (``problem``)."""
+
+    def __init__(self, message: str, *, seq: int | None = None, problem: str = "") -> None:
+        self.seq = seq
+        self.problem = problem
+        super().__init__(message)
+
+
+class PromotionInProgressError(AliasConflictError):
+    """Another promotion of the model holds the promotion lease; this one is refused before any alias moves."""
+
+
+class UnsafePathError(RegistryError):
+    """A registry path resolves outside the registry home (a symlink pointing elsewhere)."""
+
+
 class StoreError(DriftgateError):
     """The audit store cannot be reached or written."""
 

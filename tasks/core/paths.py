@@ -27,11 +27,16 @@ def is_url(value: str) -> bool:
     return bool(_URL.match(value))
 
 
+def mask_password(url: str) -> str:
+    """``url`` with whatever sits between ``user:`` and ``@`` hidden: for messages, logs and shared records."""
+    return _CREDENTIALS.sub(r"\1***@", url)
+
+
 def shareable(path: str | Path, home: Path, *, absolute: bool = False) -> str:
     """``path`` as it may appear in a shared record (see the module docstring); ``absolute`` keeps it whole."""
     text = str(path)
     if is_url(text):
-        return _CREDENTIALS.sub(r"\1***@", text)
+        return mask_password(text)
     if absolute:
         return text
     candidate = Path(text).expanduser()

@@ -166,6 +166,18 @@ class GateSettings(_Section):
     min_slice_rows: int = Field(200, ge=10, description="slices smaller than this are reported, not judged")
     n_bootstrap: int = Field(1000, ge=100, description="bootstrap resamples")
     min_rows: int = Field(500, ge=10, description="minimum holdout rows for a verdict")
+    target_effect: float = Field(
+        0.01,
+        gt=0.0,
+        description="smallest improvement of the primary metric worth finding (AUC or accuracy points, or cost saved "
+        "per row): the gate states its power against it",
+    )
+    min_power: float = Field(
+        0.8,
+        ge=0.5,
+        lt=1.0,
+        description="a failed gate with less power than this at gate.target_effect is inconclusive, not 'no better'",
+    )
     floor_roc_auc: float = Field(0.6, ge=0.5, le=1.0, description="absolute floor for a first model")
     floor_accuracy: float | None = Field(
         None, ge=0.0, le=1.0, description="first-model accuracy floor; default: the holdout's majority-class rate"
@@ -251,6 +263,15 @@ class DriftgateSettings(BaseSettings):
     contract_path: Path | None = Field(None, description="model contract YAML; default <home>/contract.yaml")
     reference_path: str | None = Field(None, description="reference data file; default <home>/reference.parquet")
     store_url: str | None = Field(None, description="SQLAlchemy URL of the audit store; default SQLite in home")
+    optuna_storage: str | None = Field(
+        None,
+        description="database URL of the Optuna studies, shared by workers on several machines; default: the audit "
+        "store's database when store_url names a server (PostgreSQL), else a journal file per study in the home",
+    )
+    inbox: str = Field(
+        "inbox/*.parquet",
+        description="batch files the scheduled monitor picks up (a glob; relative to the home unless absolute)",
+    )
     registry_backend: Literal["local", "wandb"] = Field(
         "local", description="local registry, or local ledger mirrored to the W&B Registry (needs WANDB_API_KEY)"
     )
@@ -310,6 +331,11 @@ class DriftgateSettings(BaseSettings):
         return shareable(path, self.home, absolute=self.share_absolute_paths)
 
     @property
+    def inbox_pattern(self) -> str:
+        """The inbox glob as a path: relative globs live under the home, wherever the worker's cwd is."""
+        return self.inbox if Path(self.inbox).is_absolute() else str(self.home / self.inbox)
+
+    @property
     def registry_dir(self) -> Path:
         return self.home / "registry"
 
@@ -324,6 +350,15 @@ class DriftgateSettings(BaseSettings):
     @property
     def optuna_dir(self) -> Path:
         return self.home / "optuna"
+
+    @property
+    def optuna_storage_url(self) -> str | None:
+        """Where studies live when not in journal files: ``optuna_storage``, else a server-backed audit store."""
+        if self.optuna_storage:
+            return self.optuna_storage
+        if self.store_url and not self.store_url.startswith("sqlite"):
+            return self.store_url
+        return None
 
     @property
     def predictions_dir(self) -> Path:
@@ -385,10 +420,25 @@ def read_yaml_mapping(
     return data
 
 
+HOME_SETTINGS_FILE = "driftgate.yaml"
+
+
+def home_settings_file(home: Path | str | None) -> Path | None:
+    """``<home>/driftgate.yaml`` when it exists: the file a worker given only DRIFTGATE_HOME reads, so that a
+    deployed flow and the CLI that set the home up judge with the same settings."""
+    if not home:
+        return None
+    candidate = Path(home).expanduser() / HOME_SETTINGS_FILE
+    return candidate if candidate.is_file() else None
+
+
 def load_settings(config_file: Path | str | None = None, **overrides: Any) -> DriftgateSettings:
     """Build settings: keyword arguments (None means not given) over ``DRIFTGATE_*`` variables over the YAML
-    file (``config_file``, else ``DRIFTGATE_CONFIG``) over defaults. Validation failures become a ConfigError
+    file (``config_file``, else ``DRIFTGATE_CONFIG``, else ``<home>/driftgate.yaml`` of the home given as a
+    keyword or in ``DRIFTGATE_HOME``) over defaults. Validation failures become a ConfigError
     that names the setting as its environment variable."""
+    if config_file is None and not os.environ.get("DRIFTGATE_CONFIG"):
+        config_file = home_settings_file(overrides.get("home") or os.environ.get("DRIFTGATE_HOME"))
     token = _CONFIG_FILE.set(Path(config_file) if config_file is not None else None)
     try:
         return DriftgateSettings(**{k: v for k, v in overrides.items() if v is not None})

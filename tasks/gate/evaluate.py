@@ -23,6 +23,11 @@ Rules (all paired: both models are scored on the same rows):
 
 A first model (no champion) is judged against absolute floors only; the other rules are reported.
 
+*Power* (reported, :mod:`tasks.gate.power`): the superiority test's power at ``gate.target_effect`` on this
+holdout. A gate that fails only on superiority while its power is below ``gate.min_power`` is *inconclusive*
+(``GateDecision.inconclusive``): the summary says how many more labelled rows (and positives) would settle it.
+It still does not promote.
+
 Why the false-promotion rate stays at or below alpha with several rules: the gate promotes only if
 *every* blocking rule passes, so the promotion event is the intersection of the rules' pass events.
 Under the null hypothesis that matters -- the candidate is not better than the champion by
@@ -41,12 +46,13 @@ failing more good candidates on many small slices. It is kept, on purpose and do
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from tasks.core.errors import GateError
 from tasks.core.settings import GateSettings
-from tasks.core.verdicts import RuleResult, Verdict
+from tasks.core.verdicts import Number, RuleResult, Verdict
 from tasks.gate.paired_tests import (
     _binary_labels,
     _delong_pair,
@@ -57,6 +63,7 @@ from tasks.gate.paired_tests import (
     one_sided_p,
     paired_bootstrap_auc_diff,
 )
+from tasks.gate.power import PowerCheck, power_check, standard_error_from_interval
 from tasks.gate.results import (
     AccuracyComparison,
     BacktestData,
@@ -268,9 +275,38 @@ def evaluate_gate(
     rules += _slice_rule(slice_results, settings, first_model=False)
     backtest_result, backtest_rule = _backtest(backtest, settings, "backtest" not in advisory)
     rules += [backtest_rule, stress_rule, inference_rule]
+    standard_error = (
+        math.sqrt(max(var, 0.0))
+        if primary == "roc_auc"
+        else standard_error_from_interval(ci_low, ci_high, settings.alpha)
+    )
+    power = None
+    if standard_error is not None:
+        power = power_check(
+            metric=primary,
+            standard_error=standard_error,
+            effect=settings.target_effect,
+            bound=settings.min_effect,
+            alpha=settings.alpha,
+            min_power=settings.min_power,
+            rows=n_rows,
+            positives=positives,
+        )
+        rules.append(RuleResult.reported("power", power.describe(), _power_numbers(power)))
     passed = all(r.verdict != "fail" for r in rules if r.blocking)
+    # Only the superiority test is about evidence size; a slice, back-test or budget failure is conclusive.
+    inconclusive = bool(
+        not passed
+        and power is not None
+        and power.underpowered
+        and power.rows_needed is not None
+        and superiority.verdict == Verdict.FAIL
+        and all(r.verdict != Verdict.FAIL for r in rules if r.blocking and r is not superiority)
+    )
     return _decision(
         passed=passed,
+        power=power,
+        inconclusive=inconclusive,
         settings=settings,
         n_rows=n_rows,
         first_model=False,
@@ -291,9 +327,23 @@ def evaluate_gate(
     )
 
 
+def _power_numbers(power: PowerCheck) -> dict[str, Number]:
+    return {
+        "power": power.power,
+        "target_effect": power.effect,
+        "detectable": power.detectable,
+        "standard_error": power.standard_error,
+        "rows_needed": power.rows_needed,
+        "more_rows": power.more_rows,
+        "more_positives": power.more_positives,
+    }
+
+
 def _decision(
     *,
     passed: bool,
+    power: PowerCheck | None = None,
+    inconclusive: bool = False,
     settings: GateSettings,
     n_rows: int,
     first_model: bool,
@@ -314,6 +364,8 @@ def _decision(
 ) -> GateDecision:
     verdicts = ", ".join(f"{r.rule} {r.verdict}" for r in rules if r.blocking and r.rule != "inputs")
     summary = f"gate: {Verdict.of(passed)} ({verdicts})"
+    if inconclusive and power is not None:
+        summary += f" — {power.need()}"
     return GateDecision(
         passed=passed,
         metric=settings.metric,
@@ -341,4 +393,6 @@ def _decision(
         backtest=backtest,
         stress=tuple(stress or ()),
         inference=inference,
+        power=power,
+        inconclusive=inconclusive,
     )

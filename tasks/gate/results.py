@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from tasks.core.verdicts import RuleResult
+from tasks.gate.power import PowerCheck
 
 MISSING_SLICE_VALUE = "<missing>"
 
@@ -172,6 +173,9 @@ class GateDecision:
     backtest: BacktestResult | None = None
     stress: tuple[StressResult, ...] = ()
     inference: InferenceResult | None = None
+    power: PowerCheck | None = None  # the primary test's power at gate.target_effect (None for a first model)
+    # failed while underpowered: the holdout could not tell, which is not evidence the candidate is no better
+    inconclusive: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

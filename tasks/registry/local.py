@@ -4,7 +4,8 @@ One collection per model under the registry root::
 
     <root>/<model>/
         .lock                   flock target: every write of this model is serialized on it
-        ledger.jsonl            append-only transactions; the aliases are their replay
+        ledger.jsonl            append-only transactions, hash-chained; the aliases are their replay
+        ledger-anchor.json      last seq + digest of its line, replaced atomically after each append
         v0/ v1/ ...             immutable versions: the files as given + manifest.json (sha256 each)
         annotations/v0.json     mutable side-notes (gate report path, ...) outside the manifest
         .staging-<pid>-<hex>/   a version being written; renamed to v<N> only once complete
@@ -15,6 +16,30 @@ without its terminating newline is a write torn by a crash: readers ignore it an
 locked writer truncates it. There is no alias cache to drift away from the ledger: replaying
 a few thousand lines takes milliseconds, and it answers "what held each alias at T" for free.
 Models are stored byte for byte as given (LightGBM text); nothing is ever pickled.
+
+The ledger is a hash chain with an anchor (see :mod:`tasks.registry.ledger`): every read checks it, and a
+broken chain is a ``LedgerIntegrityError`` naming the entry, so no alias is resolved, moved or rolled back
+from a ledger that was edited, cut or reordered. Every write path is checked to resolve inside the
+registry root (``UnsafePathError`` otherwise): a symlinked model folder, ledger or version cannot send a
+write elsewhere.
+
+Promotion lease. :meth:`LocalRegistry.begin_promotion` appends a ``lease`` entry (version, holder
+``host:pid``) before any alias of the promotion moves; while it is open a second ``begin_promotion`` (and a
+lease-less ``promote``) is refused up front with ``PromotionInProgressError``, so it never touches the first
+one's aliases. The lease ends in the entry that names it in ``ends_lease``: the ``promote`` entry (which
+also clears the version's staging/canary in the same line), a ``withdraw``, or a hand-over to
+`driftgate watch` (a new ``lease`` entry with holder ``watch``, ended by watch's promote or withdraw).
+
+Settlement rule for a half-finished promotion. Under the lock, before every write, an open lease whose
+holder ran on this host and whose pid is no longer alive is settled by one ledger entry
+(actor ``driftgate-recovery``, ``ends_lease`` = the lease):
+
+- production already holds the leased version → ``complete``: the version's staging/canary leftovers are
+  cleared and the promotion is recorded as completed;
+- otherwise → ``withdraw``: the staging/canary aliases that point at the leased version are removed;
+  production is never touched.
+
+A lease held on another host, or by a live pid, is left alone (``driftgate withdraw`` ends it by hand).
 
 A registry may carry a *mirror* (:class:`AliasMirror`, e.g. the W&B Registry in
 ``tasks.registry.wandb_mirror``): a second place that must show the same aliases. The ledger stays the
@@ -28,6 +53,7 @@ mirror match the ledger again.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -35,6 +61,7 @@ import os
 import re
 import secrets
 import shutil
+import socket
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,23 +71,31 @@ from tasks.core.errors import (
     AliasConflictError,
     DriftgateError,
     IntegrityError,
+    PromotionInProgressError,
     RegistryError,
+    UnsafePathError,
     VersionNotFoundError,
 )
+from tasks.core.faults import fault_point
 from tasks.core.timeutil import parse_utc
 from tasks.registry.ledger import (
     LedgerState,
+    check_ledger,
     entry_to_json,
     fsync_dir,
     json_text,
+    line_digest,
     pid_alive,
     read_ledger,
     sha256_file,
+    write_anchor,
     write_durably,
 )
 from tasks.registry.model import (
+    ANCHOR_NAME,
     ANNOTATIONS_DIR,
     ANY,
+    CANARY,
     CANDIDATE,
     LATEST,
     LEDGER_NAME,
@@ -70,9 +105,11 @@ from tasks.registry.model import (
     NOTE_ACTIONS,
     PREVIOUS_PRODUCTION,
     PRODUCTION,
+    STAGING,
     STAGING_PREFIX,
     AliasMirror,
     AliasMove,
+    Lease,
     LedgerEntry,
     ModelVersion,
     Unchecked,
@@ -105,6 +142,14 @@ def _check_file_name(model: str, name: str) -> None:
         )
 
 
+def _lease_busy(model: str, version: str, held: Lease) -> str:
+    return (
+        f"promotion of {model}:{version} refused: {held.version} is being promoted (lease #{held.seq} held by "
+        f"{held.holder} since {held.started:%Y-%m-%d %H:%M:%S} UTC); nothing changed — wait for it, or "
+        f"`driftgate withdraw {held.version}`"
+    )
+
+
 # --- the registry ----------------------------------------------------------------------
 
 
@@ -124,6 +169,15 @@ class LocalRegistry:
         _check_model(model)
         return self.root / model
 
+    def _inside(self, path: Path) -> Path:
+        """``path`` if it resolves inside the registry root; a symlink pointing elsewhere is refused."""
+        resolved = path.resolve()
+        if resolved != self.root and self.root not in resolved.parents:
+            raise UnsafePathError(
+                f"registry path {path} resolves to {resolved}, outside the registry home {self.root}: refusing to write"
+            )
+        return path
+
     def _existing_model_dir(self, model: str) -> Path:
         model_dir = self._model_dir(model)
         if not model_dir.is_dir():
@@ -132,8 +186,12 @@ class LocalRegistry:
 
     @contextlib.contextmanager
     def _locked(self, model_dir: Path) -> Iterator[LedgerState]:
-        """Hold the model's lock; yields the ledger as it stands, torn tail already cut off."""
+        """Hold the model's lock; yields the ledger as it stands: chain checked (a broken one raises), torn tail
+        cut off, a lagging anchor rewritten, a dead holder's promotion lease settled (see the module docstring)."""
+        self._inside(model_dir)
         model_dir.mkdir(parents=True, exist_ok=True)
+        for name in (LOCK_NAME, LEDGER_NAME, ANCHOR_NAME):
+            self._inside(model_dir / name)
         fd = os.open(model_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -141,9 +199,39 @@ class LocalRegistry:
             state = read_ledger(ledger_path)
             if state.file_bytes > state.valid_bytes:
                 os.truncate(ledger_path, state.valid_bytes)
-            yield state
+                state = read_ledger(ledger_path)
+            if state.chain_start is not None and (state.anchor is None or state.anchor.seq != state.last_seq):
+                write_anchor(model_dir, state.last_seq, state.last_digest)  # a crash came between append and anchor
+            yield self._settle(model_dir, state)
         finally:
             os.close(fd)  # closing the descriptor releases the flock
+
+    def _settle(self, model_dir: Path, state: LedgerState) -> LedgerState:
+        """Complete or withdraw a promotion whose holder died on this host (the rule in the module docstring)."""
+        lease = state.open_lease
+        if lease is None or lease.pid is None or lease.host != socket.gethostname() or pid_alive(lease.pid):
+            return state
+        current = state.aliases()
+        leftovers = [AliasMove(a, lease.version, None) for a in (STAGING, CANARY) if current.get(a) == lease.version]
+        done = current.get(PRODUCTION) == lease.version
+        verdict = (
+            "production already holds it, so it is completed"
+            if done
+            else "production does not hold it, so it is withdrawn"
+        )
+        self._commit(
+            model_dir,
+            state,
+            model=lease.model,
+            action="complete" if done else "withdraw",
+            moves=leftovers,
+            actor="driftgate-recovery",
+            reason=f"settled the promotion of {lease.version} left half-finished by {lease.holder} "
+            f"(lease #{lease.seq}, process gone): {verdict}",
+            evidence=None,
+            extra={"ends_lease": lease.seq, "settled": True},
+        )
+        return read_ledger(model_dir / LEDGER_NAME)
 
     def _append(
         self,
@@ -159,6 +247,12 @@ class LocalRegistry:
         outcome: str = "applied",
         extra: Mapping[str, Any] | None = None,
     ) -> LedgerEntry:
+        """Append one entry chained to ``state``'s last one, then replace the anchor.
+
+        ``state`` must be the ledger as it stands under the lock (one append per state): a mismatch with the
+        file's size is refused rather than chaining to the wrong entry.
+        """
+        fault_point(action, "before_ledger")
         now = datetime.now(UTC)
         # Keep time monotone in the ledger even if the wall clock steps back, so aliases_at stays a prefix.
         at = max(now, state.last_at) if state.last_at else now
@@ -173,11 +267,19 @@ class LocalRegistry:
             evidence=evidence,
             outcome=outcome,
         )
-        line = (json.dumps(entry_to_json(entry, extra or {}), separators=(",", ":")) + "\n").encode()
+        body = json.dumps(
+            entry_to_json(entry, {**(extra or {}), "prev": state.last_digest}), separators=(",", ":")
+        ).encode()
+        line = (b"\n" if state.missing_newline else b"") + body + b"\n"
         ledger_path = model_dir / LEDGER_NAME
         is_new = not ledger_path.exists()
         fd = os.open(ledger_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
+            if os.fstat(fd).st_size != state.valid_bytes:
+                raise RegistryError(
+                    f"ledger {ledger_path} changed under the lock (size {os.fstat(fd).st_size}, expected "
+                    f"{state.valid_bytes}); not appending {action} #{entry.seq} to a stale view"
+                )
             written = os.write(fd, line)
             # A regular file writes short only when the disk is full; finish or fail, the lock keeps it contiguous.
             while written < len(line):
@@ -187,7 +289,11 @@ class LocalRegistry:
             os.close(fd)
         if is_new:
             fsync_dir(model_dir)
-        return entry
+        fault_point(action, "after_ledger")
+        digest = line_digest(body)
+        write_anchor(model_dir, entry.seq, digest)
+        fault_point(action, "after_anchor")
+        return dataclasses.replace(entry, digest=digest, chained=True)
 
     # versions ------------------------------------------------------------------------
     def register(
@@ -215,6 +321,7 @@ class LocalRegistry:
             )
         metadata_dict = json.loads(json_text(dict(metadata), f"metadata of model {model!r}"))
 
+        self._inside(model_dir)
         model_dir.mkdir(parents=True, exist_ok=True)
         staging = model_dir / f"{STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
         staging.mkdir()
@@ -243,7 +350,7 @@ class LocalRegistry:
                 self._check_mirror(
                     model_dir, state, model=model, moves=moves, actor=actor, reason=reason, evidence=None
                 )
-                os.rename(staging, model_dir / version)
+                os.rename(staging, self._inside(model_dir / version))
                 fsync_dir(model_dir)
                 self._append(
                     model_dir,
@@ -408,12 +515,26 @@ class LocalRegistry:
         reason: str,
         evidence: str | None = None,
         expected_production: str | Unchecked | None = ANY,
+        lease: Lease | None = None,
     ) -> LedgerEntry:
+        """Move production to ``version`` (the old one becomes previous-production), in one ledger entry.
+
+        With ``lease`` (from :meth:`begin_promotion`) the same entry clears the version's staging/canary and
+        ends the lease; without one, a promotion that holds the lease makes this refuse.
+        """
         model_dir = self._existing_model_dir(model)
         self.verify(self.get(model, version))  # a tampered version never reaches production
         with self._locked(model_dir) as state:
             current = state.aliases()
             production = current.get(PRODUCTION)
+            held = state.open_lease
+            if lease is not None and (held is None or held.seq != lease.seq):
+                raise AliasConflictError(
+                    f"promotion of {model}:{version} refused: its lease #{lease.seq} is no longer open (withdrawn or "
+                    f"settled meanwhile); production is {production or 'unset'}; nothing changed"
+                )
+            if lease is None and held is not None:
+                raise PromotionInProgressError(_lease_busy(model, version, held))
             if not isinstance(expected_production, Unchecked) and production != expected_production:
                 raise self._reject(
                     model_dir,
@@ -432,6 +553,8 @@ class LocalRegistry:
             moves = [AliasMove(PRODUCTION, production, version)]
             if production is not None:
                 moves.append(AliasMove(PREVIOUS_PRODUCTION, current.get(PREVIOUS_PRODUCTION), production))
+            if lease is not None:
+                moves += [AliasMove(a, version, None) for a in (STAGING, CANARY) if current.get(a) == version]
             return self._commit(
                 model_dir,
                 state,
@@ -441,6 +564,119 @@ class LocalRegistry:
                 actor=actor,
                 reason=reason,
                 evidence=evidence,
+                extra={"ends_lease": lease.seq} if lease is not None else None,
+            )
+
+    # promotion lease -----------------------------------------------------------------
+    def begin_promotion(
+        self,
+        model: str,
+        version: str,
+        *,
+        actor: str,
+        reason: str,
+        evidence: str | None = None,
+        expected_production: str | Unchecked | None = ANY,
+    ) -> Lease:
+        """Open the promotion lease of ``model`` for ``version`` (a ``lease`` ledger entry), before any alias moves.
+
+        Refused up front, with nothing written: ``PromotionInProgressError`` while another promotion holds the
+        lease; ``AliasConflictError`` when production is no longer ``expected_production``.
+        """
+        model_dir = self._existing_model_dir(model)
+        self.get(model, version)
+        with self._locked(model_dir) as state:
+            held = state.open_lease
+            if held is not None:
+                raise PromotionInProgressError(_lease_busy(model, version, held))
+            production = state.aliases().get(PRODUCTION)
+            if not isinstance(expected_production, Unchecked) and production != expected_production:
+                raise AliasConflictError(
+                    f"promotion of {model}:{version} refused: production is {production or 'unset'}, not "
+                    f"{expected_production or 'unset'} as expected (someone moved it meanwhile); nothing changed"
+                )
+            if production == version:
+                raise RegistryError(f"{model}:{version} already holds 'production'; nothing to promote")
+            host, pid = socket.gethostname(), os.getpid()
+            entry = self._append(
+                model_dir,
+                state,
+                model=model,
+                action="lease",
+                moves=(),
+                actor=actor,
+                reason=f"promotion of {version} begins: {reason}",
+                evidence=evidence,
+                extra={"lease": {"version": version, "holder": f"{host}:{pid}", "host": host, "pid": pid}},
+            )
+            return Lease(model, version, entry.seq, f"{host}:{pid}", host, pid, entry.at)
+
+    def open_lease(self, model: str) -> Lease | None:
+        """The promotion lease open now, if any."""
+        return read_ledger(self._model_dir(model) / LEDGER_NAME).open_lease
+
+    def hand_over(self, model: str, lease: Lease, *, holder: str = "watch", actor: str, reason: str) -> Lease:
+        """Pass an open lease to ``holder`` (no process: it is never settled as dead), e.g. `driftgate watch`."""
+        model_dir = self._existing_model_dir(model)
+        with self._locked(model_dir) as state:
+            held = state.open_lease
+            if held is None or held.seq != lease.seq:
+                raise AliasConflictError(
+                    f"lease #{lease.seq} of {model}:{lease.version} is no longer open; cannot hand it to {holder}"
+                )
+            entry = self._append(
+                model_dir,
+                state,
+                model=model,
+                action="lease",
+                moves=(),
+                actor=actor,
+                reason=f"promotion of {lease.version} handed to {holder}: {reason}",
+                evidence=None,
+                extra={"lease": {"version": lease.version, "holder": holder}, "ends_lease": lease.seq},
+            )
+            return Lease(model, lease.version, entry.seq, holder, None, None, entry.at)
+
+    def withdraw(
+        self,
+        model: str,
+        version: str | None = None,
+        *,
+        actor: str,
+        reason: str,
+        evidence: str | None = None,
+    ) -> LedgerEntry:
+        """Withdraw a candidate: clear the canary/staging aliases on ``version`` and end its promotion lease.
+
+        ``version`` is what the operator saw as the candidate (default: canary, else staging, else the leased
+        version). Conditional: if it no longer holds canary or staging and holds no open lease, nothing changes
+        and ``AliasConflictError`` says what the aliases are now. Production never moves.
+        """
+        model_dir = self._existing_model_dir(model)
+        with self._locked(model_dir) as state:
+            current = state.aliases()
+            held = state.open_lease
+            target = version or current.get(CANARY) or current.get(STAGING) or (held.version if held else None)
+            if target is None:
+                raise RegistryError(f"nothing to withdraw for model {model!r}: no canary, no staging, no promotion")
+            moves = [AliasMove(a, target, None) for a in (CANARY, STAGING) if current.get(a) == target]
+            ends = held.seq if held is not None and held.version == target else None
+            if not moves and ends is None:
+                raise AliasConflictError(
+                    f"withdraw of {model}:{target} refused: it is no longer a candidate (canary: "
+                    f"{current.get(CANARY) or 'unset'}, staging: {current.get(STAGING) or 'unset'}, production: "
+                    f"{current.get(PRODUCTION) or 'unset'}); nothing changed"
+                )
+            return self._commit(
+                model_dir,
+                state,
+                model=model,
+                action="withdraw",
+                moves=moves,
+                actor=actor,
+                reason=reason,
+                evidence=evidence,
+                extra={"ends_lease": ends} if ends is not None else None,
             )
 
     def rollback(
@@ -524,9 +760,10 @@ class LocalRegistry:
         actor: str,
         reason: str,
         evidence: str | None,
+        extra: Mapping[str, Any] | None = None,
     ) -> LedgerEntry:
         """Apply checked moves: to the mirror first (if any), then to the ledger, all under the lock."""
-        if self.mirror is not None:
+        if self.mirror is not None and moves:
             self._check_mirror(
                 model_dir, state, model=model, moves=moves, actor=actor, reason=reason, evidence=evidence
             )
@@ -540,6 +777,7 @@ class LocalRegistry:
             actor=actor,
             reason=reason,
             evidence=evidence,
+            extra=extra,
         )
 
     def _mirror_aliases(self, model: str) -> dict[str, str]:
@@ -711,17 +949,40 @@ class LocalRegistry:
         return data
 
     def verify(self, version: ModelVersion) -> None:
+        recorded = {
+            r.version: r.manifest_sha256
+            for r in read_ledger(version.path.parent / LEDGER_NAME).records
+            if r.entry.action == "register"
+        }.get(version.version)
+        self._verify(version, recorded)
+
+    def check(self, model: str) -> list[str]:
+        """Every problem of the model's collection, one line each: the ledger chain and anchor, then every
+        version's manifest and file digests (checked against the ledger's record even when the chain is broken)."""
+        model_dir = self._existing_model_dir(model)
+        state = check_ledger(model_dir / LEDGER_NAME)
+        problems = [f"{model}: {p}" for p in state.problems]
+        recorded = {r.version: r.manifest_sha256 for r in state.records if r.entry.action == "register"}
+        for path in sorted(model_dir.iterdir()):
+            if not _VERSION_RE.match(path.name):
+                continue
+            try:
+                self._inside(path)
+                self._verify(self._load_version(model, path.name, path), recorded.get(path.name))
+            except RegistryError as exc:
+                problems.append(str(exc))
+        named = {m.to_version for r in state.records for m in r.entry.moves if m.to_version}
+        missing = sorted(named - {p.name for p in model_dir.iterdir()}, key=lambda v: (len(v), v))
+        problems += [f"{model}: the ledger names {v} but its directory is missing" for v in missing]
+        return problems
+
+    def _verify(self, version: ModelVersion, recorded: str | None) -> None:
         label = f"{version.model}:{version.version}"
         manifest_path = version.path / MANIFEST_NAME
         try:
             manifest_sha = sha256_file(manifest_path)
         except FileNotFoundError as exc:
             raise IntegrityError(f"manifest of {label} is missing ({manifest_path})") from exc
-        recorded = {
-            r.version: r.manifest_sha256
-            for r in read_ledger(version.path.parent / LEDGER_NAME).records
-            if r.entry.action == "register"
-        }.get(version.version)
         if recorded is not None and recorded != manifest_sha:
             raise IntegrityError(
                 f"manifest {manifest_path} of {label} has sha256 {manifest_sha}, the ledger recorded {recorded} "
@@ -752,7 +1013,7 @@ class LocalRegistry:
     def annotate(self, model: str, version: str, key: str, value: Any) -> None:
         self.get(model, version)
         json_text(value, f"annotation {key!r} of {model}:{version}")
-        path = self._annotations_path(model, version)
+        path = self._inside(self._annotations_path(model, version))
         with self._locked(path.parent.parent):
             notes = self.annotations(model, version)
             notes[key] = value

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -16,6 +16,9 @@ from tasks.core.errors import (
 
 MANIFEST_NAME: Final = "manifest.json"
 LEDGER_NAME: Final = "ledger.jsonl"
+ANCHOR_NAME: Final = "ledger-anchor.json"
+# ``prev`` of the first entry of a ledger that starts chained (nothing before it to digest).
+GENESIS: Final = "0" * 64
 LOCK_NAME: Final = ".lock"
 ANNOTATIONS_DIR: Final = "annotations"
 STAGING_PREFIX: Final = ".staging-"
@@ -68,6 +71,20 @@ class ModelVersion:
 
 
 @dataclass(frozen=True)
+class Lease:
+    """The promotion lease: one promotion of a model at a time. Opened by a ``lease`` ledger entry, ended by
+    the entry whose ``ends_lease`` names its seq (the promote, withdraw or completion line, or a hand-over)."""
+
+    model: str
+    version: str
+    seq: int  # the ledger entry that opened it
+    holder: str  # "host:pid", or "watch" once handed to `driftgate watch`
+    host: str | None
+    pid: int | None  # None once handed over: no process to outlive
+    started: datetime
+
+
+@dataclass(frozen=True)
 class AliasMove:
     alias: str
     from_version: str | None
@@ -85,6 +102,9 @@ class LedgerEntry:
     reason: str
     evidence: str | None
     outcome: str
+    # sha256 of the entry's ledger line as written ("" for an entry not yet written); chained entries only
+    digest: str = field(default="", compare=False)
+    chained: bool = field(default=False, compare=False)
 
 
 class AliasMirror(Protocol):

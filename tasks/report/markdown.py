@@ -314,9 +314,15 @@ def forest_plot(gate: GateDecision, path: Path, *, title: str) -> Path | None:
     return path
 
 
-def write_report(path: Path, markdown: str) -> Path:
+def write_report(path: Path, markdown: str, *, reports_root: Path | None = None) -> Path:
+    """Write the markdown report atomically; with ``reports_root`` also its self-contained HTML sibling and the
+    refreshed ``<reports_root>/index.html`` (tasks/report/html.py)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(markdown)
     tmp.replace(path)
+    if reports_root is not None:
+        from tasks.report.html import write_html_report
+
+        write_html_report(path, markdown, reports_root=reports_root)
     return path

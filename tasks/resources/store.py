@@ -12,7 +12,6 @@ import dataclasses
 import enum
 import math
 import os
-import re
 import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -87,7 +86,9 @@ def mask_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except (ArgumentError, ValueError):
         # Not parseable as a URL: still hide whatever sits between "user:" and "@".
-        return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
+        from tasks.core.paths import mask_password
+
+        return mask_password(url)
 
 
 def _now() -> datetime:
@@ -561,8 +562,11 @@ class AuditStore:
             if idempotency_key is not None and dialect in ("sqlite", "postgresql"):
                 # ON CONFLICT instead of catching IntegrityError: inside a caller's transaction a failed
                 # INSERT would abort the whole transaction on Postgres.
-                statement = _dialect_insert(dialect)(table).values(**values).on_conflict_do_nothing()
-                return bool(c.execute(statement).rowcount)
+                # RETURNING, not rowcount: psycopg reports -1 for an INSERT that SQLAlchemy gives a RETURNING.
+                statement = (
+                    _dialect_insert(dialect)(table).values(**values).on_conflict_do_nothing().returning(table.c.id)
+                )
+                return c.execute(statement).first() is not None
             if (
                 idempotency_key is not None
                 and c.execute(table.select().where(table.c.idempotency_key == idempotency_key)).first()
@@ -664,6 +668,49 @@ class AuditStore:
         except SQLAlchemyError as exc:
             raise self._error(f"claiming {idempotency_key!r} for {purpose}", exc) from exc
         return True
+
+    def record_decision_once(self, decision: DecisionRecord, idempotency_key: str, *, purpose: str) -> bool:
+        """Insert the decision unless a decision with this key was recorded; False (nothing written) then.
+
+        One transaction holds a claim on the key (unique) and the decision row: both are written or neither,
+        so a process killed between them leaves the key free for the repair that writes the row later.
+        """
+        claims = self.table("claims")
+        values = {
+            "idempotency_key": idempotency_key,
+            "purpose": purpose,
+            "model": decision.model,
+            "holder": f"{socket.gethostname()}:{os.getpid()}",
+            "claimed_at": _now(),
+        }
+        with self._writing(None, f"recording decision {idempotency_key!r}") as c:
+            dialect = c.dialect.name
+            if dialect in ("sqlite", "postgresql"):
+                claimed = c.execute(_dialect_insert(dialect)(claims).values(**values).on_conflict_do_nothing()).rowcount
+            elif c.execute(claims.select().where(claims.c.idempotency_key == idempotency_key)).first():
+                claimed = 0
+            else:
+                claimed = c.execute(claims.insert().values(**values)).rowcount
+            if not claimed:
+                return False
+            self.record_decision(
+                DecisionRecord(
+                    model=decision.model,
+                    kind=decision.kind,
+                    outcome=decision.outcome,
+                    reasons=decision.reasons,
+                    batch_id=decision.batch_id,
+                    version=decision.version,
+                    payload={**decision.payload, "idempotency_key": idempotency_key},
+                ),
+                conn=c,
+            )
+            return True
+
+    def claimed_keys(self, purpose: str, model: str | None = None) -> set[str]:
+        """The idempotency keys claimed for ``purpose`` (of ``model``)."""
+        rows = self._rows("claims", f"reading {purpose} claims", None, purpose=purpose, model=model)
+        return {str(row["idempotency_key"]) for row in rows}
 
     def record_labels(self, arrivals: Sequence[LabelRecord], *, conn: Connection | None = None) -> int:
         """Record label arrivals (one per batch they completed); returns how many were written."""

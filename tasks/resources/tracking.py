@@ -180,7 +180,14 @@ class WandbTracker:
     """Starts W&B runs with the real library; several runs per process, one after another or overlapping."""
 
     def __init__(
-        self, *, mode: str, project: str, entity: str | None, directory: Path, artifact_rows: bool = False
+        self,
+        *,
+        mode: str,
+        project: str,
+        entity: str | None,
+        directory: Path,
+        artifact_rows: bool = False,
+        local_metadata: bool = False,
     ) -> None:
         if mode not in TRACKING_MODES:
             raise ConfigError(f"DRIFTGATE_TRACKING_MODE={mode!r} is not one of {list(TRACKING_MODES)}")
@@ -189,6 +196,7 @@ class WandbTracker:
         self.entity = entity
         self.directory = Path(directory)
         self.artifact_rows = artifact_rows
+        self.local_metadata = local_metadata
 
     def __repr__(self) -> str:
         return f"WandbTracker(mode={self.mode!r}, project={self.project!r}, directory={str(self.directory)!r})"
@@ -209,6 +217,12 @@ class WandbTracker:
             console="off",  # leave stdout/stderr to Prefect's loggers
             x_save_requirements=False,
             disable_job_creation=True,
+            # W&B's system metadata holds the host, user, program path and working directory; the code and git
+            # state hold more. None of it leaves the machine unless share_absolute_paths asks for local detail.
+            disable_code=True,
+            disable_git=not self.local_metadata,
+            x_disable_meta=not self.local_metadata,
+            x_disable_machine_info=not self.local_metadata,
         )
         try:
             run = wandb.init(
@@ -238,6 +252,7 @@ def make_tracker(settings: DriftgateSettings) -> Tracker:
         entity=settings.wandb_entity,
         directory=settings.wandb_dir,
         artifact_rows=settings.wandb_artifact_rows,
+        local_metadata=settings.share_absolute_paths,
     )
 
 

@@ -55,7 +55,11 @@ class DrillResult:
 
 
 def copy_collection(registry_root: Path, model: str, sandbox_root: Path) -> Path:
-    """Copy one model's collection into ``sandbox_root`` (ledger first, so every version it names is copied)."""
+    """Copy one model's collection into ``sandbox_root`` (ledger first, so every version it names is copied).
+
+    The sandbox's ledger anchor is made from the copied ledger (the real one may have moved on between the
+    two copies); the caller checks the real ledger's chain before copying."""
+    from tasks.registry.ledger import check_ledger, write_anchor
     from tasks.registry.model import ANNOTATIONS_DIR, LEDGER_NAME, STAGING_PREFIX
 
     source = Path(registry_root) / model
@@ -65,6 +69,9 @@ def copy_collection(registry_root: Path, model: str, sandbox_root: Path) -> Path
     target.mkdir(parents=True)
     if (source / LEDGER_NAME).is_file():
         shutil.copy2(source / LEDGER_NAME, target / LEDGER_NAME)
+        copied = check_ledger(target / LEDGER_NAME)
+        if copied.chain_start is not None:
+            write_anchor(target, copied.last_seq, copied.last_digest)
     for path in sorted(source.iterdir()):
         if path.is_dir() and not path.name.startswith(STAGING_PREFIX):
             shutil.copytree(path, target / path.name)
@@ -175,6 +182,7 @@ def run_drill(ws: Workspace, *, keep_sandbox: bool = False, now: datetime | None
     from tasks.report.publish import publish
 
     now = now or datetime.now(UTC)
+    ws.registry.ledger(ws.model)  # a broken hash chain (LedgerIntegrityError) stops the drill before any copy
     sandbox_root = ws.settings.home / "drills" / f"{ws.model}-{now:%Y%m%dT%H%M%S%f}"
     copy_collection(ws.settings.registry_dir, ws.model, sandbox_root)
     sandbox = LocalRegistry(sandbox_root)  # never mirrored: a drill must not touch W&B
@@ -203,7 +211,9 @@ def run_drill(ws: Workspace, *, keep_sandbox: bool = False, now: datetime | None
         problems=tuple(problems),
     )
     markdown = drill_markdown(result)
-    path = write_report(ws.settings.reports_dir / "drill" / f"{now:%Y%m%dT%H%M%S}.md", markdown)
+    path = write_report(
+        ws.settings.reports_dir / "drill" / f"{now:%Y%m%dT%H%M%S}.md", markdown, reports_root=ws.settings.reports_dir
+    )
     publish(markdown, key=f"drill-{ws.model}", description=f"rollback drill: {'passed' if result.ok else 'failed'}")
     restore = ", ".join(f"{s.name} {s.seconds_to_restore:.3f} s" for s in steps) or "no step ran"
     ws.registry.note(
@@ -211,6 +221,6 @@ def run_drill(ws: Workspace, *, keep_sandbox: bool = False, now: datetime | None
         "drill",
         actor="driftgate-drill",
         reason=f"rollback drill {'passed' if result.ok else 'FAILED'} on a sandbox copy: {restore}",
-        evidence=str(path),
+        evidence=ws.settings.shareable(path),
     )
     return DrillResult(**{**result.__dict__, "report_path": str(path)})

@@ -74,12 +74,15 @@ class MonitorOutcome:
     window_end: datetime | None
 
 
-def select_batches(ws: Workspace, patterns: list[str], only_new: bool) -> list[str]:
-    """Expand names and globs; with only_new, skip batches the audit store has seen (and allow none)."""
+def select_batches(ws: Workspace, patterns: list[str] | None, only_new: bool) -> list[str]:
+    """Expand names and globs; with only_new, skip batches the audit store has seen (and allow none).
+    No patterns at all means the home's inbox (setting ``inbox``), as the scheduled deployment asks."""
     from tasks.core.errors import DataFileError
     from tasks.data.files import expand_paths
     from tasks.resources.lake import batch_id_for
 
+    if not patterns:
+        patterns = [ws.settings.inbox_pattern]
     if not only_new:
         return [str(p) for p in expand_paths(patterns)]
     seen = {row["batch_id"] for row in ws.store.batches(ws.model)}
@@ -692,10 +695,15 @@ def report(
         heatmap_png=heatmap,
         overlays_png=overlays,
     )
-    path = write_report(folder / f"{batch.batch_id}.md", markdown)
-    from tasks.report.publish import publish_markdown
+    path = write_report(folder / f"{batch.batch_id}.md", markdown, reports_root=ws.settings.reports_dir)
+    from tasks.report.publish import publish
 
-    publish_markdown(markdown, key=f"monitor-{ws.model}-{batch.batch_id}", description=f"monitor {batch.batch_id}")
+    publish(
+        markdown,
+        key=f"monitor-{ws.model}-{batch.batch_id}",
+        description=f"monitor {batch.batch_id}",
+        images_from=path.parent,
+    )
     return MonitorOutcome(
         batch_id=batch.batch_id,
         source=batch.source,

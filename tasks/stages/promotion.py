@@ -8,6 +8,12 @@ so the ledger alone tells who approved what, on which evidence, and what served 
 A canary that misses a threshold during the watch window is withdrawn (production never moves)
 and ``driftgate.model.rolled_back`` is emitted with the reasons; a production whose audit fails
 within ``promotion.rollback_window_hours`` of its promotion is rolled back the same way.
+
+A promotion holds the registry's promotion lease from before its first alias move (``begin``) until the
+production move, a withdrawal, or a hand-over to `driftgate watch` (see ``tasks.registry.local``): a second
+promotion is refused up front. When a step fails after the lease was taken, the promotion withdraws
+itself (staging/canary cleared, lease ended) before the error goes on. ``promote`` and ``rollback`` carry
+the production version the operator saw (``expected``) and are refused (``AliasConflictError``) if it moved.
 """
 
 from __future__ import annotations
@@ -18,13 +24,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tasks.core.errors import RegistryError
+from tasks.core.errors import AliasConflictError, DriftgateError, RegistryError
+from tasks.core.faults import fault_point
 from tasks.registry.model import ANY, CANARY, PRODUCTION, STAGING, Unchecked
 from tasks.report.publish import publish
 from tasks.resources import events
 
 if TYPE_CHECKING:
-    from tasks.registry.model import LedgerEntry, ModelVersion
+    from tasks.registry.model import Lease, LedgerEntry, ModelVersion
     from tasks.resources.workspace import Workspace
     from tasks.stages.canary import AuditVerdict, CanaryVerdict, PairedComparison, ServingStats
 
@@ -100,14 +107,75 @@ def track_moves(ws: Workspace, entries: Sequence[LedgerEntry], *, job: str, name
     return run.dir
 
 
-def _record(ws: Workspace, kind: str, outcome: str, version: str, reasons: Sequence[str], **payload: Any) -> None:
+# Audit rows derived from the ledger: one per applied entry of these actions, keyed by the entry itself.
+LEDGER_AUDIT = "ledger-audit"
+_LEDGERED: dict[str, tuple[str, str]] = {
+    "promote": ("promotion", "promoted"),
+    "rollback": ("rollback", "rolled_back"),
+    "withdraw": ("promotion", "withdrawn"),
+    "complete": ("promotion", "completed"),
+}
+
+
+def ledger_key(model: str, entry: LedgerEntry) -> str:
+    """The audit row's idempotency key of a ledger entry: ``ledger:<model>:<seq>:<digest>``."""
+    return f"ledger:{model}:{entry.seq}:{entry.digest}"
+
+
+def _record(
+    ws: Workspace,
+    kind: str,
+    outcome: str,
+    version: str | None,
+    reasons: Sequence[str],
+    *,
+    entry: LedgerEntry | None = None,
+    **payload: Any,
+) -> None:
+    """The audit row of a decision; with the ledger ``entry`` it stands for, inserted once under its ledger key."""
     from tasks.resources.store import DecisionRecord
 
-    ws.store.record_decision(
-        DecisionRecord(
-            model=ws.model, kind=kind, outcome=outcome, reasons=tuple(reasons), version=version, payload=payload
-        )
+    decision = DecisionRecord(
+        model=ws.model, kind=kind, outcome=outcome, reasons=tuple(reasons), version=version, payload=payload
     )
+    if entry is not None and entry.chained:
+        ws.store.record_decision_once(
+            DecisionRecord(**{**decision.__dict__, "payload": {**payload, "ledger_seq": entry.seq}}),
+            ledger_key(ws.model, entry),
+            purpose=LEDGER_AUDIT,
+        )
+    else:
+        ws.store.record_decision(decision)
+
+
+def audit_ledger(ws: Workspace) -> int:
+    """Write the audit row of every chained promote/rollback/withdraw/complete entry that has none yet.
+
+    Repairs a process killed between its ledger append and its audit write (and records the registry's own
+    settlements); run before every promotion, rollback and withdrawal. Returns how many rows it wrote.
+    """
+    done = ws.store.claimed_keys(LEDGER_AUDIT, ws.model)
+    written = 0
+    for entry in ws.registry.ledger(ws.model):
+        if not entry.chained or entry.outcome != "applied" or entry.action not in _LEDGERED:
+            continue
+        if ledger_key(ws.model, entry) in done:
+            continue
+        kind, outcome = _LEDGERED[entry.action]
+        production = next((m for m in entry.moves if m.alias == PRODUCTION), None)
+        version = production.to_version if production else next((m.from_version for m in entry.moves), None)
+        before = production.from_version if production else None
+        _record(
+            ws,
+            kind,
+            outcome,
+            version,
+            [entry.reason],
+            entry=entry,
+            **{"from": before, "to": version, "actor": entry.actor, "derived_from_ledger": True},
+        )
+        written += 1
+    return written
 
 
 # --- the stages ------------------------------------------------------------------------------------
@@ -157,15 +225,14 @@ def record_approval(ws: Workspace, version: str, approval: Approval, *, evidence
 
 def reject(ws: Workspace, version: str, approval: Approval) -> list[LedgerEntry]:
     """A refused (or timed-out) approval: staging is cleared, production and canary never move."""
-    entries: list[LedgerEntry] = []
-    if ws.registry.aliases(ws.model).get(STAGING) == version:
-        entries.append(move(ws, STAGING, None, actor=approval.approver, reason=f"approval refused: {approval.comment}"))
+    entries = withdraw_quietly(ws, version, actor=approval.approver, reason=f"approval refused: {approval.comment}")
     _record(
         ws,
         "promotion",
         "rejected",
         version,
         [f"approval refused by {approval.approver}: {approval.comment or 'no comment'}"],
+        entry=entries[0] if entries else None,
         approver=approval.approver,
     )
     return entries
@@ -253,7 +320,11 @@ def write_canary_report(
         started_at=evidence.started_at,
         now=now,
     )
-    path = write_report(ws.settings.reports_dir / "canary" / f"{version}-{now:%Y%m%dT%H%M%S}.md", markdown)
+    path = write_report(
+        ws.settings.reports_dir / "canary" / f"{version}-{now:%Y%m%dT%H%M%S}.md",
+        markdown,
+        reports_root=ws.settings.reports_dir,
+    )
     publish(markdown, key=f"canary-{ws.model}-{version}", description=f"canary {version}: {verdict.action}")
     return path
 
@@ -264,17 +335,15 @@ def abort_canary(
     """Automatic rollback during the watch window: the canary is withdrawn, production never moves."""
     production = ws.registry.aliases(ws.model).get(PRODUCTION)
     why = "; ".join(verdict.failures) or "; ".join(verdict.reasons)
-    evidence = str(report) if report else None
-    entries = []
-    for alias in (CANARY, STAGING):
-        if ws.registry.aliases(ws.model).get(alias) == version:
-            entries.append(move(ws, alias, None, actor=actor, reason=f"automatic rollback: {why}", evidence=evidence))
+    evidence = ws.settings.shareable(report) if report else None
+    entries = withdraw_quietly(ws, version, actor=actor, reason=f"automatic rollback: {why}", evidence=evidence)
     _record(
         ws,
         "rollback",
         "canary_aborted",
         version,
         verdict.reasons,
+        entry=entries[0] if entries else None,
         **{"from": version, "to": production, "stage": "canary", "report": evidence, "actor": actor},
     )
     announce(
@@ -301,10 +370,21 @@ def finalize(
     evidence: str | None,
     expected_production: str | None,
 ) -> list[LedgerEntry]:
-    """Move production (only if it is still ``expected_production``), keep the old one as previous-production."""
+    """Move production (only if it is still ``expected_production``), keep the old one as previous-production.
+
+    The promotion lease open for ``version`` (if any) ends in the same ledger entry, which also clears the
+    version's staging and canary."""
+    held = ws.registry.open_lease(ws.model)
     entry = ws.registry.promote(
-        ws.model, version, actor=actor, reason=reason, evidence=evidence, expected_production=expected_production
+        ws.model,
+        version,
+        actor=actor,
+        reason=reason,
+        evidence=evidence,
+        expected_production=expected_production,
+        lease=held if held is not None and held.version == version else None,
     )
+    fault_point("promote", "after_production")
     entries = [entry]
     for alias in (STAGING, CANARY):
         if ws.registry.aliases(ws.model).get(alias) == version:
@@ -315,8 +395,11 @@ def finalize(
         "promoted",
         version,
         [reason],
+        entry=entry,
         **{"from": expected_production, "to": version, "actor": actor, "evidence": evidence},
     )
+    fault_point("promote", "after_audit")
+    audit_ledger(ws)  # rows of entries written on the way (a settlement of a dead holder's lease)
     announce(ws, events.MODEL_PROMOTED, {"model": ws.model, "version": version, "previous": expected_production})
     return entries
 
@@ -338,7 +421,11 @@ def post_deployment_audit(
         )
     verdict = judge_audit(comparison, ws.settings.promotion, alpha=ws.settings.gate.alpha)
     markdown = audit_markdown(model=ws.model, comparison=comparison, verdict=verdict, since=since, now=now)
-    path = write_report(ws.settings.reports_dir / "audit" / f"{version}-vs-{previous}-{now:%Y%m%dT%H%M%S}.md", markdown)
+    path = write_report(
+        ws.settings.reports_dir / "audit" / f"{version}-vs-{previous}-{now:%Y%m%dT%H%M%S}.md",
+        markdown,
+        reports_root=ws.settings.reports_dir,
+    )
     publish(markdown, key=f"audit-{ws.model}-{version}", description=f"post-deployment audit {version}")
     rows = comparison.rows if comparison else 0
     labelled = comparison.labelled_rows if comparison else 0
@@ -350,26 +437,106 @@ def post_deployment_audit(
             f"post-deployment audit of {version} vs {previous} on {rows} rows ({labelled} labelled): "
             f"{'passed' if verdict.passed else 'FAILED: ' + '; '.join(verdict.failures)}"
         ),
-        evidence=str(path),
+        evidence=ws.settings.shareable(path),
     )
     ws.registry.annotate(
         ws.model,
         version,
         "post_deployment_audit",
-        {"report": str(path), "passed": verdict.passed, "rows": rows, "labelled_rows": labelled, "at": now.isoformat()},
+        {
+            "report": ws.settings.shareable(path),
+            "passed": verdict.passed,
+            "rows": rows,
+            "labelled_rows": labelled,
+            "at": now.isoformat(),
+        },
     )
     return verdict, comparison, path
 
 
-def promote(ws: Workspace, version: str, *, actor: str, reason: str, evidence: str | None) -> list[str]:
-    """Promote at once through staging and canary (no watch window); returns the aliases moved onto the version."""
+def begin(
+    ws: Workspace,
+    version: str,
+    *,
+    actor: str,
+    reason: str,
+    evidence: str | None,
+    expected: str | Unchecked | None = ANY,
+) -> tuple[Lease, str | None]:
+    """Take the promotion lease for ``version``; returns it and the production the promotion expects.
+
+    ``expected`` is the production the operator saw (default: production now). Refused before any alias
+    moves: ``PromotionInProgressError`` while another promotion runs, ``AliasConflictError`` if production
+    is no longer ``expected``.
+    """
+    audit_ledger(ws)
+    before = ws.registry.aliases(ws.model).get(PRODUCTION) if isinstance(expected, Unchecked) else expected
+    lease = ws.registry.begin_promotion(
+        ws.model, version, actor=actor, reason=reason, evidence=evidence, expected_production=before
+    )
+    fault_point("promote", "after_lease")
+    return lease, before
+
+
+def hand_over_to_watch(ws: Workspace, version: str, *, actor: str) -> Lease | None:
+    """The canary stays for its watch window: the promotion lease passes to `driftgate watch`, which ends it."""
+    held = ws.registry.open_lease(ws.model)
+    if held is None or held.version != version or held.pid is None:
+        return held
+    return ws.registry.hand_over(ws.model, held, actor=actor, reason="the canary stays for its watch window")
+
+
+def withdraw_quietly(
+    ws: Workspace, version: str, *, actor: str, reason: str, evidence: str | None = None
+) -> list[LedgerEntry]:
+    """Withdraw ``version`` if it still is a candidate (staging, canary or the leased version); else nothing."""
+    try:
+        return [ws.registry.withdraw(ws.model, version, actor=actor, reason=reason, evidence=evidence)]
+    except AliasConflictError:
+        return []
+
+
+def withdraw(
+    ws: Workspace, version: str | None = None, *, actor: str, reason: str, evidence: str | None = None
+) -> LedgerEntry:
+    """Withdraw a staging/canary candidate and end its promotion lease (conditional: see the registry's
+    ``withdraw``); production never moves. Recorded in the audit store as a ``promotion``/``withdrawn`` row."""
+    audit_ledger(ws)
+    entry = ws.registry.withdraw(ws.model, version, actor=actor, reason=reason, evidence=evidence)
+    withdrawn = next((m.from_version for m in entry.moves if m.from_version), version) or "?"
+    _record(ws, "promotion", "withdrawn", withdrawn, [reason], entry=entry, actor=actor)
+    audit_ledger(ws)
+    track_moves(ws, [entry], job="withdraw", name=f"withdraw-{withdrawn}")
+    return entry
+
+
+def promote(
+    ws: Workspace,
+    version: str,
+    *,
+    actor: str,
+    reason: str,
+    evidence: str | None,
+    expected: str | Unchecked | None = ANY,
+) -> list[str]:
+    """Promote at once through staging and canary (no watch window); returns the aliases moved onto the version.
+
+    Conditional on ``expected`` (the production the operator saw; default: production now) and on holding
+    the promotion lease; a failure after the lease was taken withdraws the version before raising.
+    """
     ws.registry.get(ws.model, version)
-    before = ws.registry.aliases(ws.model).get(PRODUCTION)
-    entries = [
-        stage(ws, version, actor=actor, reason=reason, evidence=evidence),
-        start_canary(ws, version, actor=actor, reason=reason, evidence=evidence),
-    ]
-    entries += finalize(ws, version, actor=actor, reason=reason, evidence=evidence, expected_production=before)
+    _lease, before = begin(ws, version, actor=actor, reason=reason, evidence=evidence, expected=expected)
+    entries: list[LedgerEntry] = []  # the lease entry moves nothing: tracking starts with staging
+    try:
+        entries.append(stage(ws, version, actor=actor, reason=reason, evidence=evidence))
+        fault_point("promote", "after_staging")
+        entries.append(start_canary(ws, version, actor=actor, reason=reason, evidence=evidence))
+        fault_point("promote", "after_canary")
+        entries += finalize(ws, version, actor=actor, reason=reason, evidence=evidence, expected_production=before)
+    except DriftgateError as exc:
+        entries += withdraw_quietly(ws, version, actor=actor, reason=f"promotion failed: {exc}")
+        track_moves(ws, entries, job="promote", name=f"promote-{version}-withdrawn")
+        raise
     track_moves(ws, entries, job="promote", name=f"promote-{version}")
     return [STAGING, CANARY, PRODUCTION]
 
@@ -383,12 +550,18 @@ def rollback(
     AliasConflictError when production moved meanwhile. The alias moves first (that is what serving reads),
     then the audit row, tracking run and event follow.
     """
+    audit_ledger(ws)
     entry = ws.registry.rollback(ws.model, actor=actor, reason=reason, evidence=evidence, expected_production=expected)
+    fault_point("rollback", "after_production")
     before = next(m.from_version for m in entry.moves if m.alias == PRODUCTION)
     after = next(m.to_version for m in entry.moves if m.alias == PRODUCTION)
     if after is None:  # rollback always names the version it restores; keeps the type checker honest
         raise RegistryError(f"rollback of {ws.model!r} restored no version (ledger entry #{entry.seq})")
-    _record(ws, "rollback", "rolled_back", after, [reason], **{"from": before, "to": after, "actor": actor})
+    _record(
+        ws, "rollback", "rolled_back", after, [reason], entry=entry, **{"from": before, "to": after, "actor": actor}
+    )
+    fault_point("rollback", "after_audit")
+    audit_ledger(ws)
     track_moves(ws, [entry], job="rollback", name=f"rollback-{after}")
     announce(ws, events.MODEL_ROLLED_BACK, {"model": ws.model, "from": before, "to": after, "reason": reason})
     return before, after
@@ -427,7 +600,10 @@ def watch(
     if verdict.passed:
         return WatchOutcome("audited", production, verdict.reasons, str(path), labelled)
     rollback(
-        ws, actor=actor, reason=f"automatic rollback: audit failed: {'; '.join(verdict.failures)}", evidence=str(path)
+        ws,
+        actor=actor,
+        reason=f"automatic rollback: audit failed: {'; '.join(verdict.failures)}",
+        evidence=ws.settings.shareable(path),
     )
     return WatchOutcome("rolled_back", production, verdict.reasons, str(path), labelled)
 
@@ -467,7 +643,7 @@ def decide_canary(
         version,
         actor=approver,
         reason=f"{reason}; {verdict.reasons[0]}",
-        evidence=evidence or str(report),
+        evidence=evidence or ws.settings.shareable(report),
         expected_production=previous,
     )
     audit_path = None

@@ -179,6 +179,7 @@ def train(ws: Workspace, window: TrainingWindow, *, study_name: str, progress: P
         ws.settings.training.model_copy(update={"validation_fraction": window.validation_fraction}),
         num_threads=ws.settings.num_threads,
         storage_dir=ws.settings.optuna_dir,
+        storage_url=ws.settings.optuna_storage_url,
         study_name=study_name,
         progress=progress,
         weight_column=WEIGHT_COLUMN if window.weighted else None,
@@ -408,7 +409,7 @@ def record(
         forest_png=png,
         window=judgement.window,
     )
-    path = write_report(folder / f"{version.version}.md", markdown)
+    path = write_report(folder / f"{version.version}.md", markdown, reports_root=ws.settings.reports_dir)
     _annotate_report(ws, version, path, markdown, png)
     payload = {
         "gate": gate.to_dict(),
@@ -462,9 +463,14 @@ def record(
         )
     finally:
         run.finish()
-    from tasks.report.publish import publish_markdown
+    from tasks.report.publish import publish
 
-    publish_markdown(markdown, key=f"gate-{ws.model}-{version.version}", description=f"gate for {version.version}")
+    publish(
+        markdown,
+        key=f"gate-{ws.model}-{version.version}",
+        description=f"gate for {version.version}",
+        images_from=path.parent,
+    )
     if ws.settings.emit_events:
         base = {"model": ws.model, "version": version.version, "champion": champion, "idempotency_key": key}
         events.emit(events.CANDIDATE_REGISTERED, ws.model, base)
@@ -509,10 +515,10 @@ def _data_end(frame: pl.DataFrame, timestamp: str | None) -> str | None:
 def _annotate_report(ws: Workspace, version: ModelVersion, path: Path, markdown: str, png: Path | None) -> None:
     """Make the gate report reachable from the version: path, text and digests of the markdown and plot."""
     notes: dict[str, Any] = {
-        "gate_report": str(path),
+        "gate_report": ws.settings.shareable(path),
         "gate_report_markdown": markdown,
         "gate_report_sha256": hashlib.sha256(markdown.encode()).hexdigest(),
-        "gate_plot": str(png) if png is not None else None,
+        "gate_plot": ws.settings.shareable(png) if png is not None else None,
         "gate_plot_sha256": hashlib.sha256(png.read_bytes()).hexdigest() if png is not None else None,
     }
     for key, value in notes.items():

@@ -20,6 +20,7 @@ import os
 import re
 import socket
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -292,17 +293,38 @@ def _fit(
         raise TrainingError(f"LightGBM failed with params {params}: {exc}") from exc
 
 
-def _open_study(storage_dir: Path | None, study_name: str) -> optuna.Study:
+# RDB storage: a live worker beats every HEARTBEAT seconds; a trial silent for GRACE is failed by Optuna itself.
+HEARTBEAT_SECONDS = 30
+GRACE_SECONDS = 120
+
+
+def _open_study(storage_dir: Path | None, study_name: str, storage_url: str | None = None) -> optuna.Study:
+    """The study named ``study_name``: in the database at ``storage_url`` (Optuna's RDB storage, shared by workers
+    on several machines), else in ``<storage_dir>/<study_name>.journal`` (one machine), else in memory."""
     import optuna
-    from optuna.storages import JournalStorage
+    from optuna.storages import BaseStorage, JournalStorage, RDBStorage
     from optuna.storages.journal import JournalFileBackend
 
-    storage: JournalStorage | None = None
-    if storage_dir is not None:
+    storage: BaseStorage | None = None
+    if storage_url is not None:
+        try:
+            with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9; we rely on them
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                storage = RDBStorage(storage_url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS)
+        except Exception as exc:  # SQLAlchemy or driver errors: name the (masked) URL
+            from tasks.core.paths import mask_password
+
+            raise TrainingError(f"cannot open Optuna storage {mask_password(storage_url)}: {exc}") from exc
+    elif storage_dir is not None:
         storage_dir.mkdir(parents=True, exist_ok=True)
         storage = JournalStorage(JournalFileBackend(str(storage_dir / f"{study_name}.journal")))
     study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize", load_if_exists=True)
-    fail_orphan_trials(study)
+    if isinstance(storage, RDBStorage):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+    else:
+        fail_orphan_trials(study)
     return study
 
 
@@ -339,6 +361,7 @@ def train_candidate(
     *,
     num_threads: int = 1,
     storage_dir: Path | None = None,
+    storage_url: str | None = None,
     study_name: str = "retrain",
     progress: ProgressCallback | None = None,
     weight_column: str | None = None,
@@ -348,7 +371,8 @@ def train_candidate(
     The newest ``settings.validation_fraction`` of rows validates (early stopping, pruning, model
     choice); the best parameters are refit on the older rows. With ``storage_dir`` the study lives in
     ``<storage_dir>/<study_name>.journal``: calling again resumes it, and ``settings.n_trials`` is the
-    budget of the whole study, shared by every process tuning it; ``settings.timeout_seconds`` bounds
+    budget of the whole study, shared by every process tuning it (with ``storage_url`` the study lives in that
+    database instead, so workers on other machines share it); ``settings.timeout_seconds`` bounds
     the wall time of this call's tuning. ``progress(finished, budget, best)`` is called after each
     trial. With ``weight_column`` each row counts with its weight in training and validation.
     """
@@ -412,7 +436,7 @@ def train_candidate(
     previous_verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study = _open_study(storage_dir, study_name)
+        study = _open_study(storage_dir, study_name, storage_url)
         fingerprint = split.fingerprint(settings)
         known = study.user_attrs.get("data_fingerprint")
         if known is None:

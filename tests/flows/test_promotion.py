@@ -56,15 +56,16 @@ def test_auto_approved_promotion_watches_the_canary_then_promotes_and_audits(
     assert result["status"] == "promoted", result["reasons"]
     assert result["approver"] == "policy:auto-approve" and result["previous"] == "v0"
     assert _actions(home, start) == [
+        ("lease", "driftgate", ""),
         ("move", "driftgate", "staging:v1"),
         ("approve", "policy:auto-approve", ""),
         ("move", "policy:auto-approve", "canary:v1"),
-        ("promote", "policy:auto-approve", "production:v1,previous-production:v0"),
-        ("move", "policy:auto-approve", "staging:None"),
-        ("move", "policy:auto-approve", "canary:None"),
+        # production moves, staging and canary are cleared and the lease ends: one entry
+        ("promote", "policy:auto-approve", "production:v1,previous-production:v0,staging:None,canary:None"),
         ("audit", "driftgate", ""),
     ]
-    assert home.registry.ledger(MODEL)[-1].evidence == result["audit_path"]
+    # stored relative to the home (nothing shared holds an absolute local path)
+    assert home.registry.ledger(MODEL)[-1].evidence == home.settings.shareable(result["audit_path"])
     assert Path(result["report_path"]).read_text().startswith("# Canary toy:v1 — PROMOTE")
 
 
@@ -126,16 +127,16 @@ def test_promotion_pauses_for_typed_approval_and_the_approver_lands_in_the_ledge
     flow_thread.join(timeout=120)
     assert not flow_thread.is_alive()
     actions = _actions(home, start)
-    assert actions[0] == ("move", "release-bot", "staging:v1")
+    assert actions[:2] == [("lease", "release-bot", ""), ("move", "release-bot", "staging:v1")]
     if approved:
         assert outcome["status"] == "promoted" and outcome["approver"] == "alice"
-        assert actions[1] == ("approve", "alice", "")
-        assert ("promote", "alice", "production:v1,previous-production:v0") in actions
-        note = home.registry.ledger(MODEL)[start + 1]
+        assert actions[2] == ("approve", "alice", "")
+        assert ("promote", "alice", "production:v1,previous-production:v0,staging:None,canary:None") in actions
+        note = home.registry.ledger(MODEL)[start + 2]
         assert note.reason == "approved v1 for canary: ship it"
     else:
         assert outcome["status"] == "rejected"
-        assert actions[1:] == [("reject", "alice", ""), ("move", "alice", "staging:None")]
+        assert actions[2:] == [("reject", "alice", ""), ("withdraw", "alice", "staging:None")]
         assert home.registry.aliases(MODEL)["production"] == "v0"
 
 
@@ -151,6 +152,7 @@ def test_watch_window_score_watch_drill_and_rollback(tmp_path: Path, texts: dict
     args = {"home": str(home.root), "config": str(home.config)}
     result = promote_flow(version="v1", **args)
     assert result["status"] == "watching" and home.registry.aliases(MODEL)["canary"] == "v1"
+    assert home.registry.open_lease(MODEL).holder == "watch"  # handed over: watch ends it
     batch, labels = home.batch("day-1", 2000, seed=33, first_id=9_000_000)
     (scored,) = score_flow(batches=[str(batch)], labels=[str(labels)], **args)
     assert set(scored["routed"]) == {"v0", "v1"} and abs(scored["routed"]["v1"] / 2000 - 0.3) < 0.04
@@ -158,6 +160,7 @@ def test_watch_window_score_watch_drill_and_rollback(tmp_path: Path, texts: dict
     watched = watch_flow(**args)
     assert watched["action"] == "promoted", watched["reasons"]
     assert home.registry.aliases(MODEL)["production"] == "v1"
+    assert home.registry.open_lease(MODEL) is None
     drilled = drill_flow(**args)
     assert drilled["ok"] and [s["to_version"] for s in drilled["steps"]] == ["v0", "v1"]
     assert home.registry.aliases(MODEL)["production"] == "v1"
@@ -179,8 +182,10 @@ def test_an_unanswered_approval_times_out_as_a_refusal(tmp_path: Path, texts: di
     with pytest.raises(FlowPauseTimeout):
         promote_flow(version="v1", home=str(home.root), config=str(home.config))
     assert _actions(home, start) == [
+        ("lease", "driftgate", ""),
         ("move", "driftgate", "staging:v1"),
         ("reject", "approval-timeout", ""),
-        ("move", "approval-timeout", "staging:None"),
+        ("withdraw", "approval-timeout", "staging:None"),  # ends the promotion lease
     ]
+    assert home.registry.open_lease(MODEL) is None
     assert home.registry.aliases(MODEL)["production"] == "v0"

@@ -7,6 +7,7 @@ same event re-sent is ignored, and a new event for the same window completes as 
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -115,6 +116,22 @@ def test_retrain_event_runs_the_retrain_deployment(stack: Stack, retrain_request
     assert event.id == events.event_id_for(retrain_request.key)
     assert event.payload["idempotency_key"] == retrain_request.key
     assert run.created is not None and run.created >= event.occurred
+
+
+def test_the_deployed_gate_report_artifact_carries_its_images(stack: Stack, retrain_request: RetrainRequest) -> None:
+    """The Prefect UI shows the gate report with its forest plot: images inline, no relative image links."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[retrain_request.run_id]))
+        )
+    gates = [a for a in artifacts if (a.key or "").startswith("gate-")]
+    assert gates, [a.key for a in artifacts]
+    markdown = str(gates[0].data)
+    assert "](data:image/png;base64," in markdown
+    assert not re.search(r"!\[[^\]]*\]\((?!data:)[^)]*\.png\)", markdown)
 
 
 def test_repeated_event_starts_no_second_run_and_a_new_event_is_a_no_op(

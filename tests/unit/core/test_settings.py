@@ -93,3 +93,26 @@ def _load(given: str, config: Path, monkeypatch: pytest.MonkeyPatch, **overrides
         monkeypatch.setenv("DRIFTGATE_CONFIG", str(config))
         return load_settings(**overrides)
     return load_settings(str(config) if given == "string argument" else config, **overrides)
+
+
+@pytest.mark.parametrize("given", ["keyword", "DRIFTGATE_HOME"])
+def test_a_worker_given_only_the_home_reads_the_homes_settings_file(
+    given: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deployed flow gets the home, not the CLI's --config: <home>/driftgate.yaml makes them agree."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "driftgate.yaml").write_text("gate:\n  alpha: 0.01\n")
+    monkeypatch.delenv("DRIFTGATE_CONFIG", raising=False)
+    if given == "keyword":
+        settings = load_settings(home=home)
+    else:
+        monkeypatch.setenv("DRIFTGATE_HOME", str(home))
+        settings = load_settings()
+    assert settings.gate.alpha == 0.01 and settings.home == home
+    # an explicit file, or DRIFTGATE_CONFIG, still wins over the home's
+    other = tmp_path / "other.yaml"
+    other.write_text("gate:\n  alpha: 0.2\n")
+    assert load_settings(other, home=home).gate.alpha == 0.2
+    monkeypatch.setenv("DRIFTGATE_CONFIG", str(other))
+    assert load_settings(home=home).gate.alpha == 0.2

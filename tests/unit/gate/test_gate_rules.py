@@ -335,7 +335,18 @@ def test_failed_gates_are_recorded_as_fully_as_passed_ones() -> None:
         labels, cand, champ, {"region": region}, settings.model_copy(update={"stress_margin": 1.0}), **args
     )
     assert not failed.passed and passed.passed
-    rules = ["inputs", "superiority", "bootstrap", "mcnemar", "cost", "slices", "backtest", "stress", "inference"]
+    rules = [
+        "inputs",
+        "superiority",
+        "bootstrap",
+        "mcnemar",
+        "cost",
+        "slices",
+        "backtest",
+        "stress",
+        "inference",
+        "power",
+    ]
     assert [r.rule for r in failed.rules] == [r.rule for r in passed.rules] == rules
     assert len(failed.reasons) == len(failed.rules) + 1
     for decision in (failed, passed):

@@ -18,9 +18,11 @@ MODEL = "car-loan"
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[AuditStore]:
-    audit = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AuditStore]:
+    """The contract suite runs on both backends: SQLite (the embedded default) and a real PostgreSQL."""
+    url = f"sqlite:///{tmp_path / 'audit.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    audit = AuditStore(url)
     yield audit
     audit.close()
 
@@ -213,8 +215,13 @@ def _race_claims(url: str, keys: list[str], barrier, results) -> None:
 
 
 @pytest.mark.slow
-def test_claim_is_exactly_once_across_processes(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'race' / 'audit.db'}"
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_claim_is_exactly_once_across_processes(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    url = (
+        f"sqlite:///{tmp_path / 'race' / 'audit.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
     keys = [f"retrain-window-{i}" for i in range(30)]
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(2)

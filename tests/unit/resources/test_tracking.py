@@ -295,3 +295,19 @@ def test_model_artifact_withholds_row_data_unless_asked(tmp_path: Path, rows: bo
     metadata = json.loads(artifact.metadata)
     assert set(metadata["digests"]) == {"model.txt", *withheld}
     assert metadata["row_data"].startswith("included" if rows else "withheld")
+
+
+def test_run_files_hold_no_local_paths(tmp_path: Path) -> None:
+    """W&B's system metadata (host, user, program, working directory) stays out of the run unless
+    share_absolute_paths asks for it; the run file is what a sync would upload."""
+    run = WandbTracker(mode="offline", project="p", entity=None, directory=tmp_path).start_run(
+        job_type="monitor", name="n", config={"a": 1}
+    )
+    run.finish()
+    (run_file,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
+    deadline = time.monotonic() + 30  # wandb-core may still be writing the records it was handed
+    while b"monitor" not in run_file.read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    content = run_file.read_bytes()
+    assert b"monitor" in content  # the run's own records are there ...
+    assert os.getcwd().encode() not in content and str(Path.home()).encode() + b"/" not in content  # ... no paths

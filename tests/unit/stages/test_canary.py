@@ -156,10 +156,13 @@ def test_automatic_rollback_fires_on_a_degraded_canary(tmp_path: Path, texts: di
         assert outcome.report_path is not None
         report = Path(outcome.report_path).read_text()
         assert "ABORT" in report and "missed: estimated AUC v1" in report and "missed: realized AUC v1" in report
-        # The ledger shows the withdrawal, with the report as evidence.
+        # The ledger shows the withdrawal (canary and staging cleared in one entry), with the report as evidence.
         withdrawals = ws.registry.ledger(MODEL)[ledger_before:]
-        assert [(e.moves[0].alias, e.moves[0].to_version) for e in withdrawals] == [("canary", None), ("staging", None)]
-        assert all(e.evidence == outcome.report_path and "automatic rollback" in e.reason for e in withdrawals)
+        assert [(e.action, [(m.alias, m.to_version) for m in e.moves]) for e in withdrawals] == [
+            ("withdraw", [("canary", None), ("staging", None)])
+        ]
+        shared = ws.settings.shareable(outcome.report_path)
+        assert all(e.evidence == shared and "automatic rollback" in e.reason for e in withdrawals)
         # The event (recorded in the audit store; no Prefect API in unit tests) and the decision.
         (event,) = ws.store.events()
         assert event["name"] == "driftgate.model.rolled_back"
@@ -190,8 +193,9 @@ def test_a_good_canary_is_promoted_and_audited_against_the_previous_production(
         assert promote_entry.actor == "alice"
         # The audit: same rows, both versions, linked from the ledger and the version's annotations.
         audit = ws.registry.ledger(MODEL)[-1]
-        assert audit.action == "audit" and audit.evidence == outcome.audit_path
-        assert ws.registry.annotations(MODEL, "v1")["post_deployment_audit"]["report"] == outcome.audit_path
+        assert audit.action == "audit" and audit.evidence == ws.settings.shareable(outcome.audit_path)
+        audit_note = ws.registry.annotations(MODEL, "v1")["post_deployment_audit"]
+        assert audit_note["report"] == ws.settings.shareable(outcome.audit_path)
         text = Path(str(outcome.audit_path)).read_text()
         assert "Rows scored by both versions: 3000 (3000 labelled)" in text
         assert "| realized AUC |" in text and "PASSED" in text
@@ -212,7 +216,7 @@ def test_watch_moves_production_back_when_the_audit_fails(tmp_path: Path, texts:
         assert ws.registry.aliases(MODEL)["production"] == "v0"
         assert outcome.labelled == {"day-1": 2000}
         rollback = next(e for e in reversed(ws.registry.ledger(MODEL)) if e.action == "rollback")
-        assert "audit failed" in rollback.reason and rollback.evidence == outcome.report_path
+        assert "audit failed" in rollback.reason and rollback.evidence == ws.settings.shareable(outcome.report_path)
         assert ws.store.events()[-1]["name"] == "driftgate.model.rolled_back"
         # Nothing left to watch: production v0 has no previous-production.
         assert promotion.watch(ws).action == "idle"

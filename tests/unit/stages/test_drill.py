@@ -50,7 +50,8 @@ def test_drill_rehearses_rollback_and_roll_forward_on_a_copy(tmp_path: Path, tex
     assert real.aliases(MODEL) == {"latest": "v1", "candidate": "v1", "production": "v1", "previous-production": "v0"}
     after = real.ledger(MODEL)
     assert after[: len(ledger_before)] == ledger_before and len(after) == len(ledger_before) + 1
-    assert after[-1].action == "drill" and after[-1].moves == () and after[-1].evidence == result.report_path
+    assert after[-1].action == "drill" and after[-1].moves == ()
+    assert after[-1].evidence == home.settings.shareable(result.report_path)
     report = Path(str(result.report_path)).read_text()
     assert "PASSED" in report and "| rollback | v1 | v0 | v0 |" in report
     assert not Path(result.sandbox).exists()

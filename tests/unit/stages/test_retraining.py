@@ -84,7 +84,7 @@ def test_first_model_then_a_retrain_judged_by_every_rule(home: Path) -> None:
         judgement = retraining.evaluate(ws, candidate, window, v0)
         gate = judgement.gate
         assert [r.rule for r in gate.rules] == [
-            "inputs", "superiority", "bootstrap", "mcnemar", "slices", "backtest", "stress", "inference",
+            "inputs", "superiority", "bootstrap", "mcnemar", "slices", "backtest", "stress", "inference", "power",
         ]  # fmt: skip
         backtest = gate.backtest
         # Older rows: the reference minus the rows v0 trained on, i.e. v0's holdout.
@@ -97,9 +97,14 @@ def test_first_model_then_a_retrain_judged_by_every_rule(home: Path) -> None:
         report = retraining.record(ws, candidate, judgement, v1, key="k1", reason="retrain")
         notes = ws.registry.annotations(ws.model, v1.version)
         markdown = report.read_text()
-        assert notes["gate_report"] == str(report) and notes["gate_report_markdown"] == markdown
+        # stored relative to the home: nothing meant to be shared holds an absolute local path
+        assert (
+            notes["gate_report"] == str(report.relative_to(ws.settings.home))
+            and not Path(notes["gate_report"]).is_absolute()
+        )
+        assert notes["gate_report_markdown"] == markdown
         assert notes["gate_report_sha256"] == hashlib.sha256(markdown.encode()).hexdigest()
-        plot = Path(notes["gate_plot"])
+        plot = ws.settings.home / notes["gate_plot"]
         assert plot.is_file() and notes["gate_plot_sha256"] == hashlib.sha256(plot.read_bytes()).hexdigest()
         assert "## Back-test on older data" in markdown and "## Sandbox stress scenarios" in markdown
         assert "## Inference budget" in markdown and f"![per-slice intervals]({plot.name})" in markdown

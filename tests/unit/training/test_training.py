@@ -195,7 +195,7 @@ def test_pruning_callback_prunes_a_trial_below_the_median() -> None:
         callback(env(9, 0.6))
 
 
-def _tune_shared_study(storage_dir: str, first_trial_done: Any) -> None:
+def _tune_shared_study(storage: str, first_trial_done: Any) -> None:
     held: list[int] = []
 
     def hold_after_first_trial(finished: int, budget: int, best: float | None) -> None:
@@ -210,33 +210,39 @@ def _tune_shared_study(storage_dir: str, first_trial_done: Any) -> None:
         _window(n=800),
         CONTRACT,
         settings,
-        storage_dir=Path(storage_dir),
+        storage_dir=None if "://" in storage else Path(storage),
+        storage_url=storage if "://" in storage else None,
         study_name="shared",
         progress=hold_after_first_trial,
     )
 
 
 @pytest.mark.slow
-def test_two_processes_tune_one_journal_study(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["journal", "postgres"])
+def test_two_processes_tune_one_study(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """One study, two workers: in a journal file (one machine) or in PostgreSQL (workers on several machines)."""
     import optuna
 
+    storage = str(tmp_path) if backend == "journal" else request.getfixturevalue("postgres_url")
     # This test process is the second worker: one spawned interpreter instead of two halves the
     # import cost (lightgbm pulls in scikit-learn and scipy) on a shared machine.
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(2)
-    other = context.Process(target=_tune_shared_study, args=(str(tmp_path), barrier))
+    other = context.Process(target=_tune_shared_study, args=(storage, barrier))
     other.start()
     try:
-        _tune_shared_study(str(tmp_path), barrier)
+        _tune_shared_study(storage, barrier)
     finally:
         other.join(timeout=90)
     assert other.exitcode == 0
-    study = optuna.load_study(
-        study_name="shared",
-        storage=optuna.storages.JournalStorage(
+    shared: optuna.storages.BaseStorage = (
+        optuna.storages.RDBStorage(storage)
+        if backend == "postgres"
+        else optuna.storages.JournalStorage(
             optuna.storages.journal.JournalFileBackend(str(tmp_path / "shared.journal"))
-        ),
+        )
     )
+    study = optuna.load_study(study_name="shared", storage=shared)
     finished = [t for t in study.trials if t.state.is_finished()]
     # The budget is the study's: each worker stops once six trials are done (a trial in flight may add one).
     assert 6 <= len(finished) <= 7
