@@ -41,8 +41,6 @@ if TYPE_CHECKING:
     import numpy as np
     import polars as pl
 
-    from tasks.performance.fitted import FittedCBPE
-
 # Metrics CBPE estimates for binary classification, with the sklearn function of their realized value.
 SUPPORTED_METRICS = ("roc_auc", "accuracy", "f1", "precision", "recall", "specificity")
 MIN_SLICE_ROWS = 50  # smaller slices get no estimate at all (CBPE's sampling error model breaks down)
@@ -393,17 +391,13 @@ def fit_estimator(
 
 
 def estimate_performance(
-    estimator: PerformanceEstimator | FittedCBPE, batch: pl.DataFrame, contract: ModelContract
+    estimator: PerformanceEstimator, batch: pl.DataFrame, contract: ModelContract
 ) -> PerformanceEstimate:
     """Estimate the metric on a scored batch (labels not needed): the whole batch as one CBPE chunk, and each
     slice of the contract (values with at least ``MIN_SLICE_ROWS`` rows) as a chunk of its own, in one call.
 
-    A :class:`~tasks.performance.fitted.FittedCBPE` (NannyML's fitted CBPE extracted to numpy) gives the same
-    result without importing NannyML or pandas."""
-    from tasks.performance.fitted import FittedCBPE, estimate_fitted
-
-    if isinstance(estimator, FittedCBPE):
-        return estimate_fitted(estimator, batch, contract)
+    :func:`tasks.performance.fitted.estimate_fitted` gives the same result from the estimator extracted to
+    numpy, without importing NannyML or pandas."""
     import numpy as np
     import pandas as pd
     import polars as pl

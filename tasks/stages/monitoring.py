@@ -300,8 +300,12 @@ def estimate(
     ws: Workspace, ctx: MonitorContext, batch: LoadedBatch
 ) -> tuple[PerformanceEstimate, RealizedPerformance | None]:
     from tasks.performance.estimation import estimate_performance, realized_performance
+    from tasks.performance.fitted import FittedCBPE, estimate_fitted
 
-    est = estimate_performance(ctx.estimator, batch.frame, ws.contract)
+    if isinstance(ctx.estimator, FittedCBPE):
+        est = estimate_fitted(ctx.estimator, batch.frame, ws.contract)
+    else:
+        est = estimate_performance(ctx.estimator, batch.frame, ws.contract)
     realized = None
     if ws.contract.target in batch.frame.columns:
         realized = realized_performance(batch.frame, ws.contract, threshold=ws.settings.gate.decision_threshold)

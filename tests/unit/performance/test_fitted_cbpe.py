@@ -12,7 +12,7 @@ import pytest
 
 from tasks.data.contract import FeatureSpec, ModelContract
 from tasks.performance.estimation import PerformanceEstimate, estimate_performance, fit_estimator
-from tasks.performance.fitted import FittedCBPE, IsotonicMap, UnsupportedEstimator, extract
+from tasks.performance.fitted import FittedCBPE, IsotonicMap, UnsupportedEstimator, estimate_fitted, extract
 
 CONTRACT = ModelContract(
     name="fitted",
@@ -98,7 +98,7 @@ def test_numpy_cbpe_equals_nannyml(process: str, seed: int, chunk_size: int) -> 
     ]
     for batch in batches:
         theirs = estimate_performance(estimator, batch, CONTRACT)
-        ours = estimate_performance(fitted, batch, CONTRACT)
+        ours = estimate_fitted(fitted, batch, CONTRACT)
         assert_equal(ours, theirs)
     assert len(fitted.slice_reference_estimate) >= 3
 
