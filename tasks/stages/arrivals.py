@@ -202,7 +202,9 @@ def _judge_again(ws: Workspace, joined: LabelJoin, batch_id: str, labels: LabelS
                     batch_id=batch_id,
                     version=row.get("version"),
                     payload=decision_payload(
-                        decision, key, scored_by=(row["payload"] or {}).get("scored_by"),
+                        decision,
+                        key,
+                        scored_by=(row["payload"] or {}).get("scored_by"),
                         labels=[ws.settings.shareable(f) for f in labels.files],
                     ),
                 ),
