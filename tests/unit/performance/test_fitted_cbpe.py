@@ -70,10 +70,11 @@ def assert_equal(ours: PerformanceEstimate, theirs: PerformanceEstimate) -> None
     ("process", "seed", "chunk_size"),
     [
         ("calibrated", 0, 1000),
-        ("calibrated", 1, 2500),
+        pytest.param("calibrated", 1, 2500, marks=pytest.mark.slow),
         ("overconfident", 2, 1000),
-        ("overconfident", 3, 2500),
-        ("overconfident", 4, 3333),  # chunk_size = reference.height // 3, as prepare_context does for small ones
+        pytest.param("overconfident", 3, 2500, marks=pytest.mark.slow),
+        # chunk_size = reference.height // 3, as prepare_context does for small references
+        pytest.param("overconfident", 4, 3333, marks=pytest.mark.slow),
     ],
 )
 def test_numpy_cbpe_equals_nannyml(process: str, seed: int, chunk_size: int) -> None:

@@ -61,7 +61,7 @@ def booster(name: str, seed: int) -> tuple[lgb.Booster, np.ndarray]:
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow)])
 def test_equals_booster_predict(name: str, seed: int) -> None:
     model, test = booster(name, seed)
     text = model.model_to_string()
