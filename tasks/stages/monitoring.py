@@ -166,6 +166,7 @@ def production_estimator(
     """
     import logging
     import os
+    import threading
 
     from tasks.performance.estimation import fit_estimator
     from tasks.performance.fitted import FittedCBPE, UnsupportedEstimator, extract
@@ -192,7 +193,7 @@ def production_estimator(
         log.info("estimating with NannyML for %s: %s", version.version, exc)
         return estimator
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one writer per name
     tmp.write_text(fitted.to_json())
     os.replace(tmp, path)
     return fitted
