@@ -170,12 +170,14 @@ def setup(work: Path, rows: int) -> tuple[Path, Path, Path, Path]:
     return home, plan.config, unscored, scored
 
 
-def run_child(mode: str, home: Path, config: Path, batch: Path, scratch: Path) -> dict[str, Any]:
+def run_child(mode: str, home: Path, config: Path, batch: Path, scratch: Path, events: bool = True) -> dict[str, Any]:
     copy = scratch / "home"
     if copy.exists():
         shutil.rmtree(copy)
     shutil.copytree(home, copy, ignore=shutil.ignore_patterns("inputs"))
     settings = config.read_text().replace(str(home), str(copy))
+    if not events:  # without a Prefect API, emitting starts a temporary server: time the rest without it
+        settings += "\nemit_events: false\n"
     copied_config = copy / "driftgate.yaml"
     copied_config.write_text(settings)
     out = subprocess.run(
@@ -201,6 +203,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=None, help="kept (reused when it holds a setup)")
+    parser.add_argument("--no-events", action="store_true", help="emit_events: false in every timed run")
     parser.add_argument("--child", nargs=3, metavar=("MODE", "CONFIG", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -220,7 +223,9 @@ def main() -> None:
         print(f"setup took {time.perf_counter() - started:.0f} s", flush=True)
     scratch = work / "scratch"
     scratch.mkdir(exist_ok=True)
-    run_child("new", home, config, unscored, scratch)  # warm-up: numba's on-disk kernels, OS file cache
+    run_child(
+        "new", home, config, unscored, scratch, events=not args.no_events
+    )  # warm-up: numba's on-disk kernels, OS file cache
     cases = [
         (mode, name, path) for name, path in (("unscored", unscored), ("scored", scored)) for mode in ("old", "new")
     ]
@@ -228,9 +233,12 @@ def main() -> None:
     loads = []
     for _ in range(args.runs):  # interleaved, so a burst of load on the machine hits every case alike
         for mode, name, path in cases:
-            results[(mode, name)].append(run_child(mode, home, config, path, scratch))
+            results[(mode, name)].append(run_child(mode, home, config, path, scratch, events=not args.no_events))
             loads.append(os.getloadavg()[0])
-    print(f"\nmonitor of one {args.rows:,}-row batch, fresh process per run, median of {args.runs} runs")
+    events = "off" if args.no_events else "as configured"
+    print(
+        f"\nmonitor of one {args.rows:,}-row batch, fresh process per run, median of {args.runs} runs, events {events}"
+    )
     print(f"{load()} (1-min load during runs: min {min(loads):.2f}, max {max(loads):.2f}); 2 cores")
     header = (
         f"{'stage':<16}"
