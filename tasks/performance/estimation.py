@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -233,20 +233,11 @@ def _predictions(frame: pl.DataFrame, contract: ModelContract, probability: pl.S
 
 
 def _realized_value(metric: str, y_true: np.ndarray, probability: np.ndarray, prediction: np.ndarray) -> float | None:
-    import numpy as np
-    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
+    """The realized metric (None with no rows or a single class), in numpy: equal to sklearn's to 1e-12
+    (:mod:`tasks.performance.realized`), so the monitor path never imports scikit-learn."""
+    from tasks.performance.realized import binary_metric
 
-    if len(y_true) == 0 or np.unique(y_true).size < 2:
-        return None
-    scorers: dict[str, Callable[[], float]] = {
-        "roc_auc": lambda: roc_auc_score(y_true, probability),
-        "accuracy": lambda: accuracy_score(y_true, prediction),
-        "f1": lambda: f1_score(y_true, prediction, zero_division=0),
-        "precision": lambda: precision_score(y_true, prediction, zero_division=0),
-        "recall": lambda: recall_score(y_true, prediction, zero_division=0),
-        "specificity": lambda: recall_score(y_true, prediction, pos_label=0, zero_division=0),
-    }
-    return float(scorers[metric]())
+    return binary_metric(metric, y_true, probability, prediction)
 
 
 def _optional(value: Any) -> float | None:
@@ -403,7 +394,10 @@ def estimate_performance(
     estimator: PerformanceEstimator, batch: pl.DataFrame, contract: ModelContract
 ) -> PerformanceEstimate:
     """Estimate the metric on a scored batch (labels not needed): the whole batch as one CBPE chunk, and each
-    slice of the contract (values with at least ``MIN_SLICE_ROWS`` rows) as a chunk of its own, in one call."""
+    slice of the contract (values with at least ``MIN_SLICE_ROWS`` rows) as a chunk of its own, in one call.
+
+    :func:`tasks.performance.fitted.estimate_fitted` gives the same result from the estimator extracted to
+    numpy, without importing NannyML or pandas."""
     import numpy as np
     import pandas as pd
     import polars as pl

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from tasks.drift.reference import ReferenceProfile
     from tasks.drift.results import BatchProfile
     from tasks.performance.estimation import PerformanceEstimate, PerformanceEstimator, RealizedPerformance
+    from tasks.performance.fitted import FittedCBPE
     from tasks.registry.model import ModelVersion
     from tasks.resources.workspace import Workspace
 
@@ -52,7 +53,7 @@ class MonitorContext:
     version: ModelVersion
     model_text: str
     reference_profile: ReferenceProfile
-    estimator: PerformanceEstimator
+    estimator: PerformanceEstimator | FittedCBPE  # FittedCBPE: estimated in numpy, without NannyML
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,6 @@ def select_batches(ws: Workspace, patterns: list[str] | None, only_new: bool) ->
 
 def prepare_context(ws: Workspace) -> MonitorContext:
     from tasks.drift.reference import fit_reference_profile
-    from tasks.performance.estimation import fit_estimator
 
     version = ws.production()
     reference = ws.reference_of(version)
@@ -105,15 +105,101 @@ def prepare_context(ws: Workspace) -> MonitorContext:
         version=version,
         model_text=ws.model_text(version),
         reference_profile=fit_reference_profile(reference, ws.contract, ws.settings.profiling),
-        # CBPE's thresholds come from the spread across reference chunks; a retrained model's reference (its
-        # holdout) can be small, so keep at least three chunks.
-        estimator=fit_estimator(
-            reference,
-            ws.contract,
-            chunk_size=min(ws.settings.profiling.chunk_size, reference.height // 3),
-            threshold=ws.settings.gate.decision_threshold,
-        ),
+        estimator=production_estimator(ws, version, reference),
     )
+
+
+ESTIMATOR_CACHE = ("cache", "estimators")  # <home>/cache/estimators/<model>/<key>.json
+MONITORED_METRIC = "roc_auc"
+
+
+def estimator_chunk_size(ws: Workspace, reference_rows: int) -> int:
+    """CBPE's thresholds come from the spread across reference chunks; a retrained model's reference (its
+    holdout) can be small, so keep at least three chunks."""
+    return min(ws.settings.profiling.chunk_size, reference_rows // 3)
+
+
+def estimator_key(ws: Workspace, version: ModelVersion, reference_rows: int) -> str:
+    """sha256 of everything the fitted estimator depends on: the version's reference file (its manifest digest),
+    the contract's columns, chunk size, decision threshold, metric, and the versions of the fitter and NannyML."""
+    import hashlib
+    import json
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
+    from tasks.performance.estimation import MIN_SLICE_ROWS
+    from tasks.performance.fitted import FORMAT
+    from tasks.resources.workspace import REFERENCE_FILE
+
+    contract = ws.contract
+    try:
+        nannyml_version = package_version("nannyml")
+    except PackageNotFoundError:  # pragma: no cover - NannyML is a dependency
+        nannyml_version = "absent"
+    reference_digest = (
+        version.digests.get(REFERENCE_FILE)
+        or hashlib.sha256(ws.registry.read_file(version, REFERENCE_FILE)).hexdigest()
+    )
+    inputs = {
+        "format": FORMAT,
+        "nannyml": nannyml_version,
+        "model": version.model,
+        "version": version.version,
+        "reference_sha256": reference_digest,
+        "reference_rows": reference_rows,
+        "columns": [contract.target, contract.probability, contract.prediction, contract.timestamp],
+        "slices": list(contract.slices),
+        "min_slice_rows": MIN_SLICE_ROWS,
+        "chunk_size": estimator_chunk_size(ws, reference_rows),
+        "threshold": ws.settings.gate.decision_threshold,
+        "metric": MONITORED_METRIC,
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def production_estimator(
+    ws: Workspace, version: ModelVersion, reference: pl.DataFrame
+) -> PerformanceEstimator | FittedCBPE:
+    """The version's CBPE, fitted once and applied in numpy (:mod:`tasks.performance.fitted`).
+
+    Read from ``<home>/cache/estimators/<model>/<key>.json`` (:func:`estimator_key`); on a miss, or a file
+    that does not parse (torn, edited, another format), NannyML fits on the reference (this imports it, once
+    per version) and the extracted estimator is written atomically (temporary file, then ``os.replace``).
+    An estimator the numpy CBPE does not mirror is used as fitted, with a log line.
+    """
+    import logging
+    import os
+    import threading
+
+    from tasks.performance.estimation import fit_estimator
+    from tasks.performance.fitted import FittedCBPE, UnsupportedEstimator, extract
+
+    log = logging.getLogger(__name__)
+    key = estimator_key(ws, version, reference.height)
+    path = ws.settings.home.joinpath(*ESTIMATOR_CACHE, ws.model, f"{key}.json")
+    try:
+        return FittedCBPE.from_json(path.read_text())
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as exc:
+        log.warning("estimator cache %s is unreadable (%s): refitting CBPE for %s", path, exc, version.version)
+    estimator = fit_estimator(
+        reference,
+        ws.contract,
+        metric=MONITORED_METRIC,
+        chunk_size=estimator_chunk_size(ws, reference.height),
+        threshold=ws.settings.gate.decision_threshold,
+    )
+    try:
+        fitted = extract(estimator)
+    except UnsupportedEstimator as exc:
+        log.info("estimating with NannyML for %s: %s", version.version, exc)
+        return estimator
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one writer per name
+    tmp.write_text(fitted.to_json())
+    os.replace(tmp, path)
+    return fitted
 
 
 def read_labels(ws: Workspace, paths: list[str] | None) -> LabelSet | None:
@@ -218,8 +304,12 @@ def estimate(
     ws: Workspace, ctx: MonitorContext, batch: LoadedBatch
 ) -> tuple[PerformanceEstimate, RealizedPerformance | None]:
     from tasks.performance.estimation import estimate_performance, realized_performance
+    from tasks.performance.fitted import FittedCBPE, estimate_fitted
 
-    est = estimate_performance(ctx.estimator, batch.frame, ws.contract)
+    if isinstance(ctx.estimator, FittedCBPE):
+        est = estimate_fitted(ctx.estimator, batch.frame, ws.contract)
+    else:
+        est = estimate_performance(ctx.estimator, batch.frame, ws.contract)
     realized = None
     if ws.contract.target in batch.frame.columns:
         realized = realized_performance(batch.frame, ws.contract, threshold=ws.settings.gate.decision_threshold)
