@@ -22,6 +22,8 @@ from tasks.policy.decide import (
 from tasks.resources import events
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import polars as pl
 
     from tasks.core.settings import ConceptDriftSettings
@@ -97,16 +99,71 @@ def select_batches(ws: Workspace, patterns: list[str] | None, only_new: bool) ->
 
 
 def prepare_context(ws: Workspace) -> MonitorContext:
-    from tasks.drift.reference import fit_reference_profile
 
     version = ws.production()
     reference = ws.reference_of(version)
     return MonitorContext(
         version=version,
         model_text=ws.model_text(version),
-        reference_profile=fit_reference_profile(reference, ws.contract, ws.settings.profiling),
+        reference_profile=production_reference_profile(ws, version, reference),
         estimator=production_estimator(ws, version, reference),
     )
+
+
+REFERENCE_CACHE = ("cache", "references")  # <home>/cache/references/<model>/<key>.json
+REFERENCE_CACHE_FORMAT = 1  # bump when ReferenceProfile.to_dict changes shape
+
+
+def production_reference_profile(ws: Workspace, version: ModelVersion, reference: pl.DataFrame) -> ReferenceProfile:
+    """The version's fitted reference profile (samples, bins, thresholds, PCA), fitted once per version and
+    profiling settings: ``<home>/cache/references/<model>/<key>.json``, the key a sha256 of the reference file's
+    digest, the contract and the profiling settings. ``ReferenceProfile.from_dict(to_dict())`` profiles a batch
+    to the same results (tests/unit/drift/test_profiling.py); a file that does not parse is refitted."""
+    import hashlib
+    import json
+    import logging
+
+    from tasks.drift.reference import ReferenceProfile, fit_reference_profile
+
+    inputs = {
+        "format": REFERENCE_CACHE_FORMAT,
+        "reference_sha256": _reference_digest(ws, version),
+        "contract": ws.contract.model_dump(mode="json"),
+        "profiling": ws.settings.profiling.model_dump(mode="json"),
+    }
+    key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+    path = ws.settings.home.joinpath(*REFERENCE_CACHE, ws.model, f"{key}.json")
+    try:
+        return ReferenceProfile.from_dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        logging.getLogger(__name__).warning("reference cache %s is unreadable (%s): refitting", path, exc)
+    profile = fit_reference_profile(reference, ws.contract, ws.settings.profiling)
+    _write_cache(path, json.dumps(profile.to_dict()))
+    return profile
+
+
+def _reference_digest(ws: Workspace, version: ModelVersion) -> str:
+    import hashlib
+
+    from tasks.resources.workspace import REFERENCE_FILE
+
+    return (
+        version.digests.get(REFERENCE_FILE)
+        or hashlib.sha256(ws.registry.read_file(version, REFERENCE_FILE)).hexdigest()
+    )
+
+
+def _write_cache(path: Path, text: str) -> None:
+    """Atomic: a temporary file per process and thread, then ``os.replace``; readers see old or new, never half."""
+    import os
+    import threading
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 ESTIMATOR_CACHE = ("cache", "estimators")  # <home>/cache/estimators/<model>/<key>.json
@@ -129,17 +186,13 @@ def estimator_key(ws: Workspace, version: ModelVersion, reference_rows: int) -> 
 
     from tasks.performance.estimation import MIN_SLICE_ROWS
     from tasks.performance.fitted import FORMAT
-    from tasks.resources.workspace import REFERENCE_FILE
 
     contract = ws.contract
     try:
         nannyml_version = package_version("nannyml")
     except PackageNotFoundError:  # pragma: no cover - NannyML is a dependency
         nannyml_version = "absent"
-    reference_digest = (
-        version.digests.get(REFERENCE_FILE)
-        or hashlib.sha256(ws.registry.read_file(version, REFERENCE_FILE)).hexdigest()
-    )
+    reference_digest = _reference_digest(ws, version)
     inputs = {
         "format": FORMAT,
         "nannyml": nannyml_version,
@@ -168,8 +221,6 @@ def production_estimator(
     An estimator the numpy CBPE does not mirror is used as fitted, with a log line.
     """
     import logging
-    import os
-    import threading
 
     from tasks.performance.estimation import fit_estimator
     from tasks.performance.fitted import FittedCBPE, UnsupportedEstimator, extract
@@ -195,10 +246,7 @@ def production_estimator(
     except UnsupportedEstimator as exc:
         log.info("estimating with NannyML for %s: %s", version.version, exc)
         return estimator
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one writer per name
-    tmp.write_text(fitted.to_json())
-    os.replace(tmp, path)
+    _write_cache(path, fitted.to_json())
     return fitted
 
 

@@ -71,6 +71,27 @@ def test_corrupt_cache_is_rebuilt(home: Home) -> None:
     assert not list(path.parent.glob(".*.tmp"))
 
 
+def test_reference_profile_is_cached_per_version_and_profiles_batches_identically(home: Home) -> None:
+    from tasks.drift.profiling import profile_batch
+    from tasks.drift.reference import fit_reference_profile
+
+    batch, _ = home.batch("day-3", 1500, seed=9, first_id=4_000_000)
+    folder = home.settings.home / "cache" / "references" / MODEL
+    with open_home(home.settings) as ws:
+        ctx = monitoring.prepare_context(ws)
+        (path,) = sorted(folder.glob("*.json"))
+        stamp = path.stat().st_mtime_ns
+        again = monitoring.prepare_context(ws)  # read back, not refitted
+        assert path.stat().st_mtime_ns == stamp
+        loaded = monitoring.load_batch(ws, ctx, str(batch))
+        fresh = fit_reference_profile(ws.reference_of(ctx.version), ws.contract, ws.settings.profiling)
+        cached = profile_batch(again.reference_profile, loaded.frame, ws.contract, ws.settings.profiling)
+        assert cached.drift == profile_batch(fresh, loaded.frame, ws.contract, ws.settings.profiling).drift
+        path.write_text(path.read_text()[:100])  # torn: refitted, not fatal
+        monitoring.prepare_context(ws)
+        assert json.loads(path.read_text())  # whole again
+
+
 def test_monitor_path_imports_no_heavy_library(home: Home) -> None:
     unscored, labels = home.batch("day-2", 2000, seed=7, first_id=3_000_000)
     with open_home(home.settings) as ws:
