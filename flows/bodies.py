@@ -73,6 +73,7 @@ class Steps:
         self.evaluate = wrap("gate-candidate", retraining.evaluate)
         self.register = wrap("register-candidate", retraining.register)
         self.record_retrain = wrap("record-retrain", retraining.record)
+        self.prepare_version = wrap("prepare-monitoring-caches", monitoring.prepare_version)
         self.promote = wrap("move-aliases", promotion.promote)
         self.rollback = wrap("rollback-alias", promotion.rollback)
         self.read_reference = wrap("load-reference", retraining.read_reference)
@@ -310,6 +311,8 @@ def retrain_body(
             judgement = steps.evaluate(ws, trained, window, champion)
             version = steps.register(ws, trained, judgement, reason=reason, actor=actor)
             report = steps.record_retrain(ws, trained, judgement, version, key=idempotency_key, reason=reason)
+            if judgement.gate.passed:  # a version that may serve: its monitoring is fitted now, not per batch
+                steps.prepare_version(ws, version)
         gate = judgement.gate
         outcome = RetrainOutcome(
             candidate_version=version.version,
@@ -383,6 +386,8 @@ def bootstrap_body(
         version = steps.register(ws, trained, carried, reason="first model from reference", actor=actor)
         del carried
         report = steps.record_retrain(ws, trained, judgement, version, key=None, reason="first model from reference")
+        if judgement.gate.passed:
+            steps.prepare_version(ws, version)
     if judgement.gate.passed and promote:
         run.promote(
             version=version.version,

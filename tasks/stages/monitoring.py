@@ -110,6 +110,22 @@ def prepare_context(ws: Workspace) -> MonitorContext:
     )
 
 
+def prepare_version(ws: Workspace, version: ModelVersion) -> None:
+    """Fit what monitoring a version needs (its reference profile and CBPE) now, at bootstrap or retrain, so that
+    the first monitor after its promotion pays nothing for it. A failure here is logged, never fatal: the
+    monitor fits lazily on a cache miss."""
+    import logging
+
+    from tasks.core.errors import DriftgateError
+
+    try:
+        reference = ws.reference_of(version)
+        production_reference_profile(ws, version, reference)
+        production_estimator(ws, version, reference)
+    except DriftgateError as exc:
+        logging.getLogger(__name__).warning("monitoring caches of %s not prepared: %s", version.version, exc)
+
+
 REFERENCE_CACHE = ("cache", "references")  # <home>/cache/references/<model>/<key>.json
 REFERENCE_CACHE_FORMAT = 1  # bump when ReferenceProfile.to_dict changes shape
 

@@ -116,3 +116,17 @@ print(sorted(m for m in {HEAVY!r} if m in sys.modules))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path.cwd())
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_prepare_version_fits_the_caches_before_the_first_monitor(tmp_path: Path) -> None:
+    home = make_home(tmp_path / "home", emit_events=False)
+    home.register(good_and_bad_models()["good"], reference_rows=3000)
+    caches = home.settings.home / "cache"
+    with open_home(home.settings) as ws:
+        ws.registry.promote(MODEL, "v0", actor="test", reason="champion", expected_production=None)
+        monitoring.prepare_version(ws, ws.production())  # what bootstrap and a passed retrain do
+        files = sorted(caches.rglob("*.json"))
+        assert [f.parent.parent.name for f in files] == ["estimators", "references"]
+        stamps = [f.stat().st_mtime_ns for f in files]
+        monitoring.prepare_context(ws)
+    assert [f.stat().st_mtime_ns for f in files] == stamps  # the monitor read them
