@@ -20,8 +20,11 @@ if [[ "${DRIFTGATE_SETUP_TESTS:-0}" == 1 ]]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
 fi
-echo "== installing the locked environment (uv sync --frozen)"
-uv sync --frozen --quiet
+echo "== installing the locked environment (uv sync --frozen --compile-bytecode)"
+# Bytecode now, once: with PYTHONDONTWRITEBYTECODE set (as on this kind of machine) every fresh `driftgate`
+# process would otherwise compile each module it imports again (measured: 4.4 s -> 1.5 s to import the CLI's core).
+uv sync --frozen --compile-bytecode --quiet
+PYTHONDONTWRITEBYTECODE= uv run --frozen python -m compileall -q -j 0 tasks flows driftgate deployments devkit >/dev/null
 # Dependency telemetry off (NannyML, Prefect, W&B) for everything started from here.
 export NML_DISABLE_USAGE_LOGGING=1 DO_NOT_TRACK=1 PREFECT_SERVER_ANALYTICS_ENABLED=false
 export WANDB_ERROR_REPORTING=false WANDB__DISABLE_STATS=true WANDB__DISABLE_MACHINE_INFO=true
