@@ -390,6 +390,32 @@ def fit_estimator(
     return estimator
 
 
+def scored_rows(
+    batch: pl.DataFrame, contract: ModelContract, threshold: float, slices: tuple[str, ...], metric: str
+) -> tuple[pl.DataFrame, tuple[str, ...]]:
+    """The batch's scored rows as ``p`` (probability), ``yhat`` (prediction at ``threshold``) and the slice columns
+    it has, rows without a score left out; shared by NannyML's CBPE and the numpy one (tasks/performance/fitted.py).
+    No scored row at all is an EmptyBatchError naming the probability column."""
+    import polars as pl
+
+    source = f"batch of {contract.name!r}"
+    probability = _probabilities(batch, contract, source)
+    prediction = _predictions(batch, contract, probability, threshold)
+    slice_columns = tuple(c for c in slices if c in batch.columns)
+    frame = (
+        pl.DataFrame({"p": probability, "yhat": prediction})
+        .with_columns(_slice_values(batch, slice_columns))
+        .filter(pl.col("p").is_not_null() & pl.col("yhat").is_not_null())
+    )
+    if frame.height == 0:
+        raise EmptyBatchError(
+            f"no scored rows to estimate {metric} on ({batch.height} rows in the batch)",
+            source=source,
+            column=contract.probability,
+        )
+    return frame, slice_columns
+
+
 def estimate_performance(
     estimator: PerformanceEstimator, batch: pl.DataFrame, contract: ModelContract
 ) -> PerformanceEstimate:
@@ -400,23 +426,9 @@ def estimate_performance(
     numpy, without importing NannyML or pandas."""
     import numpy as np
     import pandas as pd
-    import polars as pl
 
     source = f"batch of {contract.name!r}"
-    probability = _probabilities(batch, contract, source)
-    prediction = _predictions(batch, contract, probability, estimator.threshold)
-    slice_columns = tuple(c for c in estimator.slice_columns if c in batch.columns)
-    frame = (
-        pl.DataFrame({"p": probability, "yhat": prediction})
-        .with_columns(_slice_values(batch, slice_columns))
-        .filter(pl.col("p").is_not_null() & pl.col("yhat").is_not_null())
-    )
-    if frame.height == 0:
-        raise EmptyBatchError(
-            f"no scored rows to estimate {estimator.metric} on ({batch.height} rows in the batch)",
-            source=source,
-            column=contract.probability,
-        )
+    frame, slice_columns = scored_rows(batch, contract, estimator.threshold, estimator.slice_columns, estimator.metric)
     _configure_pandas()
     data = pd.DataFrame(
         {

@@ -31,7 +31,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tasks.core.errors import EmptyBatchError, EstimationError
+from tasks.core.errors import EstimationError
 from tasks.core.settings import DEFAULT_DECISION_THRESHOLD
 from tasks.core.timeutil import time_span
 
@@ -307,32 +307,11 @@ def estimate_fitted(fitted: FittedCBPE, batch: pl.DataFrame, contract: ModelCont
     """:func:`tasks.performance.estimation.estimate_performance` with a :class:`FittedCBPE`: the same checks,
     chunks, slices and result, computed in numpy."""
     import numpy as np
-    import polars as pl
 
-    from tasks.performance.estimation import (
-        PerformanceEstimate,
-        SliceEstimate,
-        _predictions,
-        _probabilities,
-        _slice_key,
-        _slice_values,
-    )
+    from tasks.performance.estimation import PerformanceEstimate, SliceEstimate, _slice_key, scored_rows
 
     source = f"batch of {contract.name!r}"
-    probability = _probabilities(batch, contract, source)
-    prediction = _predictions(batch, contract, probability, fitted.threshold)
-    slice_columns = tuple(c for c in fitted.slice_columns if c in batch.columns)
-    frame = (
-        pl.DataFrame({"p": probability, "yhat": prediction})
-        .with_columns(_slice_values(batch, slice_columns))
-        .filter(pl.col("p").is_not_null() & pl.col("yhat").is_not_null())
-    )
-    if frame.height == 0:
-        raise EmptyBatchError(
-            f"no scored rows to estimate {fitted.metric} on ({batch.height} rows in the batch)",
-            source=source,
-            column=contract.probability,
-        )
+    frame, slice_columns = scored_rows(batch, contract, fitted.threshold, fitted.slice_columns, fitted.metric)
     scores = frame.get_column("p").to_numpy().astype(np.float64)
     whole = fitted.estimate_chunk(scores)
     if whole.value is None:
