@@ -19,6 +19,12 @@ The machine this was tuned on moves about 4 GB/s per core: a pass over a million
 encoded chunk by chunk (no joined copy), the sum for the mean is taken while encoding and the central
 moments while decoding, and the sort's buffers are allocated by numpy (which asks for huge pages).
 
+Small inputs skip the kernels: numba's import and its compiler context cost about 1.5 s per fresh
+process, while numpy sorts and merges 100k values in milliseconds. So below ``COMPILED_MIN_VALUES``
+values, unless the kernels are loaded already, every function here but ``count_short_strings`` and
+``brownian_bridges`` (whose callers choose) runs its numpy twin (same results: the tests run on both
+paths), and a one-batch ``driftgate monitor`` never loads numba.
+
 The calibration kernels take the caller's ``numpy.random.Generator``: numba runs numpy's own
 algorithms on its bit stream, so they draw exactly what the numpy code they replaced drew (tested).
 """
@@ -39,6 +45,21 @@ TOP_BITS = 32  # as tasks.drift._compiled_kernels.TOP_BITS: the radix passes ord
 WIDE_DIGIT_MIN = 1 << 15
 
 _compiled: dict[str, Any] = {}  # filled on first use
+
+# Below this many values (of one column, or of both samples of a merge) numpy is within milliseconds of the
+# kernels, far less than the ~1.5 s that loading them costs a fresh process; from here on, with a dozen
+# columns, the kernels' ~7x on the sort repays the load within the batch.
+COMPILED_MIN_VALUES = 500_000
+
+
+def _use_compiled(size: int) -> bool:
+    """Whether ``size`` values go through the kernels: when they are loaded already, or the input is large."""
+    return bool(_compiled) or size >= COMPILED_MIN_VALUES
+
+
+def compiled_pays(size: int) -> bool:
+    """Whether a caller with a numpy or polars alternative should use a kernel on ``size`` values."""
+    return _use_compiled(size)
 
 
 def sort_floats(values: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
@@ -78,6 +99,8 @@ def _sort(values: np.ndarray | Sequence[np.ndarray], *, with_moments: bool) -> t
         if with_moments and size:
             return single, float(single[0]), 0.0, 0.0
         return single, math.nan, math.nan, math.nan
+    if not _use_compiled(size):
+        return _numpy_sort(parts, with_moments=with_moments)
     bits = 16 if size >= WIDE_DIGIT_MIN else 11
     kernels = _kernels()
     # Allocated by numpy, not inside the kernel: numpy asks for transparent huge pages on big arrays,
@@ -101,10 +124,36 @@ def _sort(values: np.ndarray | Sequence[np.ndarray], *, with_moments: bool) -> t
     return ordered, mean, std, skewness
 
 
+def _numpy_sort(parts: list[np.ndarray], *, with_moments: bool) -> tuple[np.ndarray, float, float, float]:
+    """The numpy twin of the radix sort (and its moments) for inputs too small to load the kernels for."""
+    import numpy as np
+
+    ordered = np.sort(np.concatenate(parts))
+    if not with_moments:
+        return ordered, math.nan, math.nan, math.nan
+    return (ordered, *_numpy_moments(ordered))
+
+
+def _numpy_moments(values: np.ndarray) -> tuple[float, float, float]:
+    """Mean, population standard deviation and skewness in two passes, as the ``moments`` kernel takes them."""
+    import numpy as np
+
+    mean = float(values.mean())
+    central = values - mean
+    std = math.sqrt(float(np.dot(central, central)) / values.size)
+    if std == 0.0:
+        return mean, 0.0, 0.0
+    return mean, std, float(np.sum(central * central * central)) / values.size / (std * std * std)
+
+
 def ks_wasserstein(reference_sorted: np.ndarray, batch_sorted: np.ndarray) -> tuple[float, float]:
     """(KS statistic, Wasserstein-1 distance) of two non-empty sorted samples: ``ecdf_statistics``, compiled."""
     import numpy as np
 
+    if not _use_compiled(reference_sorted.size + batch_sorted.size):
+        from tasks.drift.statistics import ecdf_statistics
+
+        return ecdf_statistics(reference_sorted, batch_sorted)
     reference = np.ascontiguousarray(reference_sorted, dtype=np.float64)
     batch = np.ascontiguousarray(batch_sorted, dtype=np.float64)
     ks, wasserstein = _kernels()["merge"](reference, batch)
@@ -115,6 +164,8 @@ def moments(values: np.ndarray) -> tuple[float, float, float]:
     """(mean, population standard deviation, skewness) of non-empty float64 values, in two passes."""
     import numpy as np
 
+    if not _use_compiled(values.size):
+        return _numpy_moments(np.ascontiguousarray(values, dtype=np.float64))
     mean, std, skewness = _kernels()["moments"](np.ascontiguousarray(values, dtype=np.float64))
     return float(mean), float(std), float(skewness)
 
@@ -126,6 +177,8 @@ def multinomial_counts(
     import numpy as np
 
     shares = np.ascontiguousarray(shares, dtype=np.float64)
+    if not _use_compiled(replicates * shares.size):
+        return _numpy_multinomial(rng, total, shares, replicates, normal_variance)
     return np.asarray(
         _kernels()["multinomial_counts"](rng, int(total), shares, int(replicates), float(normal_variance))
     )
@@ -143,6 +196,8 @@ def binned_distances(
     of :mod:`tasks.drift.profiling` compute them on the rows' proportions; the ones not asked for are zeros."""
     import numpy as np
 
+    if not _use_compiled(reference_counts.size):
+        return _numpy_binned_distances(reference_counts, batch_counts, psi_epsilon, shape_distances, stability)
     js, hellinger, psi = _kernels()["binned_distances"](
         np.ascontiguousarray(reference_counts, dtype=np.int64),
         np.ascontiguousarray(batch_counts, dtype=np.int64),
@@ -151,6 +206,60 @@ def binned_distances(
         stability,
     )
     return js, hellinger, psi
+
+
+def _numpy_multinomial(
+    rng: np.random.Generator, total: int, shares: np.ndarray, replicates: int, normal_variance: float
+) -> np.ndarray:
+    """The numpy twin of the multinomial kernel (the code it replaced): conditional binomials, bin by bin,
+    vectorised over the replicates; the kernel runs numpy's algorithms on the same bit stream, so both draw
+    the same counts from the same generator state (tested)."""
+    import numpy as np
+
+    counts = np.zeros((replicates, shares.size), dtype=np.int64)
+    remaining = np.full(replicates, total, dtype=np.int64)
+    left = 1.0
+    for j, share in enumerate(shares[:-1]):
+        if left <= 0.0:
+            break
+        q = min(max(float(share) / left, 0.0), 1.0)
+        left -= float(share)
+        if q == 0.0:
+            continue
+        if q == 1.0:
+            counts[:, j] = remaining
+            remaining = np.zeros_like(remaining)
+            break
+        if float(remaining.min()) * q * (1.0 - q) >= normal_variance:
+            mean = remaining * q
+            draw = np.rint(mean + np.sqrt(mean * (1.0 - q)) * rng.standard_normal(replicates))
+            taken = np.clip(draw, 0, remaining).astype(np.int64)
+        else:
+            taken = rng.binomial(remaining, q)
+        counts[:, j] = taken
+        remaining = remaining - taken
+    counts[:, -1] += remaining
+    return counts
+
+
+def _numpy_binned_distances(
+    reference_counts: np.ndarray, batch_counts: np.ndarray, psi_epsilon: float, shape_distances: bool, stability: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The numpy twin of ``binned_distances``: the statistics module's functions on the rows' proportions."""
+    import numpy as np
+
+    from tasks.drift.statistics import hellinger, jensen_shannon
+
+    p = reference_counts / reference_counts.sum(axis=1, keepdims=True)
+    q = batch_counts / batch_counts.sum(axis=1, keepdims=True)
+    zeros = np.zeros(p.shape[0])
+    js, distance, psi = zeros, zeros, zeros
+    if shape_distances:
+        js, distance = jensen_shannon(p, q), hellinger(p, q)
+    if stability:
+        floor_p, floor_q = np.maximum(p, psi_epsilon), np.maximum(q, psi_epsilon)
+        psi = ((floor_q - floor_p) * np.log(floor_q / floor_p)).sum(axis=1)
+    return js, distance, psi
 
 
 def brownian_bridges(steps: np.ndarray, masses: np.ndarray) -> np.ndarray:

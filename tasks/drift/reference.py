@@ -591,7 +591,7 @@ def _category_counts(column: pl.Series, kind: str) -> tuple[list[str], list[int]
     """Sorted categories and their counts; booleans become "false"/"true", labels and integers their digits."""
     import polars as pl
 
-    from tasks.drift.kernels import count_short_strings
+    from tasks.drift.kernels import compiled_pays, count_short_strings
 
     if kind == "boolean":
         column = column.cast(pl.Boolean)
@@ -600,7 +600,7 @@ def _category_counts(column: pl.Series, kind: str) -> tuple[list[str], list[int]
     # Counted in the column's own dtype; only the few distinct values are then turned into text. polars'
     # value_counts is the faster at chunk sizes, a group_by twice as fast at a million rows.
     column = column.drop_nulls().rename("value")
-    short = count_short_strings(column)
+    short = count_short_strings(column) if compiled_pays(column.len()) else None
     if short is not None:
         pairs = sorted(short.items())
         return [category for category, _ in pairs], [n for _, n in pairs]

@@ -1,5 +1,6 @@
 """Compiled profiling kernels: the radix sort equals numpy's sort, the merge equals scipy and the numpy twin,
-the calibration kernels equal the numpy code they replaced."""
+the calibration kernels equal the numpy code they replaced. Every test runs on both paths: the kernels, and
+the numpy twins that small inputs take in a process that has not loaded them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import polars as pl
 import pytest
 from scipy.stats import ks_2samp, skew, wasserstein_distance
 
+from tasks.drift import kernels
 from tasks.drift.kernels import (
     WIDE_DIGIT_MIN,
     binned_distances,
@@ -21,6 +23,22 @@ from tasks.drift.kernels import (
     sort_with_moments,
 )
 from tasks.drift.statistics import ecdf_statistics, hellinger, jensen_shannon, population_stability_index
+
+
+@pytest.fixture(autouse=True, params=["compiled", "numpy"])
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which implementation the size-switched functions take in this test."""
+    monkeypatch.setattr(kernels, "_use_compiled", lambda size: request.param == "compiled")
+    return str(request.param)
+
+
+def test_small_inputs_take_numpy_until_the_kernels_are_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.undo()  # the real switch, not the fixture's
+    monkeypatch.setattr(kernels, "_compiled", {})
+    assert not kernels._use_compiled(kernels.COMPILED_MIN_VALUES - 1)
+    assert kernels._use_compiled(kernels.COMPILED_MIN_VALUES)
+    monkeypatch.setattr(kernels, "_compiled", {"merge": object()})
+    assert kernels._use_compiled(10), "once loaded, the kernels serve every size"
 
 
 def _samples(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -119,40 +137,13 @@ def test_sort_with_moments_equals_sort_and_moments(kind: str, size: int) -> None
     assert skewness == pytest.approx(expected[2], rel=1e-6, abs=1e-9)
 
 
-def _numpy_multinomial(rng: np.random.Generator, total: int, shares: np.ndarray, replicates: int) -> np.ndarray:
-    """The numpy implementation the compiled kernel replaced: conditional binomials, bin by bin."""
-    counts = np.zeros((replicates, shares.size), dtype=np.int64)
-    remaining = np.full(replicates, total, dtype=np.int64)
-    left = 1.0
-    for j, share in enumerate(shares[:-1]):
-        if left <= 0.0:
-            break
-        q = min(max(float(share) / left, 0.0), 1.0)
-        left -= float(share)
-        if q == 0.0:
-            continue
-        if q == 1.0:
-            counts[:, j] = remaining
-            remaining = np.zeros_like(remaining)
-            break
-        if float(remaining.min()) * q * (1.0 - q) >= 1_000.0:
-            mean = remaining * q
-            draw = np.rint(mean + np.sqrt(mean * (1.0 - q)) * rng.standard_normal(replicates))
-            taken = np.clip(draw, 0, remaining).astype(np.int64)
-        else:
-            taken = rng.binomial(remaining, q)
-        counts[:, j] = taken
-        remaining = remaining - taken
-    counts[:, -1] += remaining
-    return counts
-
-
 @pytest.mark.parametrize("total", [30, 100_000, 1_000_000])
 def test_multinomial_kernel_draws_what_the_numpy_code_drew(total: int) -> None:
     # numba runs numpy's Generator algorithms on the same bit stream: the same seed gives the same counts
     shares = np.array([0.3, 0.0, 0.25, 0.2, 0.15, 0.06, 0.03, 0.01])
     drawn = multinomial_counts(np.random.default_rng(total), total, shares, 500, 1_000.0)
-    assert np.array_equal(drawn, _numpy_multinomial(np.random.default_rng(total), total, shares, 500))
+    twin = kernels._numpy_multinomial(np.random.default_rng(total), total, shares, 500, 1_000.0)
+    assert np.array_equal(drawn, twin)
 
 
 def test_binned_distances_equal_the_numpy_statistics() -> None:
