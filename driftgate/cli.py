@@ -548,7 +548,7 @@ def _print_arrival(arrival: dict[str, Any]) -> None:
     "--out",
     type=click.Path(file_okay=False),
     default=None,
-    help="Folder for results.parquet and heatmap.png; default <home>/reports/profile/<analysis name>.",
+    help="Folder for results.parquet and heatmap.svg; default <home>/reports/profile/<analysis name>.",
 )
 @_common
 def profile(
@@ -568,7 +568,7 @@ def profile(
     Hellinger, PSI; chi2, L-infinity for categories), the model score and a joint PCA check, each
     against a threshold calibrated at the chunk's size. The file is streamed (small chunks are
     profiled in parallel, big ones one at a time), so it may be larger than memory. Writes one row per
-    chunk x feature x method to results.parquet and draws heatmap.png. Read-only: no registry, audit
+    chunk x feature x method to results.parquet and draws heatmap.svg. Read-only: no registry, audit
     store or Prefect. Default chunking: profiling.chunk_size rows.
     """
     if sum(option is not None for option in (chunk_rows, chunks, chunk_by)) > 1:

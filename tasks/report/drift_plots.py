@@ -1,4 +1,6 @@
-"""Pictures of drift: a features x chunks heat map and reference-vs-batch distribution overlays (PNG, Agg).
+"""Pictures of drift: each feature's statistic against its threshold, a features x chunks heat map and
+reference-vs-batch distribution overlays, drawn as SVG (:mod:`tasks.report.svg`: no matplotlib on the
+monitor's path; hovering a bar or cell in a browser shows its numbers).
 
 The heat map colours each cell by the *threshold-relative* magnitude of the feature's primary
 statistic, statistic / calibrated threshold, on a log scale centred on 1 (the alert line), so a KS of
@@ -13,7 +15,9 @@ reference's range; categorical: the union of categories), from :attr:`BatchProfi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,15 +31,6 @@ if TYPE_CHECKING:
 MULTIVARIATE_FEATURE = "__multivariate__"
 HEATMAP_COLUMNS = ("chunk_index", "chunk_key", "feature", "method", "statistic", "threshold", "alert")
 MAX_RATIO = 10.0
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def heatmap_matrix(results: pl.DataFrame, *, max_features: int = 40) -> tuple[list[str], list[str], Any, Any]:
@@ -78,39 +73,90 @@ def drift_heatmap(
     results: pl.DataFrame, path: Path, *, title: str, max_features: int = 40, xlabel: str = "chunk"
 ) -> Path | None:
     """Features x chunks, coloured by statistic / threshold (log scale, 1 = alert line); None without rows."""
-    import numpy as np
-    from matplotlib.colors import LogNorm
+    from tasks.report import svg
 
     features, keys, ratio, alert = heatmap_matrix(results, max_features=max_features)
     if not features or not keys:
         return None
-    plt = _pyplot()
-    shown = np.clip(np.where(np.isnan(ratio), np.nan, ratio), 1.0 / MAX_RATIO, MAX_RATIO)
-    width = min(4.0 + 0.45 * len(keys), 22.0)
-    height = min(1.6 + 0.32 * len(features), 16.0)
-    fig, ax = plt.subplots(figsize=(width, height))
-    image = ax.imshow(
-        np.ma.masked_invalid(shown),
-        aspect="auto",
-        cmap="RdBu_r",
-        norm=LogNorm(vmin=1.0 / MAX_RATIO, vmax=MAX_RATIO),
-        interpolation="nearest",
-    )
-    for i, j in zip(*np.nonzero(alert), strict=True):
-        ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.4))
-        ax.text(j, i, "!", ha="center", va="center", fontsize=8, color="black", fontweight="bold")
-    ax.set_yticks(range(len(features)), features, fontsize=8)
     step = max(1, len(keys) // 24)
-    ax.set_xticks(range(0, len(keys), step), keys[::step], rotation=60, ha="right", fontsize=7)
-    ax.set_xlabel(xlabel)
-    ax.set_title(title)
-    bar = fig.colorbar(image, ax=ax, shrink=0.8)
-    bar.set_label("statistic / calibrated threshold (log; > 1 alerts)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    shown_keys = keys[::step]
+    left = max(svg.text_width(f, 10) for f in features) + 14
+    cell_w = max(10.0, min(28.0, 900.0 / len(keys)))
+    cell_h = 18.0
+    top = 40.0
+    grid_w, grid_h = cell_w * len(keys), cell_h * len(features)
+    below = max(svg.text_width(k, 9) for k in shown_keys) * 0.87 + 34
+    width = max(left + grid_w + 110, left + svg.text_width(title, 13) + 20)
+    canvas = svg.Canvas(width, top + max(grid_h, 120.0) + below)
+    canvas.text(left, 22, title, size=13, bold=True)
+    for i, feature in enumerate(features):
+        y = top + i * cell_h
+        canvas.text(left - 6, y + cell_h * 0.7, feature, size=10, anchor="end")
+        for j, key in enumerate(keys):
+            value = float(ratio[i, j])
+            position = math.log10(value) / math.log10(MAX_RATIO) if value > 0 else math.nan
+            tip = f"{feature} @ {key}: statistic / threshold " + (f"{value:.3g}" if math.isfinite(value) else "n/a")
+            tip += " (alert)" if alert[i, j] else ""
+            x = left + j * cell_w
+            canvas.rect(x, y, cell_w, cell_h, fill=svg.diverging(position), stroke="white", stroke_width=0.5, tip=tip)
+            if alert[i, j]:
+                canvas.rect(x + 0.7, y + 0.7, cell_w - 1.4, cell_h - 1.4, stroke=svg.INK, stroke_width=1.4)
+                canvas.text(x + cell_w / 2, y + cell_h * 0.72, "!", size=10, anchor="middle", bold=True)
+    for j in range(0, len(keys), step):
+        x, y = left + (j + 0.5) * cell_w, top + grid_h + 10
+        canvas.text(x, y, keys[j], size=9, anchor="end", rotate=-60)
+    canvas.text(left + grid_w / 2, top + max(grid_h, 120.0) + below - 6, xlabel, size=11, anchor="middle")
+    _colour_bar(canvas, left + grid_w + 18, top, max(grid_h, 120.0))
+    return canvas.save(path)
+
+
+def _colour_bar(canvas: Any, x: float, top: float, height: float) -> None:
+    """The heat map's scale: statistic / threshold from 1/MAX_RATIO (blue) through 1 (white) to MAX_RATIO (red)."""
+    from tasks.report import svg
+
+    steps = 40
+    for k in range(steps):
+        position = 1.0 - 2.0 * (k + 0.5) / steps
+        canvas.rect(x, top + k * height / steps, 12, height / steps + 0.5, fill=svg.diverging(position))
+    for value in (MAX_RATIO, math.sqrt(MAX_RATIO), 1.0, 1.0 / math.sqrt(MAX_RATIO), 1.0 / MAX_RATIO):
+        y = top + (1.0 - math.log10(value) / math.log10(MAX_RATIO)) / 2.0 * height
+        canvas.line(x + 12, y, x + 16, y)
+        canvas.text(x + 19, y + 3.5, svg.label(value), size=9)
+    caption = "statistic / threshold (log; > 1 alerts)"
+    canvas.text(x + 56, top + height / 2, caption, size=9, anchor="middle", rotate=90)
+
+
+def drift_bars(profile: BatchProfile, path: Path, *, title: str) -> Path:
+    """Each feature's primary statistic relative to its calibrated threshold, as bars (1.0 = alert line)."""
+    from tasks.report import svg
+
+    # The deciding method per feature, so colours agree with drifted_features.
+    rows = [d for d in profile.drift if d.primary]
+    names = [d.feature for d in rows]
+    ratios = [d.statistic / d.threshold if d.threshold > 0 else 0.0 for d in rows]
+    left = max((svg.text_width(n, 10) for n in names), default=40.0) + 14
+    width, bar_h, top = 460.0, 20.0, 40.0
+    finite = [r for r in ratios if math.isfinite(r)]
+    axis = svg.Axis(0.0, max([1.2, *finite]) * 1.08, left, left + width)
+    canvas = svg.Canvas(max(left + width + 30, left + svg.text_width(title, 13) + 20), top + bar_h * len(rows) + 50)
+    canvas.text(left, 22, title, size=13, bold=True)
+    bottom = top + bar_h * len(rows)
+    for tick in svg.nice_ticks(axis.low, axis.high, 5):
+        canvas.line(axis(tick), top, axis(tick), bottom, stroke=svg.GRID)
+        canvas.text(axis(tick), bottom + 14, svg.label(tick), size=9, anchor="middle")
+    for i, (d, ratio) in enumerate(zip(rows, ratios, strict=True)):
+        y = top + i * bar_h
+        canvas.text(left - 6, y + bar_h * 0.68, d.feature, size=10, anchor="end")
+        tip = f"{d.feature}: {d.method} {d.statistic:.4g} vs threshold {d.threshold:.4g}" + (
+            " (drift)" if d.alert else ""
+        )
+        shown = ratio if math.isfinite(ratio) else axis.high
+        canvas.rect(left, y + 3, axis(shown) - left, bar_h - 6, fill=svg.RED if d.alert else svg.BLUE, tip=tip)
+    canvas.line(axis(1.0), top - 4, axis(1.0), bottom, stroke=svg.INK, dash="5 3")
+    canvas.text(
+        left + width / 2, bottom + 34, "statistic / calibrated threshold (> 1 = drift)", size=11, anchor="middle"
+    )
+    return canvas.save(path)
 
 
 def most_drifted(profile: BatchProfile, count: int = 4) -> list[str]:
@@ -126,58 +172,102 @@ def distribution_overlays(
     profile: BatchProfile, path: Path, *, title: str, features: Sequence[str] | None = None, count: int = 4
 ) -> Path | None:
     """Reference vs batch proportions for ``features`` (default: the ``count`` most drifted); None if none."""
+    from tasks.report import svg
+
     chosen = list(features) if features is not None else most_drifted(profile, count)
     by_feature = {h.feature: h for h in profile.histograms}
     histograms = [by_feature[name] for name in chosen if name in by_feature]
     if not histograms:
         return None
     primary = {d.feature: d for d in profile.drift if d.primary}
-    plt = _pyplot()
-    fig, axes = plt.subplots(len(histograms), 1, figsize=(7.5, 2.4 * len(histograms)), squeeze=False)
-    for ax, histogram in zip(axes[:, 0], histograms, strict=True):
-        _overlay(ax, histogram)
+    panel_h, top = 210.0, 62.0
+    canvas = svg.Canvas(720, top + panel_h * len(histograms))
+    canvas.text(60, 22, title, size=13, bold=True)
+    canvas.rect(470, 12, 12, 12, fill=svg.BLUE, opacity=0.4)
+    canvas.text(487, 22, "reference", size=10)
+    canvas.rect(560, 12, 12, 12, fill="none", stroke=svg.RED, stroke_width=1.6)
+    canvas.text(577, 22, "batch", size=10)
+    for k, histogram in enumerate(histograms):
         row = primary.get(histogram.feature)
         verdict = ""
         if row is not None:
             verdict = f" — {row.method} {row.statistic:.4g} vs threshold {row.threshold:.4g}"
             verdict += " (drift)" if row.alert else ""
-        ax.set_title(f"{histogram.feature}{verdict}", fontsize=9)
-        ax.legend(fontsize=7, loc="upper right")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+        y0 = top + k * panel_h
+        canvas.text(60, y0, f"{histogram.feature}{verdict}", size=11, bold=bool(row and row.alert))
+        _overlay(canvas, histogram, left=60.0, right=700.0, top=y0 + 12, bottom=y0 + panel_h - 62)
+    return canvas.save(path)
 
 
-def _overlay(ax: Any, histogram: Histogram) -> None:
-    import numpy as np
+def _overlay(canvas: Any, histogram: Histogram, *, left: float, right: float, top: float, bottom: float) -> None:
+    from tasks.report import svg
 
-    reference = np.asarray(histogram.reference)
-    batch = np.asarray(histogram.batch)
+    reference = [float(v) for v in histogram.reference]
+    batch = [float(v) for v in histogram.batch]
     if histogram.edges:
-        edges = np.asarray(histogram.edges)
-        widths = np.diff(edges)
+        edges = [float(e) for e in histogram.edges]
+        widths = [b - a for a, b in pairwise(edges)]
         # Proportions per bin are drawn as densities so unequal bins are not misread.
-        ax.stairs(reference[:-1] / widths, edges, label="reference", color="#1f77b4", fill=True, alpha=0.35)
-        ax.stairs(batch[:-1] / widths, edges, label="batch", color="#d62728", linewidth=1.6)
-        if batch[-1] > 0:
-            ax.text(
-                0.01,
-                0.92,
-                f"{batch[-1]:.1%} of the batch outside the reference range",
-                transform=ax.transAxes,
-                fontsize=7,
-                color="#d62728",
+        ref_density = [p / w if w > 0 else 0.0 for p, w in zip(reference, widths, strict=False)]
+        batch_density = [p / w if w > 0 else 0.0 for p, w in zip(batch, widths, strict=False)]
+        x = (
+            svg.Axis(edges[0], edges[-1], left, right)
+            if edges[-1] > edges[0]
+            else svg.Axis.covering(edges, left, right)
+        )
+        y = svg.Axis(0.0, max([*ref_density, *batch_density, 1e-12]) * 1.1, bottom, top)
+        _y_grid(canvas, y, left, right, "density")
+        for a, b, value, share in zip(edges, edges[1:], ref_density, reference, strict=False):
+            tip = f"reference: {share:.2%} in [{a:.4g}, {b:.4g}]"
+            canvas.rect(x(a), y(value), x(b) - x(a), bottom - y(value), fill=svg.BLUE, opacity=0.35, tip=tip)
+        stairs = [(x(edges[0]), bottom)]
+        for a, b, value in zip(edges, edges[1:], batch_density, strict=False):
+            stairs += [(x(a), y(value)), (x(b), y(value))]
+        canvas.polyline([*stairs, (x(edges[-1]), bottom)], stroke=svg.RED, width=1.6)
+        for tick in svg.nice_ticks(edges[0], edges[-1], 6):
+            canvas.text(x(tick), bottom + 14, svg.label(tick), size=9, anchor="middle")
+        if len(batch) > len(widths) and batch[-1] > 0:
+            canvas.text(
+                left + 6, top + 12, f"{batch[-1]:.1%} of the batch outside the reference range", size=9, fill=svg.RED
             )
-        ax.set_ylabel("density", fontsize=8)
-    else:
-        positions = np.arange(len(histogram.labels))
-        ax.bar(positions - 0.2, reference, width=0.4, label="reference", color="#1f77b4", alpha=0.6)
-        ax.bar(positions + 0.2, batch, width=0.4, label="batch", color="#d62728", alpha=0.8)
-        ax.set_xticks(positions, histogram.labels, rotation=30, ha="right", fontsize=7)
-        ax.set_ylabel("share", fontsize=8)
+        return
+    labels = list(histogram.labels)
+    x = svg.Axis(-0.6, len(labels) - 0.4, left, right)
+    y = svg.Axis(0.0, max([*reference, *batch, 1e-12]) * 1.1, bottom, top)
+    _y_grid(canvas, y, left, right, "share")
+    slot = (right - left) / max(len(labels), 1)
+    bar = min(slot * 0.4, 30.0)
+    for i, name in enumerate(labels):
+        centre = x(float(i))
+        canvas.rect(
+            centre - bar,
+            y(reference[i]),
+            bar,
+            bottom - y(reference[i]),
+            fill=svg.BLUE,
+            opacity=0.6,
+            tip=f"{name}: reference {reference[i]:.2%}",
+        )
+        canvas.rect(
+            centre,
+            y(batch[i]),
+            bar,
+            bottom - y(batch[i]),
+            fill=svg.RED,
+            opacity=0.8,
+            tip=f"{name}: batch {batch[i]:.2%}",
+        )
+        canvas.text(centre, bottom + 12, name, size=9, anchor="end", rotate=-30)
+
+
+def _y_grid(canvas: Any, y: Any, left: float, right: float, name: str) -> None:
+    from tasks.report import svg
+
+    for tick in svg.nice_ticks(y.low, y.high, 4):
+        canvas.line(left, y(tick), right, y(tick), stroke=svg.GRID)
+        canvas.text(left - 4, y(tick) + 3, svg.label(tick), size=9, anchor="end")
+    canvas.line(left, y.start, right, y.start, stroke=svg.INK, width=0.8)
+    canvas.text(left - 44, (y.start + y.end) / 2, name, size=9, anchor="middle", rotate=-90)
 
 
 def history_frame(signals: Sequence[dict[str, Any]], profile: BatchProfile, *, last: int = 30) -> pl.DataFrame:

@@ -21,8 +21,11 @@ from pathlib import Path
 
 INDEX_NAME = "index.html"
 
-# ![alt](name.png): a relative link to a PNG, as tasks/report/markdown.py writes them.
-_RELATIVE_PNG = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<name>(?![a-z][a-z0-9+.-]*:)[^)\s]+\.png)\)", re.IGNORECASE)
+# ![alt](name.png|svg): a relative link to an image, as tasks/report/markdown.py writes them.
+_RELATIVE_IMAGE = re.compile(
+    r"!\[(?P<alt>[^\]]*)\]\((?P<name>(?![a-z][a-z0-9+.-]*:)[^)\s]+\.(?:png|svg))\)", re.IGNORECASE
+)
+_MEDIA_TYPES = {".png": "image/png", ".svg": "image/svg+xml"}
 # [text](other.md): a link to another markdown report, which has an HTML sibling.
 _MARKDOWN_LINK = re.compile(r"(?<!!)\[(?P<text>[^\]]*)\]\((?P<name>(?![a-z][a-z0-9+.-]*:)[^)\s]+)\.md\)")
 
@@ -36,12 +39,14 @@ h1{font-size:1.6em}h2{font-size:1.3em;margin-top:1.6em}li{margin:.15em 0}
 """
 
 
-def png_data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+def image_data_uri(path: Path) -> str:
+    """A PNG or SVG file as a data URI (base64, so an SVG's own characters need no escaping)."""
+    media = _MEDIA_TYPES[path.suffix.lower()]
+    return f"data:{media};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
 def inline_images(markdown: str, folder: Path) -> str:
-    """``markdown`` with each relative PNG link under ``folder`` replaced by the image as a data URI.
+    """``markdown`` with each relative PNG or SVG link under ``folder`` replaced by the image as a data URI.
 
     A link whose file is missing, or that leaves ``folder``, is left as it is (and stays visible as alt text)."""
     root = folder.resolve()
@@ -50,13 +55,13 @@ def inline_images(markdown: str, folder: Path) -> str:
         target = (root / match["name"]).resolve()
         if not target.is_relative_to(root) or not target.is_file():
             return match[0]
-        return f"![{match['alt']}]({png_data_uri(target)})"
+        return f"![{match['alt']}]({image_data_uri(target)})"
 
-    return _RELATIVE_PNG.sub(embed, markdown)
+    return _RELATIVE_IMAGE.sub(embed, markdown)
 
 
 def render_page(markdown: str, *, folder: Path, title: str, index: Path | None = None) -> str:
-    """One self-contained page: the markdown rendered, its PNGs inline, links to .md reports pointing at .html."""
+    """One self-contained page: the markdown rendered, its images inline, links to .md reports pointing at .html."""
     from markdown_it import MarkdownIt
 
     body_md = _MARKDOWN_LINK.sub(lambda m: f"[{m['text']}]({m['name']}.html)", inline_images(markdown, folder))
@@ -82,10 +87,11 @@ def write_index(reports_root: Path) -> Path:
     """``<reports_root>/index.html``: every HTML report by kind (its folder), newest first, and the plots of
     ``performance/`` inline."""
     sections: list[str] = []
-    plots = sorted((reports_root / "performance").glob("*.png")) if (reports_root / "performance").is_dir() else []
+    folder = reports_root / "performance"
+    plots = sorted([*folder.glob("*.svg"), *folder.glob("*.png")]) if folder.is_dir() else []
     if plots:
         images = "".join(
-            f'<figure><img src="{png_data_uri(p)}" alt="{html.escape(p.stem)} performance">'
+            f'<figure><img src="{image_data_uri(p)}" alt="{html.escape(p.stem)} performance">'
             f"<figcaption>{html.escape(p.stem)}: estimated vs realized per batch</figcaption></figure>"
             for p in plots
         )

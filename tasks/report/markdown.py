@@ -28,9 +28,9 @@ def monitor_markdown(
     estimate: PerformanceEstimate,
     realized: RealizedPerformance | None,
     decision: PolicyDecision,
-    drift_png: Path | None = None,
-    heatmap_png: Path | None = None,
-    overlays_png: Path | None = None,
+    drift_image: Path | None = None,
+    heatmap_image: Path | None = None,
+    overlays_image: Path | None = None,
 ) -> str:
     lines = [
         f"# driftgate monitor — {model} — batch `{batch_id}`",
@@ -72,45 +72,17 @@ def monitor_markdown(
             for d in profile.drift
         ],
     ]
-    if drift_png is not None:
-        lines += ["", f"![drift]({drift_png.name})"]
-    if heatmap_png is not None:
+    if drift_image is not None:
+        lines += ["", f"![drift]({drift_image.name})"]
+    if heatmap_image is not None:
         lines += [
             "",
             "### Drift over recent batches (primary statistic / threshold; outlined cells alert)",
-            f"![drift heat map]({heatmap_png.name})",
+            f"![drift heat map]({heatmap_image.name})",
         ]
-    if overlays_png is not None:
-        lines += ["", "### Reference vs batch, most drifted features", f"![distributions]({overlays_png.name})"]
+    if overlays_image is not None:
+        lines += ["", "### Reference vs batch, most drifted features", f"![distributions]({overlays_image.name})"]
     return "\n".join(lines) + "\n"
-
-
-def drift_chart(profile: BatchProfile, path: Path, *, title: str) -> Path:
-    """Bar chart of each feature's primary statistic relative to its threshold (1.0 = alert line)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    primary: dict[str, Any] = {}
-    for d in profile.drift:
-        if not d.primary:  # the deciding method per feature, so colours agree with drifted_features
-            continue
-        ratio = d.statistic / d.threshold if d.threshold > 0 else 0.0
-        primary[d.feature] = (ratio, d.method, d.alert)
-    names = list(primary)
-    ratios = [primary[n][0] for n in names]
-    colors = ["#d62728" if primary[n][2] else "#1f77b4" for n in names]
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(names) + 1.2))
-    ax.barh(names, ratios, color=colors)
-    ax.axvline(1.0, color="black", linestyle="--", linewidth=1)
-    ax.set_xlabel("statistic / calibrated threshold (>1 = drift)")
-    ax.set_title(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
 
 
 def _cell(text: str) -> str:

@@ -90,55 +90,78 @@ def error_summary(points: list[PerformancePoint]) -> EstimateErrorSummary:
 
 
 def performance_chart(points: list[PerformancePoint], path: Path, *, title: str) -> Path | None:
-    """Estimated metric with its band and the alert threshold per batch, realized values on top; None without points."""
+    """Estimated metric with its band and the alert threshold per batch, realized values on top, as SVG
+    (:mod:`tasks.report.svg`; hovering a point shows its numbers); None without points."""
     if not points:
         return None
-    import matplotlib
+    from tasks.report import svg
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    def value(v: float | None) -> float:
+        return math.nan if v is None else float(v)
 
-    x = list(range(len(points)))
-    nan = math.nan
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(points) + 3), 4.0))
-    try:
-        lower = [p.lower if p.lower is not None else nan for p in points]
-        upper = [p.upper if p.upper is not None else nan for p in points]
-        ax.fill_between(x, lower, upper, color="tab:blue", alpha=0.18, label="estimate band (±3 s.e.)")
-        ax.plot(x, [p.estimated for p in points], "o-", color="tab:blue", label="estimated (CBPE)")
-        realized = [p.realized if p.realized is not None else nan for p in points]
-        if any(not math.isnan(v) for v in realized):
-            ax.plot(x, realized, "s--", color="tab:orange", label="realized (labels)")
-        thresholds = [p.lower_threshold if p.lower_threshold is not None else nan for p in points]
-        if any(not math.isnan(v) for v in thresholds):
-            ax.step(x, thresholds, where="mid", color="tab:red", linestyle=":", label="alert threshold")
-        reference = next((p.reference for p in reversed(points) if p.reference is not None), None)
-        if reference is not None:
-            ax.axhline(reference, color="grey", linewidth=0.8, label="reference")
-        summary = error_summary(points)
-        if summary.mean_absolute_error is not None:
-            title += f"\n|estimate − realized| mean {summary.mean_absolute_error:.4f} over {summary.batches} batches"
-        ax.set_title(title, fontsize=10)
-        ax.set_xticks(x)
-        ax.set_xticklabels([p.batch_id for p in points], rotation=45, ha="right", fontsize=7)
-        ax.set_ylabel(points[-1].metric)
-        ax.legend(fontsize=7, loc="lower left")
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.png")
-        fig.savefig(tmp, dpi=110)
-        tmp.replace(path)
-    finally:
-        plt.close(fig)
-    return path
+    legend = [("estimated (CBPE)", svg.BLUE, None), ("estimate band (±3 s.e.)", svg.BLUE, "band")]
+    legend += [
+        ("realized (labels)", svg.ORANGE, "6 4"),
+        ("alert threshold", svg.RED, "2 3"),
+        ("reference", svg.GREY, None),
+    ]
+    legend_w = sum(30 + svg.text_width(name, 9) for name, _, _ in legend)
+    left, top, plot_h = 70.0, 70.0, 250.0
+    plot_w = max(420.0, 34.0 * len(points), legend_w)
+    below = max(svg.text_width(p.batch_id, 9) for p in points) * 0.71 + 20
+    canvas = svg.Canvas(left + plot_w + 30, top + plot_h + below)
+    summary = error_summary(points)
+    canvas.text(left, 20, title, size=13, bold=True)
+    if summary.mean_absolute_error is not None:
+        note = f"|estimate − realized| mean {summary.mean_absolute_error:.4f} over {summary.batches} batches"
+        canvas.text(left, 37, note, size=10)
+    estimated = [value(p.estimated) for p in points]
+    lower, upper = [value(p.lower) for p in points], [value(p.upper) for p in points]
+    realized = [value(p.realized) for p in points]
+    thresholds = [value(p.lower_threshold) for p in points]
+    reference = next((p.reference for p in reversed(points) if p.reference is not None), None)
+    x = svg.Axis(-0.5, len(points) - 0.5, left, left + plot_w)
+    y = svg.Axis.covering([*estimated, *lower, *upper, *realized, *thresholds, value(reference)], top + plot_h, top)
+    for tick in svg.nice_ticks(y.low, y.high, 5):
+        canvas.line(left, y(tick), left + plot_w, y(tick), stroke=svg.GRID)
+        canvas.text(left - 6, y(tick) + 3, svg.label(tick), size=9, anchor="end")
+    canvas.text(left - 52, top + plot_h / 2, points[-1].metric, size=10, anchor="middle", rotate=-90)
+    band = [(x(i), y(u)) for i, u in enumerate(upper)] + [(x(i), y(lo)) for i, lo in reversed(list(enumerate(lower)))]
+    canvas.polygon(band, fill=svg.BLUE, opacity=0.18)
+    if reference is not None:
+        canvas.line(left, y(reference), left + plot_w, y(reference), stroke=svg.GREY, width=0.8)
+    if any(math.isfinite(t) for t in thresholds):
+        # A step per batch (centred on it), as matplotlib's step(where="mid").
+        steps = [pt for i, t in enumerate(thresholds) for pt in ((x(i - 0.5), y(t)), (x(i + 0.5), y(t)))]
+        canvas.polyline(steps, stroke=svg.RED, width=1.2, dash="2 3")
+    canvas.polyline([(x(i), y(e)) for i, e in enumerate(estimated)], stroke=svg.BLUE)
+    canvas.polyline([(x(i), y(r)) for i, r in enumerate(realized)], stroke=svg.ORANGE, dash="6 4")
+    for i, p in enumerate(points):
+        band_text = f" [{p.lower:.4f}, {p.upper:.4f}]" if p.lower is not None and p.upper is not None else ""
+        canvas.marker(x(i), y(estimated[i]), fill=svg.BLUE, tip=f"{p.batch_id}: estimated {p.estimated:.4f}{band_text}")
+        if p.realized is not None:
+            canvas.marker(
+                x(i), y(realized[i]), fill=svg.ORANGE, square=True, tip=f"{p.batch_id}: realized {p.realized:.4f}"
+            )
+        canvas.text(x(i), top + plot_h + 12, p.batch_id, size=9, anchor="end", rotate=-45)
+    canvas.line(left, top + plot_h, left + plot_w, top + plot_h, stroke=svg.INK, width=0.8)
+    at = left
+    for name, colour, style in legend:
+        if style == "band":
+            canvas.rect(at, 48, 18, 9, fill=colour, opacity=0.18)
+        else:
+            canvas.line(at, 53, at + 18, 53, stroke=colour, width=1.6, dash=style)
+        canvas.text(at + 22, 57, name, size=9)
+        at += 30 + svg.text_width(name, 9)
+    return canvas.save(path)
 
 
 def chart_path(ws: Workspace) -> Path:
-    return ws.settings.reports_dir / "performance" / f"{ws.model}.png"
+    return ws.settings.reports_dir / "performance" / f"{ws.model}.svg"
 
 
 def write_performance_chart(ws: Workspace) -> Path | None:
-    """Redraw the model's chart from everything the audit store holds (reports/performance/<model>.png)."""
+    """Redraw the model's chart from everything the audit store holds (reports/performance/<model>.svg)."""
     signals = ws.store.signals(ws.model, kind="estimate") + ws.store.signals(ws.model, kind="realized")
     signals.sort(key=lambda row: row["id"])
     return performance_chart(performance_history(signals), chart_path(ws), title=f"{ws.model}: estimated vs realized")

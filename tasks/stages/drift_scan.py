@@ -55,7 +55,7 @@ def scan_drift(
     chunking: Chunking,
     out_dir: Path,
 ) -> DriftScan:
-    """Profile every chunk of ``analysis`` against ``reference``; write results.parquet and heatmap.png."""
+    """Profile every chunk of ``analysis`` against ``reference``; write results.parquet and heatmap.svg."""
     import polars as pl
 
     from tasks.data.chunking import row_slices
@@ -101,5 +101,5 @@ def scan_drift(
     out_dir.mkdir(parents=True, exist_ok=True)
     results_path = out_dir / "results.parquet"
     results.write_parquet(results_path)
-    heatmap = drift_heatmap(results, out_dir / "heatmap.png", title=f"drift by chunk — {Path(analysis).name}")
+    heatmap = drift_heatmap(results, out_dir / "heatmap.svg", title=f"drift by chunk — {Path(analysis).name}")
     return DriftScan(results, tuple(summaries), results_path, heatmap, time.perf_counter() - started)

@@ -820,21 +820,21 @@ def report(
     decision: PolicyDecision,
     key: str | None,
 ) -> MonitorOutcome:
-    from tasks.report.drift_plots import distribution_overlays, drift_heatmap, history_frame
-    from tasks.report.markdown import drift_chart, monitor_markdown, write_report
+    from tasks.report.drift_plots import distribution_overlays, drift_bars, drift_heatmap, history_frame
+    from tasks.report.markdown import monitor_markdown, write_report
 
     folder = ws.settings.reports_dir / "monitor"
-    png = drift_chart(batch_profile, folder / f"{batch.batch_id}-drift.png", title=f"drift — {batch.batch_id}")
+    bars = drift_bars(batch_profile, folder / f"{batch.batch_id}-drift.svg", title=f"drift — {batch.batch_id}")
     # This batch's signals are already recorded, so the heat map ends with it; only the batches shown are read.
     shown = ws.store.recent_batch_ids(ws.model, HEATMAP_BATCHES)
     heatmap = drift_heatmap(
         history_frame(ws.store.signals(ws.model, kind="drift", batch_ids=shown), batch_profile, last=HEATMAP_BATCHES),
-        folder / f"{batch.batch_id}-heatmap.png",
+        folder / f"{batch.batch_id}-heatmap.svg",
         title=f"drift by batch — {ws.model}",
         xlabel="monitored batch",
     )
     overlays = distribution_overlays(
-        batch_profile, folder / f"{batch.batch_id}-distributions.png", title=f"reference vs {batch.batch_id}"
+        batch_profile, folder / f"{batch.batch_id}-distributions.svg", title=f"reference vs {batch.batch_id}"
     )
     markdown = monitor_markdown(
         model=ws.model,
@@ -845,9 +845,9 @@ def report(
         estimate=est,
         realized=realized,
         decision=decision,
-        drift_png=png,
-        heatmap_png=heatmap,
-        overlays_png=overlays,
+        drift_image=bars,
+        heatmap_image=heatmap,
+        overlays_image=overlays,
     )
     path = write_report(folder / f"{batch.batch_id}.md", markdown, reports_root=ws.settings.reports_dir)
     from tasks.report.publish import publish

@@ -67,7 +67,7 @@ def test_monitoring_records_what_the_policy_and_the_chart_need(shadow: dict[str,
         assert any(s["alert"] for s in concept[2:]) and not any(s["alert"] for s in concept[:2])
         realized = ws.store.signals(ws.model, kind="realized")
         assert len(realized) == 4 and all("error" in s["payload"] for s in realized)
-        assert (ws.settings.reports_dir / "performance" / f"{ws.model}.png").is_file()
+        assert (ws.settings.reports_dir / "performance" / f"{ws.model}.svg").is_file()
     finally:
         ws.close()
 

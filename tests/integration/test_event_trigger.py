@@ -131,7 +131,7 @@ def test_the_deployed_gate_report_artifact_carries_its_images(stack: Stack, retr
     assert gates, [a.key for a in artifacts]
     markdown = str(gates[0].data)
     assert "](data:image/png;base64," in markdown
-    assert not re.search(r"!\[[^\]]*\]\((?!data:)[^)]*\.png\)", markdown)
+    assert not re.search(r"!\[[^\]]*\]\((?!data:)[^)]*\.(png|svg)\)", markdown)
 
 
 def test_repeated_event_starts_no_second_run_and_a_new_event_is_a_no_op(

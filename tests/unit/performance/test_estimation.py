@@ -282,6 +282,7 @@ def test_binary_metrics_chunk_by_chunk_track_realized(scored: Scored) -> None:
 # --- estimated vs realized over batches (tasks/report/performance_plots.py) ------------------------------------
 def test_performance_history_pairs_estimates_with_the_newest_realized_value(tmp_path: Path) -> None:
     from datetime import datetime
+    from xml.etree import ElementTree
 
     from tasks.report.performance_plots import error_summary, performance_chart, performance_history
 
@@ -314,6 +315,8 @@ def test_performance_history_pairs_estimates_with_the_newest_realized_value(tmp_
     assert summary.mean_absolute_error == pytest.approx(0.03)
     assert summary.max_absolute_error == pytest.approx(0.05)
     assert summary.band_coverage == 0.5
-    png = performance_chart(points, tmp_path / "perf" / "m.png", title="m")
-    assert png is not None and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert performance_chart([], tmp_path / "none.png", title="m") is None
+    chart = performance_chart(points, tmp_path / "perf" / "m.svg", title="m")
+    assert chart is not None
+    tips = [t.text for t in ElementTree.parse(chart).getroot().iter("{http://www.w3.org/2000/svg}title")]
+    assert sum(str(t).split(": ")[1].startswith("realized") for t in tips) == 2  # the batches with labels
+    assert performance_chart([], tmp_path / "none.svg", title="m") is None

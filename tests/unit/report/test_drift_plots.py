@@ -1,9 +1,10 @@
-"""Heat map and distribution overlays: the right cells, the right features, real PNG files."""
+"""Drift bars, heat map and distribution overlays: the right cells, the right features, well-formed SVG files."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 import polars as pl
@@ -15,7 +16,14 @@ from tasks.data.chunking import Chunking
 from tasks.data.contract import FeatureSpec, ModelContract
 from tasks.drift.chunked import iter_chunk_profiles, profile_chunks
 from tasks.drift.reference import fit_reference_profile
-from tasks.report.drift_plots import distribution_overlays, drift_heatmap, heatmap_matrix, history_frame, most_drifted
+from tasks.report.drift_plots import (
+    distribution_overlays,
+    drift_bars,
+    drift_heatmap,
+    heatmap_matrix,
+    history_frame,
+    most_drifted,
+)
 
 SETTINGS = ProfilingSettings(chunk_size=1_000)
 CONTRACT = ModelContract(
@@ -25,7 +33,6 @@ CONTRACT = ModelContract(
     target="y",
     entity_id="id",
 )
-PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def data(rows: int, seed: int, shift: float = 0.0, first_id: int = 0) -> pl.DataFrame:
@@ -59,9 +66,23 @@ def test_heatmap_matrix_holds_primary_ratios_with_drifted_features_first(results
     assert not alert[2:].any()
 
 
-def test_heatmap_and_overlays_are_pngs(tmp_path: Path, results: pl.DataFrame) -> None:
-    heat = drift_heatmap(results, tmp_path / "heat.png", title="heat")
-    assert heat is not None and heat.read_bytes().startswith(PNG)
+def _svg(path: Path | None) -> ElementTree.Element:
+    """The chart parsed as XML: a well-formed SVG document with its size set (a browser's natural size)."""
+    assert path is not None and path.suffix == ".svg"
+    root = ElementTree.parse(path).getroot()
+    assert root.tag == "{http://www.w3.org/2000/svg}svg" and float(root.get("width", 0)) > 0
+    return root
+
+
+def _tips(root: ElementTree.Element) -> list[str]:
+    return [t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}title")]
+
+
+def test_heatmap_and_overlays_are_svgs_with_their_numbers_on_hover(tmp_path: Path, results: pl.DataFrame) -> None:
+    heat = _svg(drift_heatmap(results, tmp_path / "heat.svg", title="heat <&> map"))
+    tips = _tips(heat)
+    assert sum("(alert)" in tip for tip in tips) == int(heatmap_matrix(results)[3].sum()) > 0
+    assert any(tip.startswith("a @ ") for tip in tips)
 
     profile = fit_reference_profile(data(10_000, 1), CONTRACT, SETTINGS)
     chunks = list(iter_chunk_profiles(profile, data(2_000, 3, shift=0.5), CONTRACT, SETTINGS, Chunking.by_number(1)))
@@ -72,9 +93,11 @@ def test_heatmap_and_overlays_are_pngs(tmp_path: Path, results: pl.DataFrame) ->
     assert len(histogram.reference) == len(histogram.edges)  # bins plus the "outside the reference" bin
     colours = next(h for h in last.histograms if h.feature == "colour")
     assert colours.labels == ("blue", "green", "red") and colours.reference[0] == 0.0
-    overlay = distribution_overlays(last, tmp_path / "over.png", title="overlay")
-    assert overlay is not None and overlay.read_bytes().startswith(PNG)
-    assert distribution_overlays(last, tmp_path / "none.png", title="x", features=["nope"]) is None
+    overlay = _svg(distribution_overlays(last, tmp_path / "over.svg", title="overlay"))
+    assert any(tip.startswith("blue: batch") for tip in _tips(overlay))
+    assert distribution_overlays(last, tmp_path / "none.svg", title="x", features=["nope"]) is None
+    bars = _svg(drift_bars(last, tmp_path / "bars.svg", title="bars"))
+    assert {tip.split(":")[0] for tip in _tips(bars)} == {d.feature for d in last.drift if d.primary}
 
 
 def test_history_frame_turns_audit_signals_into_heatmap_rows(results: pl.DataFrame) -> None:
