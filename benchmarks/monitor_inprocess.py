@@ -60,7 +60,7 @@ def child(mode: str, config: str, batch: str) -> None:
 
     from tasks.core.settings import load_settings
     from tasks.resources.workspace import open_home
-    from tasks.stages import monitoring
+    from tasks.stages import monitor_caches, monitoring
 
     if mode == "old":
         import tasks.training.scoring as scoring
@@ -71,7 +71,7 @@ def child(mode: str, config: str, batch: str) -> None:
             return fit_estimator(
                 reference,
                 ws.contract,
-                chunk_size=monitoring.estimator_chunk_size(ws, reference.height),
+                chunk_size=monitor_caches.estimator_chunk_size(ws, reference.height),
                 threshold=ws.settings.gate.decision_threshold,
             )
 

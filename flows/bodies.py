@@ -50,7 +50,7 @@ class Steps:
 
     def __init__(self, wrap: Wrap = plain) -> None:
         from tasks.policy import replay
-        from tasks.stages import arrivals, canary, drill, monitoring, promotion, retraining
+        from tasks.stages import arrivals, canary, drill, monitor_caches, monitoring, promotion, retraining
 
         self.select_batches = wrap("select-batches", monitoring.select_batches)
         self.prepare_context = wrap("prepare-monitoring", monitoring.prepare_context)
@@ -73,7 +73,7 @@ class Steps:
         self.evaluate = wrap("gate-candidate", retraining.evaluate)
         self.register = wrap("register-candidate", retraining.register)
         self.record_retrain = wrap("record-retrain", retraining.record)
-        self.prepare_version = wrap("prepare-monitoring-caches", monitoring.prepare_version)
+        self.prepare_version = wrap("prepare-monitoring-caches", monitor_caches.prepare_version)
         self.promote = wrap("move-aliases", promotion.promote)
         self.rollback = wrap("rollback-alias", promotion.rollback)
         self.read_reference = wrap("load-reference", retraining.read_reference)

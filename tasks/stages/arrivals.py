@@ -20,16 +20,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from tasks.policy.decide import Action, PolicyDecision, PolicyEvidence, SliceEvidence, decide, policy_clock
-from tasks.stages.monitoring import (
-    announce,
-    concept_drift_evidence,
-    concept_signal,
-    decision_key,
-    decision_payload,
-    estimate_error,
-    latest_verdicts,
-    policy_state,
-)
+from tasks.stages.monitoring import announce, decision_key, decision_payload, estimate_error
+from tasks.stages.policy_memory import concept_drift_evidence, concept_signal, latest_verdicts, policy_state
 
 if TYPE_CHECKING:
     from tasks.data.labels import LabelJoin, LabelSet
@@ -114,7 +106,7 @@ def attach_labels(ws: Workspace, labels: LabelSet, *, require_match: bool = True
 
 
 def _batch_positions(ws: Workspace) -> dict[str, tuple[int, str]]:
-    from tasks.stages.monitoring import batch_order
+    from tasks.stages.policy_memory import batch_order
 
     ranked = sorted(batch_order(ws).items(), key=lambda item: item[1])
     return {batch_id: (index, batch_id) for index, (batch_id, _) in enumerate(ranked)}

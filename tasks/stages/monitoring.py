@@ -6,30 +6,27 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from tasks.core.timeutil import parse_utc, utc
+from tasks.core.timeutil import utc
 from tasks.policy.decide import (
     Action,
-    ConceptDriftEvidence,
-    PastDecision,
     PolicyDecision,
     PolicyEvidence,
-    PolicyState,
-    SliceEvidence,
     decide,
     policy_clock,
-    state_for_batch,
 )
 from tasks.resources import events
+from tasks.stages.monitor_caches import (
+    calibrated_sizes,
+    keep_calibrations,
+    production_estimator,
+    production_reference_profile,
+)
+from tasks.stages.policy_memory import concept_drift_evidence, concept_signal, policy_state, slice_evidence
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     import polars as pl
 
-    from tasks.core.settings import ConceptDriftSettings
-    from tasks.data.contract import ModelContract
     from tasks.data.labels import LabelSet
-    from tasks.drift.concept import ErrorBaseline
     from tasks.drift.reference import ReferenceProfile
     from tasks.drift.results import BatchProfile
     from tasks.performance.estimation import PerformanceEstimate, PerformanceEstimator, RealizedPerformance
@@ -108,162 +105,6 @@ def prepare_context(ws: Workspace) -> MonitorContext:
         reference_profile=production_reference_profile(ws, version, reference),
         estimator=production_estimator(ws, version, reference),
     )
-
-
-def prepare_version(ws: Workspace, version: ModelVersion) -> None:
-    """Fit what monitoring a version needs (its reference profile and CBPE) now, at bootstrap or retrain, so that
-    the first monitor after its promotion pays nothing for it. A failure here is logged, never fatal: the
-    monitor fits lazily on a cache miss."""
-    import logging
-
-    from tasks.core.errors import DriftgateError
-
-    try:
-        reference = ws.reference_of(version)
-        production_reference_profile(ws, version, reference)
-        production_estimator(ws, version, reference)
-    except DriftgateError as exc:
-        logging.getLogger(__name__).warning("monitoring caches of %s not prepared: %s", version.version, exc)
-
-
-REFERENCE_CACHE = ("cache", "references")  # <home>/cache/references/<model>/<key>.json
-REFERENCE_CACHE_FORMAT = 1  # bump when ReferenceProfile.to_dict changes shape
-
-
-def production_reference_profile(ws: Workspace, version: ModelVersion, reference: pl.DataFrame) -> ReferenceProfile:
-    """The version's fitted reference profile (samples, bins, thresholds, PCA), fitted once per version and
-    profiling settings: ``<home>/cache/references/<model>/<key>.json``, the key a sha256 of the reference file's
-    digest, the contract and the profiling settings. ``ReferenceProfile.from_dict(to_dict())`` profiles a batch
-    to the same results (tests/unit/drift/test_profiling.py); a file that does not parse is refitted."""
-    import hashlib
-    import json
-    import logging
-
-    from tasks.drift.reference import ReferenceProfile, fit_reference_profile
-
-    inputs = {
-        "format": REFERENCE_CACHE_FORMAT,
-        "reference_sha256": _reference_digest(ws, version),
-        "contract": ws.contract.model_dump(mode="json"),
-        "profiling": ws.settings.profiling.model_dump(mode="json"),
-    }
-    key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
-    path = ws.settings.home.joinpath(*REFERENCE_CACHE, ws.model, f"{key}.json")
-    try:
-        return ReferenceProfile.from_dict(json.loads(path.read_text()))
-    except FileNotFoundError:
-        pass
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        logging.getLogger(__name__).warning("reference cache %s is unreadable (%s): refitting", path, exc)
-    profile = fit_reference_profile(reference, ws.contract, ws.settings.profiling)
-    _write_cache(path, json.dumps(profile.to_dict()))
-    return profile
-
-
-def _reference_digest(ws: Workspace, version: ModelVersion) -> str:
-    import hashlib
-
-    from tasks.resources.workspace import REFERENCE_FILE
-
-    return (
-        version.digests.get(REFERENCE_FILE)
-        or hashlib.sha256(ws.registry.read_file(version, REFERENCE_FILE)).hexdigest()
-    )
-
-
-def _write_cache(path: Path, text: str) -> None:
-    """Atomic: a temporary file per process and thread, then ``os.replace``; readers see old or new, never half."""
-    import os
-    import threading
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-ESTIMATOR_CACHE = ("cache", "estimators")  # <home>/cache/estimators/<model>/<key>.json
-MONITORED_METRIC = "roc_auc"
-
-
-def estimator_chunk_size(ws: Workspace, reference_rows: int) -> int:
-    """CBPE's thresholds come from the spread across reference chunks; a retrained model's reference (its
-    holdout) can be small, so keep at least three chunks."""
-    return min(ws.settings.profiling.chunk_size, reference_rows // 3)
-
-
-def estimator_key(ws: Workspace, version: ModelVersion, reference_rows: int) -> str:
-    """sha256 of everything the fitted estimator depends on: the version's reference file (its manifest digest),
-    the contract's columns, chunk size, decision threshold, metric, and the versions of the fitter and NannyML."""
-    import hashlib
-    import json
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as package_version
-
-    from tasks.performance.estimation import MIN_SLICE_ROWS
-    from tasks.performance.fitted import FORMAT
-
-    contract = ws.contract
-    try:
-        nannyml_version = package_version("nannyml")
-    except PackageNotFoundError:  # pragma: no cover - NannyML is a dependency
-        nannyml_version = "absent"
-    reference_digest = _reference_digest(ws, version)
-    inputs = {
-        "format": FORMAT,
-        "nannyml": nannyml_version,
-        "model": version.model,
-        "version": version.version,
-        "reference_sha256": reference_digest,
-        "reference_rows": reference_rows,
-        "columns": [contract.target, contract.probability, contract.prediction, contract.timestamp],
-        "slices": list(contract.slices),
-        "min_slice_rows": MIN_SLICE_ROWS,
-        "chunk_size": estimator_chunk_size(ws, reference_rows),
-        "threshold": ws.settings.gate.decision_threshold,
-        "metric": MONITORED_METRIC,
-    }
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
-
-
-def production_estimator(
-    ws: Workspace, version: ModelVersion, reference: pl.DataFrame
-) -> PerformanceEstimator | FittedCBPE:
-    """The version's CBPE, fitted once and applied in numpy (:mod:`tasks.performance.fitted`).
-
-    Read from ``<home>/cache/estimators/<model>/<key>.json`` (:func:`estimator_key`); on a miss, or a file
-    that does not parse (torn, edited, another format), NannyML fits on the reference (this imports it, once
-    per version) and the extracted estimator is written atomically (temporary file, then ``os.replace``).
-    An estimator the numpy CBPE does not mirror is used as fitted, with a log line.
-    """
-    import logging
-
-    from tasks.performance.estimation import fit_estimator
-    from tasks.performance.fitted import FittedCBPE, UnsupportedEstimator, extract
-
-    log = logging.getLogger(__name__)
-    key = estimator_key(ws, version, reference.height)
-    path = ws.settings.home.joinpath(*ESTIMATOR_CACHE, ws.model, f"{key}.json")
-    try:
-        return FittedCBPE.from_json(path.read_text())
-    except FileNotFoundError:
-        pass
-    except (OSError, ValueError) as exc:
-        log.warning("estimator cache %s is unreadable (%s): refitting CBPE for %s", path, exc, version.version)
-    estimator = fit_estimator(
-        reference,
-        ws.contract,
-        metric=MONITORED_METRIC,
-        chunk_size=estimator_chunk_size(ws, reference.height),
-        threshold=ws.settings.gate.decision_threshold,
-    )
-    try:
-        fitted = extract(estimator)
-    except UnsupportedEstimator as exc:
-        log.info("estimating with NannyML for %s: %s", version.version, exc)
-        return estimator
-    _write_cache(path, fitted.to_json())
-    return fitted
 
 
 def read_labels(ws: Workspace, paths: list[str] | None) -> LabelSet | None:
@@ -354,7 +195,8 @@ def refuse(ws: Workspace, path: str, error: Exception) -> MonitorOutcome:
 def profile(ws: Workspace, ctx: MonitorContext, batch: LoadedBatch) -> BatchProfile:
     from tasks.drift.profiling import profile_batch
 
-    return profile_batch(
+    known = calibrated_sizes(ctx.reference_profile)
+    result = profile_batch(
         ctx.reference_profile,
         batch.frame,
         ws.contract,
@@ -362,6 +204,9 @@ def profile(ws: Workspace, ctx: MonitorContext, batch: LoadedBatch) -> BatchProf
         source=batch.source,
         raw_schema=batch.raw_schema,
     )
+    if calibrated_sizes(ctx.reference_profile) > known:
+        keep_calibrations(ws, ctx.version, ctx.reference_profile)
+    return result
 
 
 def estimate(
@@ -380,218 +225,7 @@ def estimate(
     return est, realized
 
 
-def policy_state(
-    ws: Workspace, now: datetime, *, batch_id: str | None = None, model_version: str | None = None
-) -> PolicyState:
-    """Rebuild what the policy remembers from the audit store (the replay harness derives it the same way).
-
-    Each earlier batch counts with its *latest* verdict (a re-judgement on late labels replaces the first one),
-    in batch order; the batch being judged (``batch_id``) is left out. Labelled rows are what the labels table
-    holds now, so labels that arrived after a batch was first judged count towards ``min_new_rows``. Times are
-    on the policy clock (``policy_clock``): batch time when batches carry timestamps.
-    """
-    latest = latest_verdicts(ws)
-    labelled = ws.store.labelled_rows(ws.model)
-    order = batch_order(ws)
-    ranked = sorted(latest.items(), key=lambda item: order.get(item[0], (_decision_clock(item[1]), 0)))
-    verdicts = [_past_decision(row, labelled) for _, row in ranked]
-    return state_for_batch(verdicts, batch_id, retrain_times(ws), now, model_version=model_version)
-
-
-def latest_verdicts(ws: Workspace) -> dict[str, dict[str, Any]]:
-    """The newest policy decision of each batch with evidence (refusals at the boundary carry none)."""
-    latest: dict[str, dict[str, Any]] = {}
-    for row in ws.store.decisions(ws.model, kind="policy"):
-        if row.get("batch_id") and (row["payload"] or {}).get("evidence"):
-            latest[str(row["batch_id"])] = row
-    return latest
-
-
-def batch_order(ws: Workspace) -> dict[str, tuple[datetime, int]]:
-    """Batches in data order: by the start of their window, then by when they were first recorded."""
-    out: dict[str, tuple[datetime, int]] = {}
-    for row in ws.store.batches(ws.model):
-        out[str(row["batch_id"])] = (row["window_start"] or row["recorded_at"], int(row["id"]))
-    return out
-
-
-def retrain_times(ws: Workspace) -> list[datetime]:
-    """When retraining happened, on the policy clock: each RETRAIN decision at its batch's time, and each retrain
-    that no RETRAIN decision asked for (a manual one) at the end of the data it trained on."""
-    requested: dict[str, datetime] = {}
-    for row in ws.store.decisions(ws.model, kind="policy"):
-        if row["outcome"] == Action.RETRAIN.value:
-            requested[str((row["payload"] or {}).get("retrain_key") or row["id"])] = _decision_clock(row)
-    times = list(requested.values())
-    for row in ws.store.decisions(ws.model, kind="retrain"):
-        payload = row["payload"] or {}
-        if row["outcome"] == "duplicate" or payload.get("idempotency_key") in requested:
-            continue
-        data_end = payload.get("data_end")
-        times.append(parse_utc(data_end) if data_end else row["decided_at"])
-    return times
-
-
-def _decision_clock(row: dict[str, Any]) -> datetime:
-    end = ((row["payload"] or {}).get("evidence") or {}).get("window_end")
-    return parse_utc(end) if end else row["decided_at"]
-
-
-def _past_decision(row: dict[str, Any], labelled: dict[str, int]) -> PastDecision:
-    payload = row["payload"] or {}
-    evidence = payload.get("evidence") or {}
-    start = payload.get("window_start")
-    batch_id = str(row["batch_id"])
-    return PastDecision(
-        decided_at=_decision_clock(row),
-        degraded=bool(payload.get("degraded")),
-        window_start=datetime.fromisoformat(start) if start else None,
-        labelled_rows=labelled.get(batch_id, int(evidence.get("labelled_rows") or 0)),
-        batch_id=batch_id,
-        model_version=evidence.get("model_version") or _judged_version(row),
-    )
-
-
-def _judged_version(row: dict[str, Any]) -> str | None:
-    version = row.get("version")
-    return None if version in (None, "supplied") else str(version)
-
-
-CONCEPT_SIGNAL = "concept_drift"
 HEATMAP_BATCHES = 30  # batches (columns) of the drift heat map in each monitor report
-
-
-def error_baseline(ws: Workspace, version: str | None) -> ErrorBaseline | None:
-    """The model version's per-row error on its own labelled reference rows (what ``mean_shift`` compares a
-    batch's error with), stratified by its scores; None when the version or its labelled reference is missing."""
-    from tasks.core.errors import VersionNotFoundError
-
-    contract, settings = ws.contract, ws.settings.policy.concept_drift
-    try:
-        model_version = ws.production() if version in (None, "supplied") else ws.registry.get(ws.model, str(version))
-    except VersionNotFoundError:
-        return None
-    # A version's reference never changes: its baseline is built once per workspace.
-    cache: dict[str, ErrorBaseline | None] = ws.__dict__.setdefault("_error_baselines", {})
-    if model_version.version not in cache:
-        cache[model_version.version] = _baseline_of(ws, model_version, contract, settings)
-    return cache[model_version.version]
-
-
-def _baseline_of(
-    ws: Workspace, model_version: ModelVersion, contract: ModelContract, settings: ConceptDriftSettings
-) -> ErrorBaseline | None:
-    import polars as pl
-
-    from tasks.drift.concept import ErrorBaseline
-
-    reference = ws.reference_of(model_version)
-    if contract.target not in reference.columns or contract.probability not in reference.columns:
-        return None
-    labelled = reference.filter(pl.col(contract.target).is_not_null() & pl.col(contract.probability).is_not_null())
-    if labelled.height < 2:
-        return None
-    return ErrorBaseline.from_scores(
-        labelled.get_column(contract.target).to_numpy(),
-        labelled.get_column(contract.probability).to_numpy(),
-        settings.error,
-        strata=settings.strata,
-    )
-
-
-def concept_drift_evidence(
-    ws: Workspace, frame: pl.DataFrame, version: str, source: str, baseline_version: str | None = None
-) -> ConceptDriftEvidence | None:
-    """Feed the labelled rows (in time order) to the detector of this model version, continuing its stored state.
-
-    Each production version has its own error stream: a new champion starts a fresh detector.
-    """
-    import polars as pl
-
-    from tasks.drift.concept import config_from_settings, error_stream, update
-
-    settings = ws.settings.policy.concept_drift
-    contract = ws.contract
-    if settings.method == "off" or contract.target not in frame.columns or contract.probability not in frame.columns:
-        return None
-    if contract.timestamp and contract.timestamp in frame.columns:
-        frame = frame.sort(contract.timestamp, maintain_order=True)
-    labelled = frame.filter(pl.col(contract.target).is_not_null() & pl.col(contract.probability).is_not_null())
-    if labelled.height == 0:
-        return None
-    previous = next(
-        (
-            row
-            for row in reversed(ws.store.signals(ws.model, kind="drift", name=CONCEPT_SIGNAL))
-            if (row["payload"] or {}).get("version") == version
-        ),
-        None,
-    )
-    probability = labelled.get_column(contract.probability).to_numpy()
-    errors = error_stream(labelled.get_column(contract.target).to_numpy(), probability, settings.error)
-    baseline = error_baseline(ws, baseline_version or version) if settings.method == "mean_shift" else None
-    state = (previous or {}).get("payload", {}).get("state")
-    result = update(config_from_settings(settings), state, errors, baseline=baseline, probability=probability)
-    return ConceptDriftEvidence(
-        method=result.method,
-        detected=result.detected,
-        statistic=result.statistic,
-        threshold=result.threshold,
-        rows=result.rows,
-        detail=f"{result.detail()} [{source}, model {version}]",
-        state_json=result.state_json,
-    )
-
-
-def concept_signal(
-    ws: Workspace, batch_id: str, concept: ConceptDriftEvidence, version: str, source: str, window: tuple[Any, Any]
-) -> Any:
-    from tasks.resources.store import SignalRecord
-
-    return SignalRecord(
-        model=ws.model,
-        batch_id=batch_id,
-        kind="drift",
-        name=CONCEPT_SIGNAL,
-        method=concept.method,
-        value=concept.statistic,
-        threshold=concept.threshold,
-        alert=concept.detected,
-        window_start=window[0],
-        window_end=window[1],
-        payload={
-            "version": version,
-            "source": source,
-            "rows": concept.rows,
-            "detail": concept.detail,
-            "state": concept.state_json,
-        },
-    )
-
-
-def _slice_evidence(est: PerformanceEstimate, realized: RealizedPerformance | None) -> tuple[SliceEvidence, ...]:
-    realized_by_slice = {(r.column, r.value): r for r in (realized.slices if realized else ())}
-    out = []
-    for item in est.slices:
-        real = realized_by_slice.get((item.column, item.value))
-        realized_drop = (
-            item.reference_value - real.realized
-            if real is not None and real.realized is not None and item.reference_value is not None
-            else None
-        )
-        out.append(
-            SliceEvidence(
-                column=item.column,
-                value=item.value,
-                rows=item.rows,
-                estimated_drop=item.drop,
-                realized_drop=realized_drop,
-                sampling_error=item.sampling_error,
-                labelled_rows=real.rows_labelled if real is not None else 0,
-                reference_value=item.reference_value,
-            )
-        )
-    return tuple(out)
 
 
 def judge(
@@ -617,7 +251,7 @@ def judge(
         window_start=batch_profile.window_start,
         window_end=batch_profile.window_end,
         concept_drift=concept_drift_evidence(ws, batch.frame, batch.scored_by, "monitor", batch.production),
-        slices=_slice_evidence(est, realized),
+        slices=slice_evidence(est, realized),
         model_version=batch.production,
         serving_version=batch.production,
     )

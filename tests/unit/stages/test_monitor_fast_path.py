@@ -5,6 +5,7 @@ prepare_context -> load_batch -> estimate imports neither nannyml, lightgbm, skl
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from devkit.promotion_home import MODEL, Home, good_and_bad_models, make_home
 from tasks.performance.estimation import estimate_performance, fit_estimator
 from tasks.performance.fitted import FittedCBPE
 from tasks.resources.workspace import open_home
-from tasks.stages import monitoring
+from tasks.stages import monitor_caches, monitoring
 
 HEAVY = ("nannyml", "lightgbm", "sklearn", "pandas")
 
@@ -50,7 +51,7 @@ def test_estimator_is_cached_per_version_and_equals_nannyml(home: Home) -> None:
         nannyml = fit_estimator(
             reference,
             ws.contract,
-            chunk_size=monitoring.estimator_chunk_size(ws, reference.height),
+            chunk_size=monitor_caches.estimator_chunk_size(ws, reference.height),
             threshold=ws.settings.gate.decision_threshold,
         )
         theirs = estimate_performance(nannyml, loaded.frame, ws.contract)
@@ -103,7 +104,7 @@ def test_monitor_path_imports_no_heavy_library(home: Home) -> None:
 import sys
 from tasks.core.settings import load_settings
 from tasks.resources.workspace import open_home
-from tasks.stages import monitoring
+from tasks.stages import monitor_caches, monitoring
 with open_home(load_settings({str(home.config)!r})) as ws:
     ctx = monitoring.prepare_context(ws)
     for path in ({str(unscored)!r}, {str(supplied)!r}):
@@ -124,9 +125,53 @@ def test_prepare_version_fits_the_caches_before_the_first_monitor(tmp_path: Path
     caches = home.settings.home / "cache"
     with open_home(home.settings) as ws:
         ws.registry.promote(MODEL, "v0", actor="test", reason="champion", expected_production=None)
-        monitoring.prepare_version(ws, ws.production())  # what bootstrap and a passed retrain do
+        monitor_caches.prepare_version(ws, ws.production())  # what bootstrap and a passed retrain do
         files = sorted(caches.rglob("*.json"))
         assert [f.parent.parent.name for f in files] == ["estimators", "references"]
         stamps = [f.stat().st_mtime_ns for f in files]
         monitoring.prepare_context(ws)
     assert [f.stat().st_mtime_ns for f in files] == stamps  # the monitor read them
+
+
+def test_thresholds_calibrated_for_a_new_batch_size_are_kept_in_the_cache(home: Home) -> None:
+    batch, _ = home.batch("day-4", 1234, seed=11, first_id=5_000_000)
+    folder = home.settings.home / "cache" / "references" / MODEL
+    with open_home(home.settings) as ws:
+        ctx = monitoring.prepare_context(ws)
+        (path,) = sorted(folder.glob("*.json"))
+        assert all(1200 not in sizes for sizes in ctx.reference_profile.thresholds.values())
+        monitoring.profile(ws, ctx, monitoring.load_batch(ws, ctx, str(batch)))
+        kept = json.loads(path.read_text())["thresholds"]
+        features = [f.name for f in ctx.reference_profile.features]
+        assert all("1200" in kept[name] for name in features)  # 1,234 rows calibrate at 1,200
+        again = monitoring.prepare_context(ws)
+        assert again.reference_profile.thresholds == ctx.reference_profile.thresholds
+        stamp = path.stat().st_mtime_ns
+        monitoring.profile(ws, again, monitoring.load_batch(ws, again, str(batch)))
+        assert path.stat().st_mtime_ns == stamp, "nothing new calibrated: nothing rewritten"
+
+
+def test_a_scored_batch_is_monitored_without_numba_matplotlib_or_prefect(home: Home) -> None:
+    """The one-batch CLI path (issue 13's 3 s budget): small batches take the numpy twins of the drift kernels,
+    charts are SVG text, and direct mode never imports Prefect."""
+    unscored, _ = home.batch("day-5", 2000, seed=13, first_id=6_000_000)
+    with open_home(home.settings) as ws:
+        ctx = monitoring.prepare_context(ws)
+        scored = monitoring.load_batch(ws, ctx, str(unscored)).frame.drop("model_version")
+    supplied = unscored.with_name("day-5-scored.parquet")
+    scored.write_parquet(supplied)
+    code = f"""
+import sys
+from driftgate.cli import main
+args = ["monitor", {str(supplied)!r}, "--no-retrain", "--no-flow", "--config", {str(home.config)!r}]
+try:
+    main(args, standalone_mode=False)
+finally:
+    print(sorted(m for m in ("numba", "matplotlib", "prefect", *{HEAVY!r}) if m in sys.modules))
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path.cwd(), env=env)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    report = (home.settings.home / "reports" / "monitor" / "day-5-scored.md").read_text()
+    assert "](day-5-scored-heatmap.svg)" in report
