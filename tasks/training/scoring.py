@@ -1,8 +1,8 @@
 """Scoring batches with registry models, with the version that made each prediction.
 
-Models the text evaluator mirrors (:mod:`tasks.training.tree_text`: binary LightGBM models, equal to
-``Booster.predict`` to 1e-12) are scored without importing LightGBM; any other model is scored by LightGBM,
-with a log line saying why.
+Models are scored by LightGBM's C library loaded directly (:mod:`tasks.training.native`: LightGBM's own
+predictions, without the 3 s import of its Python package); where that library cannot be loaded, by the
+Python package, with a log line saying why.
 """
 
 from __future__ import annotations
@@ -23,32 +23,32 @@ log = logging.getLogger(__name__)
 def model_probabilities(
     model_text: str, frame: pl.DataFrame, contract: ModelContract, *, num_threads: int = 1
 ) -> np.ndarray:
-    """Positive-class probabilities of a validated frame: the text evaluator when it mirrors the model,
-    LightGBM otherwise (same checks and errors: missing columns, a feature count that disagrees)."""
+    """Positive-class probabilities of a validated frame: LightGBM's C library, or its Python package where the
+    library cannot be loaded (same checks and errors: missing columns, a feature count that disagrees)."""
     import numpy as np
 
     from tasks.core.errors import ContractError, MissingColumnError
     from tasks.data.contract import feature_matrix
-    from tasks.training.tree_text import UnsupportedModel, parse_model_text
+    from tasks.training.native import NativeUnavailable, load_native
 
     try:
-        ensemble = parse_model_text(model_text)
-    except UnsupportedModel as exc:
-        log.info("scoring with LightGBM: the text evaluator does not mirror this model (%s)", exc)
+        booster = load_native(model_text)
+    except NativeUnavailable as exc:
+        log.info("scoring with the lightgbm package: %s", exc)
         from tasks.training.train import predict_proba
 
         return predict_proba(model_text, frame, contract, num_threads=num_threads)
     for column in contract.feature_names:
         if column not in frame.columns:
             raise MissingColumnError("scoring needs every contract feature", source="scoring frame", column=column)
-    if ensemble.num_features != len(contract.features):
+    if booster.num_features != len(contract.features):
         raise ContractError(
-            f"model sha256:{ensemble.digest[:12]} has {ensemble.num_features} features, "
+            f"model sha256:{booster.digest[:12]} has {booster.num_features} features, "
             f"contract {contract.name!r} has {len(contract.features)}"
         )
     if frame.height == 0:
         return np.empty(0, dtype=np.float64)
-    return ensemble.predict_proba(feature_matrix(frame, contract), num_threads=num_threads)
+    return booster.predict(feature_matrix(frame, contract), num_threads=num_threads)
 
 
 def score_frame(

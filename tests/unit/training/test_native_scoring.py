@@ -1,6 +1,7 @@
-"""The LightGBM text-model evaluator (tasks/training/tree_text.py) equals Booster.predict to 1e-12: NaNs in
-numeric and categorical features, default-left and zero-as-missing splits, categorical bitsets beyond 32
-categories, single-leaf trees, several threads; unsupported models are refused and scored by LightGBM."""
+"""Scoring through lib_lightgbm directly (tasks/training/native.py) equals Booster.predict: NaNs in numeric and
+categorical features, default-left and zero-as-missing splits, categorical bitsets beyond 32 categories,
+single-leaf trees, linear trees, several threads; multi-output models are refused, and without the library
+scoring falls back to the lightgbm package."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import numpy as np
 import polars as pl
 import pytest
 
+from tasks.core.errors import TrainingError
 from tasks.data.contract import FeatureSpec, ModelContract, feature_matrix
+from tasks.training import native
+from tasks.training.native import NativeUnavailable, load_native
 from tasks.training.scoring import score_frame
 from tasks.training.train import predict_proba
-from tasks.training.tree_text import UnsupportedModel, parse_model_text
 
 
 def data(seed: int, rows: int, categories: int) -> tuple[np.ndarray, np.ndarray]:
@@ -65,39 +68,40 @@ def booster(name: str, seed: int) -> tuple[lgb.Booster, np.ndarray]:
 def test_equals_booster_predict(name: str, seed: int) -> None:
     model, test = booster(name, seed)
     text = model.model_to_string()
-    ensemble = parse_model_text(text)
     expected = lgb.Booster(model_str=text).predict(test, num_threads=1)
-    assert np.max(np.abs(ensemble.predict_proba(test) - expected)) <= 1e-12
-    raw = lgb.Booster(model_str=text).predict(test, raw_score=True)
-    assert np.max(np.abs(ensemble.raw_score(test, num_threads=2) - raw)) <= 1e-12
+    assert np.array_equal(load_native(text).predict(test), expected)
+    assert np.array_equal(load_native(text).predict(test, num_threads=2), expected)
 
 
-def test_single_leaf_tree_and_truncated_model() -> None:
+def test_single_leaf_linear_and_truncated_models() -> None:
     x, y = data(3, 400, 5)
     stump = lgb.train(  # no split meets min_data_in_leaf: LightGBM keeps one single-leaf tree and stops
         {"objective": "binary", "verbosity": -1, "min_data_in_leaf": 300, "num_leaves": 4},
         lgb.Dataset(x, y),
         num_boost_round=5,
     ).model_to_string()
-    ensemble = parse_model_text(stump)
-    assert ensemble.trees == 1 and ensemble.split_feature.size == 0
-    assert np.max(np.abs(ensemble.predict_proba(x) - lgb.Booster(model_str=stump).predict(x))) <= 1e-12
+    assert np.array_equal(load_native(stump).predict(x), lgb.Booster(model_str=stump).predict(x))
+    linear = lgb.train({"objective": "binary", "verbosity": -1, "linear_tree": True}, lgb.Dataset(x, y), 3)
+    text = linear.model_to_string()
+    assert np.array_equal(load_native(text).predict(x), lgb.Booster(model_str=text).predict(x))
     model, test = booster("default", 3)
     text = model.model_to_string(num_iteration=3)  # what train_candidate stores: the best iteration's trees
-    assert parse_model_text(text).trees == 3
-    expected = lgb.Booster(model_str=text).predict(test)
-    assert np.max(np.abs(parse_model_text(text).predict_proba(test) - expected)) <= 1e-12
+    assert np.array_equal(load_native(text).predict(test), lgb.Booster(model_str=text).predict(test))
+    assert load_native(text) is load_native(text), "loaded once per process"
 
 
-def test_unsupported_models_are_refused() -> None:
+def test_bad_models_and_shapes_are_refused() -> None:
     x, y = data(4, 1500, 5)
-    linear = lgb.train({"objective": "binary", "verbosity": -1, "linear_tree": True}, lgb.Dataset(x, y), 3)
-    regression = lgb.train({"objective": "regression", "verbosity": -1}, lgb.Dataset(x, y.astype(float)), 3)
-    for model in (linear, regression):
-        with pytest.raises(UnsupportedModel):
-            parse_model_text(model.model_to_string())
-    with pytest.raises(UnsupportedModel):
-        parse_model_text("not a model")
+    multiclass = lgb.train(
+        {"objective": "multiclass", "num_class": 3, "verbosity": -1}, lgb.Dataset(x, y + (x[:, 4] == 1)), 3
+    )
+    with pytest.raises(NativeUnavailable, match="3 outputs per row"):
+        load_native(multiclass.model_to_string())
+    with pytest.raises(TrainingError, match="could not load model"):
+        load_native("not a model")
+    model, _ = booster("stumps", 0)
+    with pytest.raises(ValueError, match="expected a matrix with 5 columns"):
+        load_native(model.model_to_string()).predict(np.zeros((3, 4)))
 
 
 CONTRACT = ModelContract(
@@ -136,7 +140,9 @@ def frame(rows: int, seed: int) -> pl.DataFrame:
     )
 
 
-def test_score_frame_without_lightgbm_equals_lightgbm(caplog: pytest.LogCaptureFixture) -> None:
+def test_score_frame_equals_lightgbm_and_falls_back_without_the_library(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     train = frame(3000, 5)
     x = feature_matrix(train, CONTRACT)
     model = lgb.train(
@@ -150,12 +156,14 @@ def test_score_frame_without_lightgbm_equals_lightgbm(caplog: pytest.LogCaptureF
     expected = predict_proba(text, batch, CONTRACT)
     assert np.max(np.abs(scored.get_column("y_pred_proba").to_numpy() - expected)) <= 1e-12
     assert scored.get_column("y_pred").to_list() == (expected >= 0.5).astype(int).tolist()
-    linear = lgb.train(
-        {"objective": "binary", "verbosity": -1, "linear_tree": True},
-        lgb.Dataset(x, train.get_column("y").to_numpy()),
-        num_boost_round=3,
-    ).model_to_string()
+    assert np.array_equal(scored.get_column("y_pred_proba").to_numpy(), expected)
+
+    def missing() -> None:
+        raise NativeUnavailable("lib_lightgbm.so is not in the installed lightgbm package")
+
+    monkeypatch.setattr(native, "_library", missing)
+    native._cached.cache_clear()
     with caplog.at_level(logging.INFO, logger="tasks.training.scoring"):
-        fallback = score_frame(batch, linear, CONTRACT, version="v2", threshold=0.5)
-    assert "scoring with LightGBM" in caplog.text and "linear trees" in caplog.text
-    assert np.array_equal(fallback.get_column("y_pred_proba").to_numpy(), predict_proba(linear, batch, CONTRACT))
+        fallback = score_frame(batch, text, CONTRACT, version="v2", threshold=0.5)
+    assert "scoring with the lightgbm package" in caplog.text
+    assert np.array_equal(fallback.get_column("y_pred_proba").to_numpy(), expected)
