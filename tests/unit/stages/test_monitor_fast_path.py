@@ -151,9 +151,10 @@ def test_thresholds_calibrated_for_a_new_batch_size_are_kept_in_the_cache(home: 
         assert path.stat().st_mtime_ns == stamp, "nothing new calibrated: nothing rewritten"
 
 
-def test_a_scored_batch_is_monitored_without_numba_matplotlib_or_prefect(home: Home) -> None:
-    """The one-batch CLI path (issue 13's 3 s budget): small batches take the numpy twins of the drift kernels,
-    charts are SVG text, and direct mode never imports Prefect."""
+def test_one_batch_is_monitored_without_numba_matplotlib_or_prefect(home: Home) -> None:
+    """The one-batch CLI path (issue 13's 3 s budget), scored or not: small batches take the numpy twins of the
+    drift kernels, an unscored batch is scored by lib_lightgbm directly, charts are SVG text, and direct mode
+    never imports Prefect."""
     unscored, _ = home.batch("day-5", 2000, seed=13, first_id=6_000_000)
     with open_home(home.settings) as ws:
         ctx = monitoring.prepare_context(ws)
@@ -163,9 +164,9 @@ def test_a_scored_batch_is_monitored_without_numba_matplotlib_or_prefect(home: H
     code = f"""
 import sys
 from driftgate.cli import main
-args = ["monitor", {str(supplied)!r}, "--no-retrain", "--no-flow", "--config", {str(home.config)!r}]
 try:
-    main(args, standalone_mode=False)
+    for batch in ({str(unscored)!r}, {str(supplied)!r}):
+        main(["monitor", batch, "--no-retrain", "--no-flow", "--config", {str(home.config)!r}], standalone_mode=False)
 finally:
     print(sorted(m for m in ("numba", "matplotlib", "prefect", *{HEAVY!r}) if m in sys.modules))
 """
