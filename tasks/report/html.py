@@ -45,17 +45,22 @@ def image_data_uri(path: Path) -> str:
     return f"data:{media};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def inline_images(markdown: str, folder: Path) -> str:
+def inline_images(markdown: str, folder: Path, *, uris: dict[str, str] | None = None) -> str:
     """``markdown`` with each relative PNG or SVG link under ``folder`` replaced by the image as a data URI.
 
-    A link whose file is missing, or that leaves ``folder``, is left as it is (and stays visible as alt text)."""
+    A link whose file is missing, or that leaves ``folder``, is left as it is (and stays visible as alt text).
+    With ``uris``, each link gets a short placeholder instead and ``uris`` maps it to the data URI."""
     root = folder.resolve()
 
     def embed(match: re.Match[str]) -> str:
         target = (root / match["name"]).resolve()
         if not target.is_relative_to(root) or not target.is_file():
             return match[0]
-        return f"![{match['alt']}]({image_data_uri(target)})"
+        if uris is None:
+            return f"![{match['alt']}]({image_data_uri(target)})"
+        placeholder = f"driftgate-image-{len(uris)}"
+        uris[placeholder] = image_data_uri(target)
+        return f"![{match['alt']}]({placeholder})"
 
     return _RELATIVE_IMAGE.sub(embed, markdown)
 
@@ -64,8 +69,15 @@ def render_page(markdown: str, *, folder: Path, title: str, index: Path | None =
     """One self-contained page: the markdown rendered, its images inline, links to .md reports pointing at .html."""
     from markdown_it import MarkdownIt
 
-    body_md = _MARKDOWN_LINK.sub(lambda m: f"[{m['text']}]({m['name']}.html)", inline_images(markdown, folder))
+    # The images go in after rendering: markdown-it scans a link character by character, and a report's data
+    # URIs (hundreds of kB) made that most of a monitor's reporting time.
+    uris: dict[str, str] = {}
+    body_md = _MARKDOWN_LINK.sub(
+        lambda m: f"[{m['text']}]({m['name']}.html)", inline_images(markdown, folder, uris=uris)
+    )
     body = MarkdownIt("commonmark", {"html": False}).enable("table").render(body_md)
+    for placeholder, uri in uris.items():
+        body = body.replace(f'src="{placeholder}"', f'src="{uri}"')
     nav = ""
     if index is not None:
         back = Path(_relative(index, folder))
