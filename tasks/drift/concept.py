@@ -23,16 +23,11 @@ statistical state (its JSON state only counts batches, alarms and rows); the bas
 degraded model keeps alarming until it is replaced. Without a baseline it reports "no baseline error for
 this model" and does not alarm.
 
-Page-Hinkley (Page 1954; Hinkley 1971) here works on the stream standardised by its own running mean and
-standard deviation, so ``delta`` (tolerated drift per row) and ``threshold`` (lambda) are in units of the
-stream's standard deviation and the same defaults fit a model with a 5 % or a 30 % error rate. After an
-alarm the detector restarts, so it learns the new regime and can flag the next change. Its false-alarm
-rate is per row, so per batch it grows with the batch size, and its mean starts on the stream itself, not
-on the model's known error: keep it for small batches and within-batch change points.
-
-ADWIN (Bifet & Gavalda 2007) keeps a window of recent rows, compressed into fixed-size buckets (count,
-sum, sum of squares), and cuts the window where an older and a newer part differ by more than a Bernstein
-bound at confidence ``delta``; an alarm is raised only when the newer part is worse.
+Page-Hinkley and ADWIN, the sequential alternatives that need no baseline, live in
+:mod:`tasks.drift.sequential`; the error kinds and moments both families build on in
+:mod:`tasks.drift.error_moments`. This module holds what the monitor calls: the error stream, the
+model's baseline error, the default mean-shift test against it, and :func:`update`, the one interface that
+feeds a batch to whichever detector is configured and keeps its state.
 
 Every :class:`DetectorResult` reports the statistic and threshold *of its verdict* (for Page-Hinkley and
 ADWIN those at the first alarm of the batch, not after the restart), and its :meth:`DetectorResult.detail`
@@ -49,6 +44,24 @@ from statistics import NormalDist
 from typing import TYPE_CHECKING, Any, Literal
 
 from tasks.core.errors import ConfigError, DataError
+from tasks.drift.error_moments import (
+    ERROR_KINDS,
+    ERROR_NAMES,
+    ErrorKind,
+    ErrorMoments,
+    check_moments,
+    finite_stream,
+    is_number,
+    score_edges,
+)
+from tasks.drift.sequential import (
+    AdwinParams,
+    AdwinState,
+    PageHinkleyParams,
+    PageHinkleyState,
+    adwin_run,
+    page_hinkley_run,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -56,9 +69,6 @@ if TYPE_CHECKING:
     from tasks.core.settings import ConceptDriftSettings
 
 DetectorMethod = Literal["mean_shift", "page_hinkley", "adwin"]
-ErrorKind = Literal["brier", "zero_one", "log_loss"]
-ERROR_KINDS: tuple[ErrorKind, ...] = ("brier", "zero_one", "log_loss")
-_ERROR_NAMES = {"brier": "Brier", "zero_one": "0/1 error", "log_loss": "log loss"}
 _STATE_VERSION = 1
 
 
@@ -81,91 +91,9 @@ def error_stream(y_true: np.ndarray, probability: np.ndarray, kind: ErrorKind = 
     raise ConfigError(f"unknown error kind {kind!r}; choose brier, zero_one or log_loss")
 
 
-def _finite_stream(values: np.ndarray, what: str = "the error stream") -> np.ndarray:
-    import numpy as np
-
-    x = np.asarray(values, dtype=np.float64)
-    if x.ndim != 1 or not np.all(np.isfinite(x)):
-        bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
-        raise DataError(
-            f"{what} must be a one-dimensional array of finite values "
-            f"(got {x.ndim} dimension(s), {bad} non-finite value(s))"
-        )
-    return x
-
-
 # --- the model's baseline error ----------------------------------------------------------------------------
 STRATA = 20  # score strata of the reference the baseline error is kept in, at most
 MIN_STRATUM_ROWS = 100  # reference rows per stratum, at least (fewer strata for a small reference)
-
-
-def _number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
-
-
-@dataclass(frozen=True)
-class ErrorMoments:
-    """Rows, mean, sample variance (ddof=1) and skewness of per-row errors: one score stratum of a baseline."""
-
-    rows: int
-    mean: float
-    variance: float
-    skewness: float = 0.0
-
-    def __post_init__(self) -> None:
-        _check_moments("error baseline stratum", self.rows, self.mean, self.variance, self.skewness)
-        for name in ("mean", "variance", "skewness"):
-            object.__setattr__(self, name, float(getattr(self, name)))
-
-    @property
-    def third(self) -> float:
-        """Third central moment."""
-        return self.skewness * self.variance**1.5
-
-    @classmethod
-    def of(cls, values: np.ndarray) -> ErrorMoments:
-        mean, variance = float(values.mean()), float(values.var(ddof=1))
-        return cls(rows=int(values.size), mean=mean, variance=variance, skewness=_skewness(values, mean, variance))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "mean": self.mean, "variance": self.variance, "skewness": self.skewness}
-
-
-def _check_moments(what: str, rows: Any, mean: Any, variance: Any, skewness: Any) -> None:
-    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 2:
-        raise DataError(f"{what} needs at least 2 labelled reference rows, got rows={rows!r}")
-    for name, value in (("mean", mean), ("variance", variance)):
-        if not _number(value) or value < 0:
-            raise DataError(f"{what} {name} must be a finite number >= 0, got {value!r}")
-    if not _number(skewness):
-        raise DataError(f"{what} skewness must be a finite number, got {skewness!r}")
-
-
-def _skewness(x: np.ndarray, mean: float, variance: float) -> float:
-    """Standardised third moment of a sample (0 for a constant one)."""
-    import numpy as np
-
-    if not variance > 0:
-        return 0.0
-    centred = x - mean
-    return float(np.dot(centred * centred, centred)) / x.size / variance**1.5
-
-
-def _score_edges(probability: np.ndarray, strata: int, min_rows: int) -> tuple[float, ...]:
-    """Cut points at quantiles of the scores, each stratum (p in [edge_(k-1), edge_k)) holding min_rows rows."""
-    import numpy as np
-
-    ordered = np.sort(probability)
-    n = ordered.size
-    edges: list[float] = []
-    below_last = 0  # rows below the last accepted edge
-    for j in range(1, strata):
-        edge = float(ordered[min(n - 1, (j * n) // strata)])
-        below = int(np.searchsorted(ordered, edge, side="left"))
-        if below - below_last >= min_rows and n - below >= min_rows:
-            edges.append(edge)
-            below_last = below
-    return tuple(edges)
 
 
 @dataclass(frozen=True)
@@ -192,13 +120,13 @@ class ErrorBaseline:
     def __post_init__(self) -> None:
         if self.kind not in ERROR_KINDS:
             raise ConfigError(f"error baseline: unknown error kind {self.kind!r}; choose brier, zero_one or log_loss")
-        _check_moments("error baseline", self.rows, self.mean, self.variance, self.skewness)
+        check_moments("error baseline", self.rows, self.mean, self.variance, self.skewness)
         if self.kind != "log_loss" and self.mean > 1:
             raise DataError(f"error baseline mean of {self.kind} errors must lie in [0, 1], got {self.mean!r}")
         for name in ("mean", "variance", "skewness"):
             object.__setattr__(self, name, float(getattr(self, name)))
         edges, strata = tuple(self.edges), tuple(self.strata)
-        if not all(_number(e) for e in edges) or any(b <= a for a, b in pairwise(edges)):
+        if not all(is_number(e) for e in edges) or any(b <= a for a, b in pairwise(edges)):
             raise DataError(f"error baseline edges must be strictly increasing finite numbers, got {list(edges)}")
         if (strata or edges) and len(strata) != len(edges) + 1:
             raise DataError(
@@ -226,7 +154,7 @@ class ErrorBaseline:
         """
         import numpy as np
 
-        x = _finite_stream(errors, f"the reference rows' {kind} errors")
+        x = finite_stream(errors, f"the reference rows' {kind} errors")
         if x.size < 2:
             raise DataError(f"error baseline needs at least 2 labelled reference rows, got {x.size}")
         if np.any(x < 0):
@@ -235,10 +163,10 @@ class ErrorBaseline:
         edges: tuple[float, ...] = ()
         moments: tuple[ErrorMoments, ...] = ()
         if probability is not None:
-            p = _finite_stream(probability, "the reference rows' probabilities")
+            p = finite_stream(probability, "the reference rows' probabilities")
             if p.shape != x.shape:
                 raise DataError(f"{p.size} probabilities for {x.size} reference errors")
-            edges = _score_edges(p, strata, MIN_STRATUM_ROWS) if strata > 1 else ()
+            edges = score_edges(p, strata, MIN_STRATUM_ROWS) if strata > 1 else ()
             if edges:
                 index = np.searchsorted(np.asarray(edges), p, side="right")
                 moments = tuple(ErrorMoments.of(x[index == k]) for k in range(len(edges) + 1))
@@ -382,7 +310,7 @@ def mean_shift_test(
     """
     import numpy as np
 
-    x = _finite_stream(errors)
+    x = finite_stream(errors)
     n = int(x.size)
     mean = float(x.mean()) if n else math.nan
     critical = params.critical
@@ -398,7 +326,7 @@ def mean_shift_test(
     if n < params.min_rows:
         return untested("too_few_rows")
     if baseline.strata and probability is not None:
-        p = _finite_stream(probability, "the batch's probabilities")
+        p = finite_stream(probability, "the batch's probabilities")
         if p.shape != x.shape:
             raise DataError(f"{p.size} probabilities for {n} labelled rows' errors")
         index = np.searchsorted(np.asarray(baseline.edges), p, side="right")
@@ -437,217 +365,6 @@ def mean_shift_test(
     return MeanShiftOutcome(
         "tested", n, mean, baseline, expected, k, z, critical, threshold, increase, params.min_increase
     )
-
-
-# --- Page-Hinkley ----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PageHinkleyParams:
-    delta: float = 0.03  # tolerated increase per row, in standard deviations of the stream
-    threshold: float = 120.0  # lambda, in standard deviations
-    min_rows: int = 300  # rows needed to estimate the stream's mean and spread before testing
-
-    def __post_init__(self) -> None:
-        if self.delta < 0 or self.threshold <= 0 or self.min_rows < 2:
-            raise ConfigError(
-                f"Page-Hinkley needs delta >= 0, threshold > 0 and min_rows >= 2 (policy.concept_drift), got {self}"
-            )
-
-
-@dataclass(frozen=True)
-class PageHinkleyState:
-    rows: int = 0  # rows since the last (re)start
-    total: float = 0.0  # sum of the stream since the last (re)start
-    total_squares: float = 0.0
-    cumulative: float = 0.0  # m_t: sum of standardised deviations minus delta
-    minimum: float = 0.0  # M_t = min over s <= t of m_s
-    alarms: int = 0
-    rows_seen: int = 0  # rows ever fed, alarms or not
-
-    @property
-    def statistic(self) -> float:
-        return self.cumulative - self.minimum
-
-
-def _page_hinkley_run(
-    state: PageHinkleyState, values: np.ndarray, params: PageHinkleyParams
-) -> tuple[PageHinkleyState, list[int], list[float]]:
-    """Feed values; the new state, the alarm positions and the statistic m_t - M_t at each alarm."""
-    import numpy as np
-
-    x = _finite_stream(values)
-    alarms: list[int] = []
-    at_alarm: list[float] = []
-    offset = 0
-    while offset < x.size:
-        segment = x[offset:]
-        counts = state.rows + np.arange(1, segment.size + 1, dtype=np.float64)
-        sums = state.total + np.cumsum(segment)
-        squares = state.total_squares + np.cumsum(segment**2)
-        means = sums / counts
-        with np.errstate(invalid="ignore", divide="ignore"):
-            variances = np.maximum(squares - sums**2 / counts, 0.0) / np.maximum(counts - 1.0, 1.0)
-            spread = np.sqrt(variances)
-            # A constant stream has no spread to standardise by; it cannot drift either.
-            steps = np.where((counts >= params.min_rows) & (spread > 0), (segment - means) / spread - params.delta, 0.0)
-        cumulative = state.cumulative + np.cumsum(steps)
-        minimum = np.minimum(state.minimum, np.minimum.accumulate(cumulative))
-        hits = np.flatnonzero(cumulative - minimum > params.threshold)
-        if hits.size == 0:
-            state = PageHinkleyState(
-                rows=state.rows + segment.size,
-                total=float(sums[-1]),
-                total_squares=float(squares[-1]),
-                cumulative=float(cumulative[-1]),
-                minimum=float(minimum[-1]),
-                alarms=state.alarms,
-                rows_seen=state.rows_seen + segment.size,
-            )
-            break
-        first = int(hits[0])
-        alarms.append(offset + first)
-        at_alarm.append(float(cumulative[first] - minimum[first]))
-        # Restart after the alarm: the new regime becomes the baseline for the next change.
-        state = PageHinkleyState(alarms=state.alarms + 1, rows_seen=state.rows_seen + first + 1)
-        offset += first + 1
-    return state, alarms, at_alarm
-
-
-def page_hinkley_update(
-    state: PageHinkleyState, values: np.ndarray, params: PageHinkleyParams
-) -> tuple[PageHinkleyState, list[int]]:
-    """Feed values; returns the new state and the positions (within ``values``) where an alarm fired."""
-    new_state, alarms, _ = _page_hinkley_run(state, values, params)
-    return new_state, alarms
-
-
-# --- ADWIN (bucketed) ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class AdwinParams:
-    delta: float = 0.002  # confidence of each cut test
-    bucket_rows: int = 100  # rows per bucket: cut points fall between buckets
-    max_buckets: int = 400  # window length cap (bucket_rows * max_buckets rows)
-    min_side_buckets: int = 5  # each side of a cut holds at least this many buckets
-
-    def __post_init__(self) -> None:
-        if not 0 < self.delta < 1 or self.bucket_rows < 1 or self.max_buckets < 2 * self.min_side_buckets:
-            raise ConfigError(
-                "ADWIN needs 0 < delta < 1, bucket_rows >= 1 and max_buckets >= 2 * min_side_buckets "
-                f"(policy.concept_drift), got {self}"
-            )
-
-
-@dataclass(frozen=True)
-class AdwinState:
-    counts: tuple[int, ...] = ()
-    sums: tuple[float, ...] = ()
-    squares: tuple[float, ...] = ()
-    pending_rows: int = 0
-    pending_sum: float = 0.0
-    pending_squares: float = 0.0
-    alarms: int = 0
-    rows_seen: int = 0
-    last_gap: float = 0.0  # newest mean minus oldest mean at the most significant cut, last test
-    last_bound: float = 0.0  # the Bernstein bound it was compared with
-
-
-def _adwin_cut(
-    counts: np.ndarray, sums: np.ndarray, squares: np.ndarray, params: AdwinParams
-) -> tuple[int | None, bool, float, float] | None:
-    """Oldest-side bucket index to cut after (None: no cut), whether the newer side is worse, gap, bound.
-
-    None when the window is too short to hold a cut.
-    """
-    import numpy as np
-
-    n_buckets = counts.size
-    if n_buckets < 2 * params.min_side_buckets:
-        return None
-    n = float(counts.sum())
-    mean = float(sums.sum()) / n
-    variance = max(float(squares.sum()) / n - mean**2, 0.0)
-    cuts = np.arange(params.min_side_buckets, n_buckets - params.min_side_buckets + 1)
-    n0 = np.cumsum(counts)[cuts - 1].astype(np.float64)
-    s0 = np.cumsum(sums)[cuts - 1]
-    n1 = n - n0
-    gap = (float(sums.sum()) - s0) / n1 - s0 / n0
-    harmonic = 1.0 / (1.0 / n0 + 1.0 / n1)
-    log_term = math.log(2.0 * math.log(max(n, math.e)) / params.delta)
-    bound = np.sqrt(2.0 / harmonic * variance * log_term) + 2.0 / (3.0 * harmonic) * log_term
-    excess = np.abs(gap) - bound
-    best = int(np.argmax(gap / np.maximum(bound, 1e-12)))
-    violating = np.flatnonzero(excess > 0)
-    if violating.size == 0:
-        return None, False, float(gap[best]), float(bound[best])
-    # Drop everything before the newest violating cut, as ADWIN shrinks until no cut remains.
-    cut = int(violating[-1])
-    return int(cuts[cut]), bool(gap[cut] > 0), float(gap[cut]), float(bound[cut])
-
-
-def _adwin_run(
-    state: AdwinState, values: np.ndarray, params: AdwinParams
-) -> tuple[AdwinState, list[int], list[tuple[float, float]], int]:
-    """Feed values; the new state, alarm positions, (gap, bound) at each alarm, and how many cut tests ran."""
-    import numpy as np
-
-    x = _finite_stream(values)
-    counts = np.asarray(state.counts, dtype=np.int64)
-    sums = np.asarray(state.sums, dtype=np.float64)
-    squares = np.asarray(state.squares, dtype=np.float64)
-    pending_rows, pending_sum, pending_squares = state.pending_rows, state.pending_sum, state.pending_squares
-    alarms: list[int] = []
-    at_alarm: list[tuple[float, float]] = []
-    tests = 0
-    total_alarms, gap, bound = state.alarms, state.last_gap, state.last_bound
-    position = 0
-    while position < x.size:
-        take = min(params.bucket_rows - pending_rows, x.size - position)
-        chunk = x[position : position + take]
-        pending_rows += take
-        pending_sum += float(chunk.sum())
-        pending_squares += float((chunk**2).sum())
-        position += take
-        if pending_rows < params.bucket_rows:
-            break
-        counts = np.append(counts, pending_rows)
-        sums = np.append(sums, pending_sum)
-        squares = np.append(squares, pending_squares)
-        pending_rows, pending_sum, pending_squares = 0, 0.0, 0.0
-        if counts.size > params.max_buckets:
-            counts, sums, squares = (
-                counts[-params.max_buckets :],
-                sums[-params.max_buckets :],
-                squares[-params.max_buckets :],
-            )
-        found = _adwin_cut(counts, sums, squares, params)
-        if found is None:
-            continue
-        tests += 1
-        cut, worse, gap, bound = found
-        if cut is not None:
-            counts, sums, squares = counts[cut:], sums[cut:], squares[cut:]
-            if worse:
-                alarms.append(position - 1)
-                at_alarm.append((gap, bound))
-                total_alarms += 1
-    new_state = AdwinState(
-        counts=tuple(int(c) for c in counts),
-        sums=tuple(float(s) for s in sums),
-        squares=tuple(float(s) for s in squares),
-        pending_rows=pending_rows,
-        pending_sum=pending_sum,
-        pending_squares=pending_squares,
-        alarms=total_alarms,
-        rows_seen=state.rows_seen + x.size,
-        last_gap=gap,
-        last_bound=bound,
-    )
-    return new_state, alarms, at_alarm, tests
-
-
-def adwin_update(state: AdwinState, values: np.ndarray, params: AdwinParams) -> tuple[AdwinState, list[int]]:
-    """Feed values; returns the new state and the positions (within ``values``) where an alarm fired."""
-    new_state, alarms, _, _ = _adwin_run(state, values, params)
-    return new_state, alarms
 
 
 # --- one interface for the monitor -------------------------------------------------------------------------
@@ -766,7 +483,7 @@ def _mean_shift_message(outcome: MeanShiftOutcome, name: str, params: MeanShiftP
     if outcome.reason == "kind_mismatch":
         return (
             f"{rows}: no baseline error for this model of kind {name} (the stored baseline holds "
-            f"{_ERROR_NAMES[base.kind]} errors), not tested: no alarm"
+            f"{ERROR_NAMES[base.kind]} errors), not tested: no alarm"
         )
     if outcome.reason == "too_few_rows":
         return (
@@ -825,7 +542,7 @@ def _update_mean_shift(
         baseline_rows=baseline.rows if tested and baseline is not None else 0,
         increase=outcome.increase,
         min_increase=params.min_increase,
-        message=_mean_shift_message(outcome, _ERROR_NAMES[config.error], params),
+        message=_mean_shift_message(outcome, ERROR_NAMES[config.error], params),
     )
 
 
@@ -844,16 +561,16 @@ def update(
     """
     import numpy as np
 
-    values = _finite_stream(np.asarray(errors, dtype=np.float64))
+    values = finite_stream(np.asarray(errors, dtype=np.float64))
     state = load_state(state_json, config.method)
-    name = _ERROR_NAMES[config.error]
+    name = ERROR_NAMES[config.error]
     if isinstance(state, MeanShiftState):
         return _update_mean_shift(config, state, values, baseline, probability)
     mean = float(values.mean()) if values.size else math.nan
     head = f"{values.size} labelled rows (mean {name} {mean:.4f})"
     if isinstance(state, PageHinkleyState):
         params = config.page_hinkley
-        ph_state, alarms, at_alarm = _page_hinkley_run(state, values, params)
+        ph_state, alarms, at_alarm = page_hinkley_run(state, values, params)
         if alarms:
             statistic = at_alarm[0]
             message = (
@@ -871,7 +588,7 @@ def update(
             message = f"{head}: statistic {statistic:.2f} <= threshold {params.threshold:.2f}{learning}: no alarm"
         threshold, text = params.threshold, dump_state(ph_state)
     else:
-        ad_state, alarms, gaps, tests = _adwin_run(state, values, config.adwin)
+        ad_state, alarms, gaps, tests = adwin_run(state, values, config.adwin)
         if alarms:
             statistic, threshold = gaps[0]
             message = (

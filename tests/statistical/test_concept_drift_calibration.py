@@ -29,11 +29,11 @@ from tasks.drift.concept import (
     DetectorConfig,
     DetectorResult,
     ErrorBaseline,
-    ErrorKind,
     MeanShiftParams,
     error_stream,
     update,
 )
+from tasks.drift.error_moments import ErrorKind
 
 ALPHA = MeanShiftParams().alpha
 SIZES = (1_000, 10_000, 50_000, 100_000)

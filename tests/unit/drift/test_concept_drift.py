@@ -15,23 +15,25 @@ from sklearn.metrics import brier_score_loss, log_loss
 from tasks.core.errors import ConfigError, DataError
 from tasks.core.settings import ConceptDriftSettings
 from tasks.drift.concept import (
-    AdwinParams,
-    AdwinState,
     DetectorConfig,
     ErrorBaseline,
-    ErrorMoments,
     MeanShiftParams,
     MeanShiftState,
-    PageHinkleyParams,
-    PageHinkleyState,
-    adwin_update,
     config_from_settings,
     dump_state,
     error_stream,
     load_state,
     mean_shift_test,
-    page_hinkley_update,
     update,
+)
+from tasks.drift.error_moments import ErrorMoments
+from tasks.drift.sequential import (
+    AdwinParams,
+    AdwinState,
+    PageHinkleyParams,
+    PageHinkleyState,
+    adwin_update,
+    page_hinkley_update,
 )
 
 BATCH = 4000  # rows per monitored batch in the demo
