@@ -12,7 +12,8 @@ import pytest
 
 from tasks.core.errors import StoreError
 from tasks.resources.events import resource_id
-from tasks.resources.store import AuditStore, DecisionRecord, LabelRecord, SignalRecord, mask_url
+from tasks.resources.sql import mask_url
+from tasks.resources.store import AuditStore, DecisionRecord, LabelRecord, SignalRecord
 
 MODEL = "car-loan"
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
