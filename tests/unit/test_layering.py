@@ -9,6 +9,8 @@
     stages         everything that takes a Workspace               never the CLI, flows or deployments
 
 No import cycle among ``tasks`` modules, and Prefect only in the event emitter and the artifact publisher.
+No module of ``tasks`` over ``LINE_LIMIT`` lines (generated or compiled kernels aside): a longer one holds
+several concerns, and the folders stop showing where each one lives.
 """
 
 from __future__ import annotations
@@ -33,6 +35,11 @@ FORBIDDEN: dict[str, set[str]] = {
 }
 ABOVE_TASKS = {"flows", "driftgate", "deployments", "devkit", "tests", "benchmarks"}
 PREFECT_ALLOWED = {"tasks.resources.events", "tasks.report.publish"}
+LINE_LIMIT = 700
+# Generated or compiled kernels: long by nature, read by the compiler rather than by people.
+LONG_BY_NATURE = {"tasks.drift._compiled_kernels", "tasks.training._tree_kernel"}
+# TODO lead: tasks/stages/monitoring.py is being split; remove it from here once it is under LINE_LIMIT.
+NOT_YET_SPLIT = {"tasks.stages.monitoring"}
 
 
 def module_name(path: Path) -> str:
@@ -95,6 +102,13 @@ def test_prefect_only_in_the_event_emitter_and_the_artifact_publisher() -> None:
     )
     assert not users, f"Prefect imported outside {sorted(PREFECT_ALLOWED)}: {users}"
     assert set(MODULES) >= PREFECT_ALLOWED
+
+
+def test_no_module_over_the_line_limit() -> None:
+    lines = {name: len(path.read_text().splitlines()) for name, path in MODULES.items()}
+    long = {name: n for name, n in lines.items() if n > LINE_LIMIT and name not in LONG_BY_NATURE | NOT_YET_SPLIT}
+    assert not long, f"modules over {LINE_LIMIT} lines (split them by concern): {long}"
+    assert set(MODULES) >= LONG_BY_NATURE | NOT_YET_SPLIT
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
