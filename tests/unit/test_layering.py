@@ -36,8 +36,8 @@ FORBIDDEN: dict[str, set[str]] = {
 ABOVE_TASKS = {"flows", "driftgate", "deployments", "devkit", "tests", "benchmarks"}
 PREFECT_ALLOWED = {"tasks.resources.events", "tasks.report.publish"}
 LINE_LIMIT = 700
-# Generated or compiled kernels: long by nature, read by the compiler rather than by people.
-LONG_BY_NATURE = {"tasks.drift._compiled_kernels", "tasks.training._tree_kernel"}
+# Compiled kernels: long by nature, read by the compiler rather than by people.
+LONG_BY_NATURE = {"tasks.drift._compiled_kernels"}
 
 
 def module_name(path: Path) -> str:
