@@ -485,31 +485,3 @@ class AuditStore(SqlDatabase):
                 table = self._tables[name]
                 out[name] = int(c.execute(select(func.count()).select_from(table).where(where(table))).scalar_one())
         return out
-
-
-# --- Prefect tasks -------------------------------------------------------------------------------
-def write_batch(
-    store: AuditStore,
-    model: str,
-    batch_id: str,
-    source: str,
-    rows: int,
-    window_start: datetime | None,
-    window_end: datetime | None,
-    status: str,
-) -> None:
-    store.record_batch(model, batch_id, source, rows, window_start, window_end, status)
-
-
-def write_signals(store: AuditStore, signals: Sequence[SignalRecord]) -> int:
-    return store.record_signals(signals)
-
-
-def write_decision(store: AuditStore, decision: DecisionRecord) -> int:
-    return store.record_decision(decision)
-
-
-def write_event(
-    store: AuditStore, name: str, resource: str, payload: Mapping[str, Any], idempotency_key: str | None
-) -> bool:
-    return store.record_event(name, resource, payload, idempotency_key)
