@@ -18,6 +18,8 @@ from contextvars import ContextVar
 from datetime import datetime
 from typing import Any, Protocol
 
+from tasks.core.jsonable import jsonable
+
 BATCH_PROFILED = "driftgate.batch.profiled"
 DRIFT_DETECTED = "driftgate.drift.detected"
 PERFORMANCE_DEGRADED = "driftgate.performance.degraded"
@@ -134,14 +136,14 @@ def emit(name: str, model: str, payload: dict[str, Any], *, idempotency_key: str
     box = _outbox.get()
     if box is not None:
         event_id = str(event_id_for(idempotency_key) if idempotency_key else uuid.uuid4())
-        box.add_to_outbox(event_id, name, resource_of(name, model, payload), _jsonable(payload), idempotency_key)
+        box.add_to_outbox(event_id, name, resource_of(name, model, payload), jsonable(payload), idempotency_key)
         return event_id
     from prefect.events import emit_event
 
     event = emit_event(
         event=name,
         resource=resource_of(name, model, payload),
-        payload=_jsonable(payload),
+        payload=jsonable(payload),
         id=event_id_for(idempotency_key) if idempotency_key else None,
     )
     return str(event.id) if event is not None else None
@@ -188,15 +190,3 @@ def prefect_sender() -> Callable[[list[dict[str, Any]]], None]:
             client.request("POST", "/events", json=body).raise_for_status()
 
     return send
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, float | int | str | bool) or value is None:
-        return value
-    return str(value)

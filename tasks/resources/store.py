@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from tasks.core.errors import StoreError
+from tasks.core.jsonable import jsonable
 from tasks.core.timeutil import utc
-from tasks.resources.audit_tables import build_metadata, jsonable, nullable_float
+from tasks.resources.audit_tables import build_metadata, nullable_float
 from tasks.resources.events import resource_id
 from tasks.resources.sql import WRITE_OPTION, SqlDatabase, dialect_insert
 
