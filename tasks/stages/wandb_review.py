@@ -13,18 +13,32 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tasks.core.timeutil import utc
 
 if TYPE_CHECKING:
+    from tasks.gate.results import GateDecision
+    from tasks.registry.model import ModelVersion
     from tasks.report.wandb_report import RetrainReportInput, TriggerBatch
     from tasks.resources.tracking import TrackingRun
     from tasks.resources.workspace import Workspace
-    from tasks.stages.retraining import Judgement
     from tasks.training.train import TrainedModel
 
 logger = logging.getLogger(__name__)
+
+
+class Judgement(Protocol):
+    """What this module reads of ``retraining.Judgement`` (a Protocol: retraining imports this module)."""
+
+    @property
+    def gate(self) -> GateDecision: ...
+
+    @property
+    def champion(self) -> ModelVersion | None: ...
+
+    @property
+    def window(self) -> dict[str, Any] | None: ...
 
 
 @dataclass(frozen=True)

@@ -88,10 +88,16 @@ class StandInRun:
 
 
 def install(monkeypatch: pytest.MonkeyPatch) -> StandInApi:
-    """Route ``wandb.Api`` and ``wandb.init`` to one in-memory stand-in for the rest of the test."""
+    """Route ``wandb.Api`` and the adapter's ``wandb.init`` to one in-memory stand-in for the rest of the test."""
     import wandb
 
     api = StandInApi()
+    real_init = wandb.init
+
+    def init(**kwargs: Any) -> Any:
+        # Only the adapter's own runs (job type "registry"); tracking runs stay real (offline) runs.
+        return StandInRun(api) if kwargs.get("job_type") == "registry" else real_init(**kwargs)
+
     monkeypatch.setattr(wandb, "Api", api)
-    monkeypatch.setattr(wandb, "init", lambda **_: StandInRun(api))
+    monkeypatch.setattr(wandb, "init", init)
     return api

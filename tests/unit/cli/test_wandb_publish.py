@@ -137,3 +137,42 @@ def test_publishing_without_an_api_key_names_what_is_missing(
     assert code == 2
     assert "needs a W&B API key: set WANDB_API_KEY or run `wandb login`" in out
     assert not cursor_path(home.settings.wandb_dir).exists()
+
+
+def test_publish_sends_each_part_once_and_the_registry_ends_at_the_ledger(
+    home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sending path with W&B's network calls stood in: sync, report save, an offline monitoring run,
+    and the registry adapter against the in-process W&B API stand-in; a second publish sends nothing."""
+    import driftgate.wandb_commands as commands
+    import tasks.report.wandb_report as wandb_report
+    import tasks.resources.tracking as tracking
+    from tasks.registry.wandb_mirror import registry_path
+    from tests.support import wandb_api
+
+    synced: list[Path] = []
+    saved: list[str] = []
+    monkeypatch.setattr(commands, "_sync", synced.append)
+    monkeypatch.setattr(wandb_report, "save_spec", lambda spec, entity=None: saved.append(spec["displayName"]) or "url")
+    offline = tracking.WandbTracker
+
+    def tracker(**kwargs: object) -> tracking.WandbTracker:
+        return offline(**{**kwargs, "mode": "offline"})  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tracking, "WandbTracker", tracker)
+    for key in ("WANDB_DATA_DIR", "WANDB_CACHE_DIR"):
+        monkeypatch.setenv(key, str(tmp_path / key.lower()))
+    api = wandb_api.install(monkeypatch)
+    with open_home(home.settings) as ws:
+        done = commands.execute(ws, commands.plan_publish(ws))
+        ledger = {a: v for a, v in ws.registry.aliases(MODEL).items() if a != "latest"}
+        assert [p.name for p in synced] == ["offline-run-20261101_000000-abc123"]
+        assert saved == ["car-loan v1 vs v0: gate passed"]
+        assert any(line.startswith("monitoring run ") and "4 batch steps" in line for line in done)
+        assert {a: v for a, v in api.aliases(registry_path("model", MODEL)).items() if a != "latest"} == ledger
+        again = commands.plan_publish(ws)
+        # Only the monitoring run this test wrote offline (online it is no offline-run-* folder) is new.
+        assert "offline-run-20261101_000000-abc123" not in {p.name for p in again.runs}
+        assert (again.reports, again.monitoring.steps) == ((), ())
+        commands.execute(ws, again)
+    assert len(saved) == 1 and [p.name for p in synced].count("offline-run-20261101_000000-abc123") == 1
