@@ -90,6 +90,7 @@ class RetrainReportInput:
     flow_run_id: str | None = None
     flow_run_url: str | None = None
     html_report: str | None = None  # shareable path of the HTML/markdown gate report
+    forest_plot: bool = True  # the retrain run logged the forest plot (none for a first model: nothing to compare)
     window: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -219,7 +220,13 @@ def build_report(data: RetrainReportInput) -> Report:
         wr.LinePlot(title="Optuna trials: value and best so far", x=ret.TRIAL, y=[ret.TRIAL_VALUE, ret.TRIAL_BEST]),
         wr.LinePlot(title="Optuna trials pruned", x=ret.TRIAL, y=[ret.TRIAL_PRUNED]),
         *(wr.ScalarChart(title=name, metric=name) for name in ret.SUMMARY_METRICS),
+        *(wr.ScalarChart(title=name, metric=name) for name in ret.PAIRED_METRICS if data.champion_version),
     ]
+    forest: list[Any] = []
+    if data.forest_plot:
+        forest = [
+            wr.PanelGrid(runsets=[retrain], panels=[wr.MediaBrowser(title="forest plot", media_keys=[ret.FOREST_PLOT])])
+        ]
     blocks: list[Any] = [
         wr.H1(text=title_of(data)),
         wr.H2(text="Why it was triggered"),
@@ -230,7 +237,7 @@ def build_report(data: RetrainReportInput) -> Report:
         wr.MarkdownBlock(text=_gate_summary(data)),
         wr.H3(text="Per-slice intervals (forest plot)"),
         wr.MarkdownBlock(text=_slices(data)),
-        wr.PanelGrid(runsets=[retrain], panels=[wr.MediaBrowser(title="forest plot", media_keys=[ret.FOREST_PLOT])]),
+        *forest,
         wr.H2(text="Tuning"),
         wr.PanelGrid(runsets=[retrain], panels=retrain_panels),
         wr.H2(text="Feature importance change"),
@@ -269,7 +276,7 @@ def panel_keys(report: Report) -> dict[str, set[str]]:
     for block in report.blocks:
         if not isinstance(block, wr.PanelGrid):
             continue
-        keys = out.setdefault(block.runsets[0].name, set())
+        keys = out.setdefault(block.runsets[0].name, set())  # one runset per grid here
         for panel in block.panels:
             if isinstance(panel, wr.LinePlot):
                 keys.add(name(panel.x))

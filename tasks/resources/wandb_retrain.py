@@ -23,7 +23,8 @@ IMPORTANCE_TABLE: Final = "feature_importance"
 RULES_TABLE: Final = "gate_rules"
 FOREST_PLOT: Final = "gate_slices.png"  # the gate's forest plot (wandb.Image)
 GATE_REPORT_FILE: Final = "gate_report.md"
-SUMMARY_METRICS: Final = ("holdout_auc", "gate_diff", "gate_p_value", "validation_auc")
+SUMMARY_METRICS: Final = ("holdout_auc", "validation_auc")
+PAIRED_METRICS: Final = ("gate_diff", "gate_p_value")  # logged only when there is a champion to compare with
 JOB_TYPE: Final = "retrain"
 # Settings never copied into a run's config: credentials and connection strings may hold secrets.
 _SECRET_WORDS: Final = ("key", "token", "secret", "password", "url", "storage", "dsn")

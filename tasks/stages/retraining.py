@@ -475,7 +475,15 @@ def record(
         run.finish()
     wandb_review.write_report(
         wandb_review.report_input(
-            ws, trained, judgement, version.version, reason=reason, context=context, run_name=run_name, report_path=path
+            ws,
+            trained,
+            judgement,
+            version.version,
+            reason=reason,
+            context=context,
+            run_name=run_name,
+            report_path=path,
+            forest_plot=png is not None,
         ),
         ws,
     )

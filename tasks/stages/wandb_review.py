@@ -162,6 +162,7 @@ def report_input(
     context: RunContext,
     run_name: str,
     report_path: Path,
+    forest_plot: bool,
 ) -> RetrainReportInput:
     from tasks.report.wandb_report import GateRuleRow, RetrainReportInput, SliceInterval
     from tasks.resources.wandb_monitoring import drift_key
@@ -209,6 +210,7 @@ def report_input(
         flow_run_id=context.flow_run_id,
         flow_run_url=context.flow_run_url,
         html_report=ws.settings.shareable(report_path),
+        forest_plot=forest_plot,
         window=judgement.window or {},
     )
 

@@ -262,3 +262,16 @@ def test_settings_in_a_run_config_hold_no_secret_and_no_absolute_path() -> None:
     safe = ret.safe_settings(settings, share_absolute_paths=False)
     assert safe == {"home": "dg", "policy": {"persistence": 2}, "reports": "reports"}
     assert ret.safe_settings(settings, share_absolute_paths=True)["home"] == "/srv/dg"
+
+
+def test_a_first_model_report_plots_nothing_a_first_model_run_does_not_log() -> None:
+    from dataclasses import replace
+
+    first = replace(_input(), champion_version=None, forest_plot=False, diff=None, ci_low=None, ci_high=None)
+    gate = replace(_gate(), first_model=True, champion_metric=None, diff=None, primary_p=None, champion_auc=None)
+    run = RecordingRun()
+    ret.log_trials(run, [ret.TrialRow(0, "COMPLETE", 0.8, {"num_leaves": 7})])
+    run.log(_run_metrics(_trained(), gate))
+    wanted = panel_keys(build_report(first))["retrain"]
+    assert wanted <= run.keys, wanted - run.keys
+    assert ret.FOREST_PLOT not in wanted and "gate_diff" not in wanted
