@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 import click
 
+from driftgate.wandb_commands import wandb_group
+
 if TYPE_CHECKING:
     from tasks.resources.workspace import Workspace
 
@@ -1254,6 +1256,8 @@ def _print_retrain(result: dict[str, Any]) -> None:
         click.echo(f"  - {reason}")
     click.echo(f"  report: {result['report_path']}")
 
+
+main.add_command(wandb_group)
 
 if __name__ == "__main__":
     main()

@@ -15,7 +15,6 @@ import base64
 import html
 import os
 import re
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -141,8 +140,6 @@ def _page(title: str, body: str) -> str:
 
 
 def _atomic_write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # concurrent writers
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    from tasks.core.atomic import write_text_atomic
+
+    return write_text_atomic(path, text)

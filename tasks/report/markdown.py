@@ -289,10 +289,9 @@ def forest_plot(gate: GateDecision, path: Path, *, title: str) -> Path | None:
 def write_report(path: Path, markdown: str, *, reports_root: Path | None = None) -> Path:
     """Write the markdown report atomically; with ``reports_root`` also its self-contained HTML sibling and the
     refreshed ``<reports_root>/index.html`` (tasks/report/html.py)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(markdown)
-    tmp.replace(path)
+    from tasks.core.atomic import write_text_atomic
+
+    write_text_atomic(path, markdown)  # a temporary file per process and thread: concurrent writers never share one
     if reports_root is not None:
         from tasks.report.html import write_html_report
 

@@ -14,7 +14,6 @@ Every element may carry a ``tip``: an SVG ``<title>`` a browser shows on hover (
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,12 +165,10 @@ class Canvas:
         )
 
     def save(self, path: Path) -> Path:
-        """Write the document to ``path`` atomically (a temporary file per process, then ``os.replace``)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(self.render(), encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        """Write the document to ``path`` atomically (tasks.core.atomic)."""
+        from tasks.core.atomic import write_text_atomic
+
+        return write_text_atomic(path, self.render())
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:

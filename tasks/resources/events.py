@@ -190,3 +190,23 @@ def prefect_sender() -> Callable[[list[dict[str, Any]]], None]:
             client.request("POST", "/events", json=body).raise_for_status()
 
     return send
+
+
+def current_flow_run() -> tuple[str | None, str | None]:
+    """(id, UI URL) of the Prefect flow run this code runs in; (None, None) outside one.
+
+    Reads ``prefect.runtime`` only when Prefect is already imported (a flow run imported it): direct mode,
+    where nothing imported Prefect, pays no import for a question whose answer is "none".
+    """
+    if "prefect" not in sys.modules:
+        return None, None
+    from prefect.runtime import flow_run
+
+    run_id = flow_run.get_id()
+    if not run_id:
+        return None, None
+    try:
+        url = flow_run.get_flow_run_ui_url()
+    except Exception:  # the UI URL needs PREFECT_UI_URL or an API URL; the id alone still identifies the run
+        url = None
+    return str(run_id), url if url and url.startswith("http") else None

@@ -56,11 +56,23 @@ class TrackingRun(Protocol):
 
     def log_table(self, name: str, frame: pl.DataFrame) -> None: ...
 
+    def define_metric(self, name: str, *, step_metric: str) -> None: ...
+
+    def use_dataset(self, name: str, fingerprint: str, metadata: Mapping[str, Any]) -> None: ...
+
     def finish(self) -> None: ...
 
 
 class Tracker(Protocol):
-    def start_run(self, *, job_type: str, name: str, config: Mapping[str, Any]) -> TrackingRun: ...
+    def start_run(
+        self,
+        *,
+        job_type: str,
+        name: str,
+        config: Mapping[str, Any],
+        group: str | None = None,
+        tags: Sequence[str] = (),
+    ) -> TrackingRun: ...
 
 
 def _table_cell(value: Any) -> Any:
@@ -166,6 +178,36 @@ class WandbRun:
         if frame.height > limit:
             self._run.summary[f"{name}/rows_total"] = frame.height
 
+    def define_metric(self, name: str, *, step_metric: str) -> None:
+        """Plot ``name`` (a glob such as ``drift/*`` works) against ``step_metric`` instead of W&B's step."""
+        self._check_open(f"define metric {name!r}")
+        if not self._active:
+            return
+        self._run.define_metric(step_metric, hidden=False)
+        self._run.define_metric(name, step_metric=step_metric)
+
+    def use_dataset(self, name: str, fingerprint: str, metadata: Mapping[str, Any]) -> None:
+        """Record the training data as a ``dataset`` artifact identified by its fingerprint.
+
+        Online it is an input of the run (``use_artifact``), so W&B's lineage graph reads training data →
+        retrain run → model artifact. Offline W&B cannot use an artifact (``use_artifact`` raises), so it is
+        logged as an output of the run instead; the fingerprint stays in the run's config either way.
+        """
+        self._check_open(f"use dataset {name!r}")
+        if not self._active:
+            return
+        import wandb
+
+        safe_name = _UNSAFE_FILE_CHARS.sub("-", name)
+        described = plain_json({**metadata, "fingerprint": fingerprint})
+        artifact = wandb.Artifact(safe_name, type="dataset", metadata=described)
+        with artifact.new_file("fingerprint.txt") as handle:
+            handle.write(f"{fingerprint}\n")
+        if self._run.settings.mode == "online":
+            self._run.use_artifact(artifact)
+        else:
+            self._run.log_artifact(artifact, aliases=[f"sha256-{fingerprint[:16]}"])
+
     def finish(self) -> None:
         self._finish(exit_code=0)
 
@@ -201,7 +243,16 @@ class WandbTracker:
     def __repr__(self) -> str:
         return f"WandbTracker(mode={self.mode!r}, project={self.project!r}, directory={str(self.directory)!r})"
 
-    def start_run(self, *, job_type: str, name: str, config: Mapping[str, Any]) -> WandbRun:
+    def start_run(
+        self,
+        *,
+        job_type: str,
+        name: str,
+        config: Mapping[str, Any],
+        group: str | None = None,
+        tags: Sequence[str] = (),
+    ) -> WandbRun:
+        """A run in this tracker's mode; ``group`` (the model) and ``tags`` (the decision) let W&B filter runs."""
         disable_telemetry()
         active = self.mode != "disabled"
         if active:
@@ -231,6 +282,8 @@ class WandbTracker:
                 dir=str(self.directory) if active else None,
                 job_type=job_type,
                 name=name,
+                group=group,
+                tags=list(tags) or None,
                 config=plain_json(config),
                 mode=self.mode,  # type: ignore[arg-type]
                 reinit="create_new",

@@ -106,14 +106,10 @@ def _reference_digest(ws: Workspace, version: ModelVersion) -> str:
 
 
 def _write_cache(path: Path, text: str) -> None:
-    """Atomic: a temporary file per process and thread, then ``os.replace``; readers see old or new, never half."""
-    import os
-    import threading
+    """Atomic (tasks.core.atomic): readers see the old file or the new one, never half."""
+    from tasks.core.atomic import write_text_atomic
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text_atomic(path, text)
 
 
 ESTIMATOR_CACHE = ("cache", "estimators")  # <home>/cache/estimators/<model>/<key>.json

@@ -445,14 +445,24 @@ def record(
             ),
             conn=conn,
         )
-    run = ws.tracker.start_run(job_type="retrain", name=f"retrain-{version.version}", config=trained.params)
+    from tasks.resources import wandb_retrain
+    from tasks.stages import wandb_review
+
+    context = wandb_review.run_context(
+        ws, trained, judgement, key=key, reason=reason, fingerprint=version.metadata.get("data_fingerprint")
+    )
+    run_name = f"retrain-{version.version}"
+    run = ws.tracker.start_run(
+        job_type="retrain", name=run_name, config=context.config, group=context.group, tags=context.tags
+    )
     try:
+        wandb_review.log_details(ws, run, trained, judgement, context)
         run.log(_run_metrics(trained, gate))
         run.log_model(version, aliases=["candidate", "latest"])
-        run.log_file("gate_report.md", path)
+        run.log_file(wandb_retrain.GATE_REPORT_FILE, path)
         if png is not None:
-            run.log_file("gate_slices.png", png)
-        run.log_table("gate_rules", _rules_table(gate))
+            run.log_file(wandb_retrain.FOREST_PLOT, png)
+        run.log_table(wandb_retrain.RULES_TABLE, _rules_table(gate))
         run.summary(
             {
                 "gate_passed": gate.passed,
@@ -463,6 +473,20 @@ def record(
         )
     finally:
         run.finish()
+    wandb_review.write_report(
+        wandb_review.report_input(
+            ws,
+            trained,
+            judgement,
+            version.version,
+            reason=reason,
+            context=context,
+            run_name=run_name,
+            report_path=path,
+            forest_plot=png is not None,
+        ),
+        ws,
+    )
     from tasks.report.publish import publish
 
     publish(

@@ -328,6 +328,30 @@ def _open_study(storage_dir: Path | None, study_name: str, storage_url: str | No
     return study
 
 
+def study_trials(storage_dir: Path | None, study_name: str, storage_url: str | None = None) -> list[dict[str, Any]]:
+    """Every trial of a stored study (number, state, value, params), read only: unlike ``_open_study`` it
+    neither creates the study nor fails another worker's running trials. Empty when the study is not stored."""
+    import optuna
+    from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage: BaseStorage
+    if storage_url is not None:
+        storage = RDBStorage(storage_url)
+    elif storage_dir is not None and (storage_dir / f"{study_name}.journal").is_file():
+        storage = JournalStorage(JournalFileBackend(str(storage_dir / f"{study_name}.journal")))
+    else:
+        return []
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:  # no study of that name in the storage
+        return []
+    return [
+        {"number": t.number, "state": t.state.name, "value": t.value, "params": dict(t.params)}
+        for t in study.get_trials(deepcopy=False)
+    ]
+
+
 ORPHAN_AFTER_SECONDS = 3600.0  # a RUNNING trial older than this belongs to a process that died
 
 

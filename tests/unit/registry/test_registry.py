@@ -468,13 +468,23 @@ def test_sigkill_mid_churn_leaves_aliases_on_complete_versions(reg: LocalRegistr
 # --- the registry contract: every implementation ---------------------------------------------------
 
 
-@pytest.fixture(params=["local", "mirrored", "wandb"])
-def contract_registry(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[LocalRegistry, str]:
-    """(registry, model) for each implementation of the Registry interface; W&B only with WANDB_API_KEY."""
+@pytest.fixture(params=["local", "mirrored", "wandb-stand-in", "wandb"])
+def contract_registry(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[LocalRegistry, str]:
+    """(registry, model) for each implementation of the Registry interface: the W&B adapter runs against an
+    in-process stand-in of the W&B calls it makes, and against W&B itself only with WANDB_API_KEY."""
     if request.param == "local":
         return LocalRegistry(tmp_path / "registry"), MODEL
     if request.param == "mirrored":
         return LocalRegistry(tmp_path / "registry", mirror=MemoryMirror()), MODEL
+    if request.param == "wandb-stand-in":
+        from tasks.registry.wandb_mirror import WandbMirror, WandbRegistry
+        from tests.support import wandb_api
+
+        wandb_api.install(monkeypatch)
+        mirror = WandbMirror(registry="model", project="contract", entity=None, directory=tmp_path / "wandb")
+        return WandbRegistry(tmp_path / "registry", mirror), MODEL
     if not os.environ.get("WANDB_API_KEY"):
         pytest.skip("W&B Registry contract tests need WANDB_API_KEY (and network); not set here")
     from tasks.registry.wandb_mirror import WandbMirror, WandbRegistry
