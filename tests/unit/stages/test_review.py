@@ -40,7 +40,11 @@ def _home(root: Path, **settings: object) -> Home:
     registry = home.registry
     for name in ("v0", "v1"):
         registry.register(
-            MODEL, {"model.txt": name.encode(), "gate.json": json.dumps({"rules": RULES}).encode()}, {}, actor="t", reason="t"
+            MODEL,
+            {"model.txt": name.encode(), "gate.json": json.dumps({"rules": RULES}).encode()},
+            {},
+            actor="t",
+            reason="t",
         )
     gate = home.settings.reports_dir / "gate"
     gate.mkdir(parents=True, exist_ok=True)
