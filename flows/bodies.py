@@ -450,7 +450,8 @@ def promote_body(
                 f"promotion of {version} needs an approver: run `driftgate promote {version} --require-approval` "
                 "(a flow run that pauses for `driftgate approve`)"
             )
-            run.banner(why)
+            # A warning, not a banner: the command must not end on "gate PASSED" as if production had moved.
+            log.warning("%s; `driftgate pending` lists it", why)
             steps.await_approval(ws, version, why=why, evidence=evidence)
             return asdict(PromotionOutcome(version, "awaiting-approval", (), before, None, (why,)))
         _lease, before = steps.begin_promotion(

@@ -42,7 +42,7 @@ def _home(root: Path, **settings: object) -> Home:
         registry.register(
             MODEL,
             {"model.txt": name.encode(), "gate.json": json.dumps({"rules": RULES}).encode()},
-            {},
+            {"gate_passed": True},
             actor="t",
             reason="t",
         )
@@ -140,3 +140,35 @@ def test_pending_lists_direct_mode_items_one_line_each_and_says_when_none(
     assert line.startswith(f"{MODEL}:v1  waiting ") and "driftgate promote v1 --require-approval" in line
     as_json = CliRunner().invoke(main, [*args, "--json"])
     assert json.loads(as_json.output)[0]["version"] == "v1"
+
+
+def test_direct_mode_promotion_needing_an_approver_moves_nothing_records_it_and_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from flows.bodies import Runner, promote_body
+
+    home = _home(tmp_path / "home")
+    home.registry.promote(MODEL, "v0", actor="t", reason="champion", expected_production=None)
+    with caplog.at_level("WARNING", logger="driftgate"):
+        outcome = promote_body(Runner(), "v1", home=str(home.root), config=str(home.config), auto_approve=False)
+    assert outcome["status"] == review.AWAITING_APPROVAL and home.registry.aliases(MODEL)["production"] == "v0"
+    assert "driftgate promote v1 --require-approval" in caplog.text and "driftgate pending" in caplog.text
+    with open_home(home.settings) as ws:
+        assert [p.version for p in review.awaiting_in_store(ws)] == ["v1"]
+
+
+def test_a_monitor_decision_rule_table_is_keyed_by_model_and_batch(tmp_path: Path, recorder: pub.Recorder) -> None:
+    from types import SimpleNamespace
+
+    from tasks.core.verdicts import RuleResult, Verdict
+
+    decision = SimpleNamespace(
+        action=SimpleNamespace(value="RETRAIN"),
+        rules=(RuleResult("persistence", Verdict.PASS, "2 degraded batches in a row"),),
+    )
+    home = _home(tmp_path / "home")
+    with open_home(home.settings) as ws:
+        review.publish_decision_rules(ws, "day_06", decision)  # type: ignore[arg-type]
+    (table,) = recorder.published
+    assert table.kind == "table" and table.key == "monitor-rules-toy-day-06"
+    assert table.data[0]["rule"] == "persistence" and "RETRAIN" in table.description
