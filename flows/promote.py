@@ -101,9 +101,13 @@ def announce_pause(ws: Workspace, version: str, timeout: int) -> str | None:
     run_id = flow_run_id()
     if run_id is None:
         return None
-    steps.publish_gate_evidence(ws, version, flow_run_id=run_id)
+    logger = get_run_logger()
+    try:
+        steps.publish_gate_evidence(ws, version, flow_run_id=run_id)
+    except Exception as exc:  # the approver can still answer; a missing artifact must not withdraw the promotion
+        logger.warning("the gate evidence of %s:%s could not be published: %s", ws.model, version, exc)
     commands = approval_commands(run_id)
-    get_run_logger().warning(
+    logger.warning(
         "%s:%s awaits approval: flow run %s is paused for up to %d s (evidence: this run's artifacts).\n"
         "  approve: %s\n  reject:  %s",
         ws.model,
