@@ -753,6 +753,14 @@ def promote(
                 f"held by {lease.holder}); nothing changed — wait for it, or `driftgate withdraw {lease.version}`"
             )
         expected = production if expected is None else expected
+        if not (ws.settings.promotion.auto_approve if auto_approve is None else auto_approve):
+            # The flow run blocks this command while it waits: say so first; its id and the commands follow in
+            # the run's WARNING log line once it pauses (and `driftgate pending` lists it meanwhile).
+            click.echo(
+                f"{ws.model}:{version} needs an approver: the promotion pauses before the canary; its flow run id "
+                "and the `driftgate approve` commands are printed when it does (`driftgate pending` lists it)",
+                err=True,
+            )
     _quiet_prefect(ctx.obj["verbose"])
     with _errors(), _state_on_conflict(home, config, model):
         from flows.promote import promote_flow
@@ -971,6 +979,57 @@ def approve(flow_run_id: str, approver: str, comment: str, reject: bool) -> None
     except Exception as exc:  # Prefect raises NotPausedError, FlowPauseTimeout or HTTP errors
         _fail(RuntimeError(f"cannot resume flow run {flow_run_id}: {exc}"))
     click.echo(f"flow run {flow_run_id}: {'rejected' if reject else 'approved'} by {approver}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+@_common
+def pending(as_json: bool, home: str | None, config: str | None, model: str | None) -> None:
+    """Promotions waiting for an approver, one line each, with the command that answers each one.
+
+    From the Prefect API when one is configured (promote flow runs paused for approval: version, how long they
+    have waited, `driftgate approve RUN_ID ...`) and from the audit store (direct-mode promotions left
+    "awaiting-approval", not promoted or refused since: start them again with --require-approval).
+    """
+    import json
+
+    from tasks.stages.review import awaiting_in_store
+
+    with _errors(), _home(home, config, model) as ws:
+        items = awaiting_in_store(ws)
+    if _prefect_api_configured():
+        _quiet_prefect(False)
+        from flows.promote import paused_promotions
+
+        try:
+            items = paused_promotions() + items
+        except Exception as exc:  # an unreachable API: still show what the store knows
+            click.secho(f"warning: cannot read paused flow runs from the Prefect API: {exc}", fg="yellow", err=True)
+    if as_json:
+        click.echo(json.dumps([item.to_dict() for item in items], indent=2))
+        return
+    if not items:
+        source = "the Prefect API or the audit store" if _prefect_api_configured() else "the audit store"
+        click.echo(f"nothing waits for approval (checked {source})")
+        return
+    now = time.time()
+    for item in items:
+        waited = _duration(now - item.since.timestamp()) if item.since else "?"
+        where = f"flow run {item.flow_run_id} paused" if item.flow_run_id else "direct mode, nothing paused"
+        click.echo(f"{item.model or '-'}:{item.version or '?'}  waiting {waited}  ({where})  → {item.command()}")
+
+
+def _duration(seconds: float) -> str:
+    """``3d 4h``, ``2h 5m``, ``4m 12s``: how long something has waited, to the two largest units."""
+    seconds = max(int(seconds), 0)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {secs}s"
 
 
 @main.command()

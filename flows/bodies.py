@@ -50,7 +50,7 @@ class Steps:
 
     def __init__(self, wrap: Wrap = plain) -> None:
         from tasks.policy import replay
-        from tasks.stages import arrivals, canary, drill, monitor_caches, monitoring, promotion, retraining
+        from tasks.stages import arrivals, canary, drill, monitor_caches, monitoring, promotion, retraining, review
 
         self.select_batches = wrap("select-batches", monitoring.select_batches)
         self.prepare_context = wrap("prepare-monitoring", monitoring.prepare_context)
@@ -64,6 +64,7 @@ class Steps:
         self.record_monitoring = wrap("record-monitoring", monitoring.record)
         self.announce = wrap("emit-events", monitoring.announce)
         self.report_monitoring = wrap("report-batch", monitoring.report)
+        self.publish_decision_rules = wrap("publish-decision-rules", review.publish_decision_rules)
 
         self.record_duplicate = wrap("record-duplicate", retraining.record_duplicate)
         self.claim_window = wrap("claim-window", retraining.claim)
@@ -84,6 +85,8 @@ class Steps:
         self.hand_over_to_watch = wrap("hand-over-to-watch", promotion.hand_over_to_watch)
         self.withdraw = wrap("withdraw", promotion.withdraw)
         self.stage = wrap("stage", promotion.stage)
+        self.await_approval = wrap("await-approval", promotion.await_approval)
+        self.publish_gate_evidence = wrap("publish-gate-evidence", review.publish_gate_evidence)
         self.record_approval = wrap("record-approval", promotion.record_approval)
         self.reject = wrap("reject-promotion", promotion.reject)
         self.start_canary = wrap("start-canary", promotion.start_canary)
@@ -209,6 +212,7 @@ def monitor_body(
                 key = steps.record_monitoring(ws, batch, batch_profile, est, realized, decision)
                 steps.announce(ws, batch.batch_id, decision, key)
             outcome = steps.report_monitoring(ws, batch, batch_profile, est, realized, decision, key)
+            steps.publish_decision_rules(ws, batch.batch_id, decision)
             outcomes.append(asdict(outcome))
             progress.report("monitor", done, len(paths), f"{batch.batch_id}: {decision.action.value}")
         if label_set is not None:
@@ -311,6 +315,7 @@ def retrain_body(
             judgement = steps.evaluate(ws, trained, window, champion)
             version = steps.register(ws, trained, judgement, reason=reason, actor=actor)
             report = steps.record_retrain(ws, trained, judgement, version, key=idempotency_key, reason=reason)
+            steps.publish_gate_evidence(ws, version.version)  # the rule table and links beside the report
             if judgement.gate.passed:  # a version that may serve: its monitoring is fitted now, not per batch
                 steps.prepare_version(ws, version)
         gate = judgement.gate
@@ -441,8 +446,13 @@ def promote_body(
         approve_now = settings.auto_approve if auto_approve is None else auto_approve
         if not approve_now and not run.can_pause:
             before = ws.registry.aliases(ws.model).get(PRODUCTION)
-            why = f"promotion of {version} needs an approver: run `driftgate promote {version} --flow`"
-            run.banner(why)
+            why = (
+                f"promotion of {version} needs an approver: run `driftgate promote {version} --require-approval` "
+                "(a flow run that pauses for `driftgate approve`)"
+            )
+            # A warning, not a banner: the command must not end on "gate PASSED" as if production had moved.
+            log.warning("%s; `driftgate pending` lists it", why)
+            steps.await_approval(ws, version, why=why, evidence=evidence)
             return asdict(PromotionOutcome(version, "awaiting-approval", (), before, None, (why,)))
         _lease, before = steps.begin_promotion(
             ws, version, actor=actor, reason=reason, evidence=evidence, expected=ANY if expected is None else expected

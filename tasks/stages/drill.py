@@ -179,7 +179,7 @@ def run_drill(ws: Workspace, *, keep_sandbox: bool = False, now: datetime | None
     """Copy the registry, rehearse rollback and roll-forward there, verify every digest, report, note in the ledger."""
     from tasks.registry.local import LocalRegistry
     from tasks.report.markdown import write_report
-    from tasks.report.publish import publish
+    from tasks.report.publish import artifact_key, publish
 
     now = now or datetime.now(UTC)
     ws.registry.ledger(ws.model)  # a broken hash chain (LedgerIntegrityError) stops the drill before any copy
@@ -214,7 +214,8 @@ def run_drill(ws: Workspace, *, keep_sandbox: bool = False, now: datetime | None
     path = write_report(
         ws.settings.reports_dir / "drill" / f"{now:%Y%m%dT%H%M%S}.md", markdown, reports_root=ws.settings.reports_dir
     )
-    publish(markdown, key=f"drill-{ws.model}", description=f"rollback drill: {'passed' if result.ok else 'failed'}")
+    verdict = "passed" if result.ok else "failed"
+    publish(markdown, key=artifact_key("drill", ws.model), description=f"rollback drill: {verdict}")
     restore = ", ".join(f"{s.name} {s.seconds_to_restore:.3f} s" for s in steps) or "no step ran"
     ws.registry.note(
         ws.model,

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from tasks.core.errors import AliasConflictError, DriftgateError, RegistryError
 from tasks.core.faults import fault_point
 from tasks.registry.model import ANY, CANARY, PRODUCTION, STAGING, Unchecked
-from tasks.report.publish import publish
+from tasks.report.publish import artifact_key, publish
 from tasks.resources import events
 
 if TYPE_CHECKING:
@@ -223,6 +223,14 @@ def record_approval(ws: Workspace, version: str, approval: Approval, *, evidence
     )
 
 
+def await_approval(ws: Workspace, version: str, *, why: str, evidence: str | None) -> None:
+    """A promotion that wants an approver where nothing can pause (direct mode): nothing moves, and the audit row
+    ``promotion``/``awaiting-approval`` is what `driftgate pending` lists until the version is promoted or refused."""
+    from tasks.stages.review import AWAITING_APPROVAL
+
+    _record(ws, "promotion", AWAITING_APPROVAL, version, [why], evidence=evidence)
+
+
 def reject(ws: Workspace, version: str, approval: Approval) -> list[LedgerEntry]:
     """A refused (or timed-out) approval: staging is cleared, production and canary never move."""
     entries = withdraw_quietly(ws, version, actor=approval.approver, reason=f"approval refused: {approval.comment}")
@@ -325,7 +333,7 @@ def write_canary_report(
         markdown,
         reports_root=ws.settings.reports_dir,
     )
-    publish(markdown, key=f"canary-{ws.model}-{version}", description=f"canary {version}: {verdict.action}")
+    publish(markdown, key=artifact_key("canary", ws.model, version), description=f"canary {version}: {verdict.action}")
     return path
 
 
@@ -426,7 +434,7 @@ def post_deployment_audit(
         markdown,
         reports_root=ws.settings.reports_dir,
     )
-    publish(markdown, key=f"audit-{ws.model}-{version}", description=f"post-deployment audit {version}")
+    publish(markdown, key=artifact_key("audit", ws.model, version), description=f"post-deployment audit {version}")
     rows = comparison.rows if comparison else 0
     labelled = comparison.labelled_rows if comparison else 0
     ws.registry.note(

@@ -189,3 +189,76 @@ def test_an_unanswered_approval_times_out_as_a_refusal(tmp_path: Path, texts: di
     ]
     assert home.registry.open_lease(MODEL) is None
     assert home.registry.aliases(MODEL)["production"] == "v0"
+
+
+def test_a_paused_promotion_names_its_run_and_commands_carries_its_evidence_and_is_pending(
+    tmp_path: Path, texts: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`driftgate promote --require-approval` blocks while paused: it must print the run id and the exact commands
+    (from the run's WARNING log line), the run must carry the gate report, and `driftgate pending` must list it."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    from prefect.settings import PREFECT_API_URL
+
+    from driftgate.cli import main
+
+    home = _home(tmp_path / "home", texts, "good2", promotion={"approval_poll_seconds": 1})
+    gate = home.settings.reports_dir / "gate"  # v1's gate report, as a retrain leaves it
+    gate.mkdir(parents=True, exist_ok=True)
+    (gate / "v1-slices.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 16)
+    report = "# Gate report: toy v1\n\n![per-slice intervals](v1-slices.png)\n"
+    (gate / "v1.md").write_text(report)
+    home.registry.annotate(MODEL, "v1", "gate_report", "reports/gate/v1.md")
+    home.registry.annotate(MODEL, "v1", "gate_report_markdown", report)
+    api = str(PREFECT_API_URL.value())
+    monkeypatch.setenv("PREFECT_API_URL", api)
+    args = ["--home", str(home.root), "--config", str(home.config)]
+    command = [sys.executable, "-c", "from driftgate.cli import main; main()", "promote", "v1", "--require-approval"]
+    process = subprocess.Popen(
+        [*command, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ}
+    )
+    seen: list[str] = []
+    hint = re.compile(r"driftgate approve ([0-9a-f-]{36}) --approver NAME")
+
+    def read_stderr() -> None:
+        assert process.stderr is not None
+        seen.extend(iter(process.stderr.readline, ""))
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 180
+        while not any(hint.search(line) for line in seen):
+            assert process.poll() is None and time.monotonic() < deadline, "".join(seen)
+            time.sleep(0.5)
+        run_id = next(m[1] for line in seen if (m := hint.search(line)))
+        text = "".join(seen)
+        assert "needs an approver" in text  # said by the command before it blocks
+        assert f"driftgate approve {run_id} --reject --approver NAME" in text
+        pending = CliRunner().invoke(main, ["pending", *args])
+        assert pending.exit_code == 0, pending.output
+        (line,) = [row for row in pending.output.splitlines() if run_id in row]
+        assert line.startswith(f"{MODEL}:v1  waiting ") or line.startswith("-:v1  waiting "), line
+        assert f"driftgate approve {run_id} --approver NAME" in line
+        with get_client(sync_client=True) as client:
+            artifacts = client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(run_id)]))
+            )
+        (request,) = [a for a in artifacts if a.key == f"approval-{MODEL}-v1"]
+        assert "](data:image/png;base64," in str(request.data) and f"driftgate approve {run_id}" in str(request.data)
+        approved = CliRunner().invoke(main, ["approve", run_id, "--approver", "alice", "--comment", "looked at it"])
+        assert approved.exit_code == 0, approved.output
+        out, _ = process.communicate(timeout=180)
+        assert process.returncode == 0 and "PROMOTED" in out, (out, "".join(seen))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert home.registry.aliases(MODEL)["production"] == "v1"
+    none_left = CliRunner().invoke(main, ["pending", *args])
+    assert run_id not in none_left.output

@@ -7,6 +7,7 @@ same event re-sent is ignored, and a new event for the same window completes as 
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -119,19 +120,31 @@ def test_retrain_event_runs_the_retrain_deployment(stack: Stack, retrain_request
 
 
 def test_the_deployed_gate_report_artifact_carries_its_images(stack: Stack, retrain_request: RetrainRequest) -> None:
-    """The Prefect UI shows the gate report with its forest plot: images inline, no relative image links."""
+    """The Prefect UI shows the gate report with its forest plot (images inline, no relative image link) and the
+    gate's rules as a table, each keyed by model and version so the artifact pages keep their history."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    from tasks.report.publish import artifact_key
 
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[retrain_request.run_id]))
         )
-    gates = [a for a in artifacts if (a.key or "").startswith("gate-")]
-    assert gates, [a.key for a in artifacts]
-    markdown = str(gates[0].data)
+    version = retrain_request.versions_after[-1]
+    by_key = {a.key: a for a in artifacts}
+    report, rules = (
+        by_key.get(artifact_key("gate", MODEL, version)),
+        by_key.get(artifact_key("gate-rules", MODEL, version)),
+    )
+    assert report is not None and rules is not None, sorted(str(k) for k in by_key)
+    assert report.type == "markdown" and rules.type == "table"
+    markdown = str(report.data)
     assert "](data:image/png;base64," in markdown
-    assert not re.search(r"!\[[^\]]*\]\((?!data:)[^)]*\.(png|svg)\)", markdown)
+    assert not re.search(r"!\[[^\]]*\]\((?![a-z][a-z0-9+.-]*:)[^)]*\)", markdown)  # no relative image link
+    table = json.loads(str(rules.data))
+    assert {"superiority", "slices"} <= {row["rule"] for row in table}, table
+    assert all(row["verdict"] in {"pass", "fail", "reported", "skipped"} for row in table)
 
 
 def test_repeated_event_starts_no_second_run_and_a_new_event_is_a_no_op(
