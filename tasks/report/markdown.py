@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tasks.drift.results import BatchProfile
+    from tasks.gate.comparison import ModelComparison
     from tasks.gate.results import GateDecision
     from tasks.performance.estimation import PerformanceEstimate, RealizedPerformance
     from tasks.policy.decide import PolicyDecision
@@ -98,14 +99,19 @@ def gate_markdown(
     gate: GateDecision,
     forest_png: Path | None = None,
     window: Mapping[str, Any] | None = None,
+    comparison: ModelComparison | None = None,
+    reliability_chart: Path | None = None,
+    reason: str | None = None,
 ) -> str:
-    """The gate's report: every rule's verdict with its numbers, then one table per rule."""
+    """The gate's report: every rule's verdict with its numbers, then one table per rule, then what changed
+    beyond the verdict (calibration, errors at the threshold, feature importance; descriptive)."""
     verdict = "PASSED" if gate.passed else "FAILED"
     lines = [
         f"# driftgate gate — {model} — candidate {candidate_version} vs champion {champion_version or '(none)'}",
         "",
         f"**Gate {verdict}** on {gate.n_rows} paired holdout rows. Primary criterion: **{gate.metric}** "
         f"(min effect {gate.min_effect:g}, alpha {gate.alpha:g}).",
+        *(["", f"**Why this retrain:** {_cell(reason)}"] if reason else []),
         "",
         "Every blocking rule must pass. Promotion therefore requires the superiority test to reject at level "
         "alpha, which bounds the false-promotion rate by alpha whatever the other rules do (an intersection-union "
@@ -220,6 +226,10 @@ def gate_markdown(
     ]
     if forest_png is not None:
         lines += ["", f"![per-slice intervals]({forest_png.name})"]
+    if comparison is not None:
+        from tasks.report.comparison import comparison_markdown
+
+        lines += comparison_markdown(comparison, reliability_chart)
     return "\n".join(lines) + "\n"
 
 

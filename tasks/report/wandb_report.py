@@ -84,7 +84,8 @@ class RetrainReportInput:
     rules: tuple[GateRuleRow, ...] = ()
     slices: tuple[SliceInterval, ...] = ()
     triggers: tuple[TriggerBatch, ...] = ()
-    importance: tuple[tuple[str, float, float | None, float | None], ...] = ()  # wandb_retrain.importance_change
+    importance: tuple[ret.ImportanceRow, ...] = ()  # tasks/gate/comparison.py ImportanceShift.row()
+    calibration: tuple[ret.CalibrationRow, ...] = ()  # ModelComparison.calibration_rows()
     drift_keys: tuple[str, ...] = ()  # monitoring keys of the triggering batches' drift (wandb_monitoring.drift_key)
     canary: str | None = None  # the canary's verdict, when one ran
     flow_run_id: str | None = None
@@ -168,6 +169,17 @@ def _importance(data: RetrainReportInput) -> str:
     return "Share of total gain per feature.\n\n" + _table(("feature", "candidate", "champion", "change"), rows)
 
 
+def _calibration(data: RetrainReportInput) -> str:
+    if not data.calibration:
+        return "No calibration recorded."
+    rows = [(m, _fmt(b), _fmt(e), tp, fp, fn, tn) for m, b, e, tp, fp, fn, tn in data.calibration]
+    return (
+        "On the gate's holdout: Brier score, expected calibration error (10 probability bins) and the errors at "
+        f"the decision threshold (descriptive; the table `{ret.CALIBRATION_TABLE}` in the retrain run).\n\n"
+        + _table(("model", "Brier", "ECE", "TP", "FP", "FN", "TN"), rows)
+    )
+
+
 def _decision(data: RetrainReportInput) -> str:
     lines = [f"**Decision:** {data.decision}", f"**Canary:** {data.canary or 'no canary ran for this candidate'}"]
     if data.flow_run_url:
@@ -242,6 +254,8 @@ def build_report(data: RetrainReportInput) -> Report:
         wr.PanelGrid(runsets=[retrain], panels=retrain_panels),
         wr.H2(text="Feature importance change"),
         wr.MarkdownBlock(text=_importance(data)),
+        wr.H2(text="Calibration: champion vs candidate"),
+        wr.MarkdownBlock(text=_calibration(data)),
         wr.H2(text="Decision"),
         wr.MarkdownBlock(text=_decision(data)),
     ]

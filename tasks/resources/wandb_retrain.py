@@ -1,4 +1,5 @@
-"""What a retrain run logs to W&B beyond its summary: every Optuna trial, a safe config, importance change.
+"""What a retrain run logs to W&B beyond its summary: every Optuna trial, a safe config, importance change,
+calibration.
 
 The keys are defined here once; the W&B report of a retrain decision (``tasks/report/wandb_report.py``)
 plots exactly these names, and its test checks each panel against what these functions log.
@@ -20,6 +21,7 @@ TRIAL_PRUNED: Final = "trial/pruned"
 TRIAL_BEST: Final = "trial/best_value"  # best value so far: the study's learning curve
 TRIALS_TABLE: Final = "optuna_trials"
 IMPORTANCE_TABLE: Final = "feature_importance"
+CALIBRATION_TABLE: Final = "calibration"
 RULES_TABLE: Final = "gate_rules"
 FOREST_PLOT: Final = "gate_slices.png"  # the gate's forest plot (wandb.Image)
 GATE_REPORT_FILE: Final = "gate_report.md"
@@ -87,34 +89,14 @@ def _cell(value: Any) -> Any:
     return value if value is None or isinstance(value, bool | int | float) else str(value)
 
 
-def importance_change(
-    candidate: Mapping[str, float], champion: Mapping[str, float] | None
-) -> list[tuple[str, float, float | None, float | None]]:
-    """(feature, candidate share, champion share, change) sorted by the largest change first.
-
-    Shares of total gain, so two models trained on different row counts compare; None without a champion.
-    """
-
-    def shares(values: Mapping[str, float]) -> dict[str, float]:
-        total = sum(max(float(v), 0.0) for v in values.values())
-        return {k: (max(float(v), 0.0) / total if total else 0.0) for k, v in values.items()}
-
-    cand = shares(candidate)
-    champ = shares(champion) if champion else None
-    rows = []
-    for feature in sorted(set(cand) | set(champ or {})):
-        new = cand.get(feature, 0.0)
-        old = champ.get(feature, 0.0) if champ is not None else None
-        rows.append((feature, new, old, new - old if old is not None else None))
-    return sorted(rows, key=lambda r: -abs(r[3]) if r[3] is not None else -r[1])
+ImportanceRow = tuple[str, float, float | None, float | None]  # feature, candidate share, champion share, change
+CalibrationRow = tuple[str, float, float, int, int, int, int]  # model, Brier, ECE, TP, FP, FN, TN
 
 
-def log_importance(
-    run: TrackingRun, candidate: Mapping[str, float], champion: Mapping[str, float] | None
-) -> list[tuple[str, float, float | None, float | None]]:
+def log_importance(run: TrackingRun, rows: Sequence[ImportanceRow]) -> None:
+    """The feature-importance change (tasks/gate/comparison.py's shares) as a table."""
     import polars as pl
 
-    rows = importance_change(candidate, champion)
     frame = pl.DataFrame(
         {
             "feature": [r[0] for r in rows],
@@ -125,7 +107,16 @@ def log_importance(
         schema={"feature": pl.String, **{c: pl.Float64 for c in ("candidate_share", "champion_share", "change")}},
     )
     run.log_table(IMPORTANCE_TABLE, frame)
-    return rows
+
+
+def log_calibration(run: TrackingRun, rows: Sequence[CalibrationRow]) -> None:
+    """Champion and candidate calibration and errors at the decision threshold on the gate's holdout."""
+    import polars as pl
+
+    names = ("model", "brier", "ece", "true_positives", "false_positives", "false_negatives", "true_negatives")
+    schema = {"model": pl.String, "brier": pl.Float64, "ece": pl.Float64, **dict.fromkeys(names[3:], pl.Int64)}
+    frame = pl.DataFrame(list(rows), schema=schema, orient="row")
+    run.log_table(CALIBRATION_TABLE, frame)
 
 
 def trials_of(storage_dir: Path | None, study_name: str, storage_url: str | None) -> list[TrialRow]:

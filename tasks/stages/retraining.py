@@ -26,6 +26,7 @@ from tasks.resources.workspace import CONTRACT_FILE, MODEL_FILE, REFERENCE_FILE
 if TYPE_CHECKING:
     import polars as pl
 
+    from tasks.gate.comparison import ModelComparison
     from tasks.gate.results import BacktestData, GateDecision
     from tasks.registry.model import ModelVersion
     from tasks.resources.workspace import Workspace
@@ -59,6 +60,7 @@ class Judgement:
     champion: ModelVersion | None
     training_keys: pl.DataFrame | None = None  # row keys of the candidate's training rows
     window: dict[str, Any] | None = None  # TrainingWindow.summary()
+    comparison: ModelComparison | None = None  # calibration, errors and importance of both models (descriptive)
 
 
 def claim(ws: Workspace, key: str | None) -> bool:
@@ -191,6 +193,7 @@ def evaluate(ws: Workspace, trained: TrainedModel, window: TrainingWindow, champ
     scenarios and the inference costs, then run the gate."""
     import numpy as np
 
+    from tasks.gate.comparison import compare_models
     from tasks.gate.evaluate import evaluate_gate
     from tasks.gate.rules import gate_slices
     from tasks.gate.stress import stress_scenarios, top_features
@@ -230,8 +233,9 @@ def evaluate(ws: Workspace, trained: TrainedModel, window: TrainingWindow, champ
         category_factor=gate_settings.stress_category_factor,
     )
     costs = measure_inference(models, holdout, contract, num_threads=threads)
+    labels = np.asarray(holdout.get_column(contract.target).to_numpy(), dtype=float)
     gate = evaluate_gate(
-        np.asarray(holdout.get_column(contract.target).to_numpy(), dtype=float),
+        labels,
         candidate_scores,
         champion_scores,
         slices,
@@ -248,6 +252,14 @@ def evaluate(ws: Workspace, trained: TrainedModel, window: TrainingWindow, champ
         champion=champion,
         training_keys=training_keys,
         window=window.summary(),
+        comparison=compare_models(
+            labels,
+            candidate_scores,
+            champion_scores,
+            threshold=gate_settings.decision_threshold,
+            candidate_importance=trained.feature_importance,
+            champion_importance=importances[1] if champion is not None else None,
+        ),
     )
 
 
@@ -400,6 +412,13 @@ def record(
     champion = judgement.champion.version if judgement.champion else None
     folder = ws.settings.reports_dir / "gate"
     png = forest_plot(gate, folder / f"{version.version}-slices.png", title=f"{version.version} vs {champion}")
+    comparison = judgement.comparison
+    reliability = None
+    if comparison is not None:
+        from tasks.report.comparison import reliability_chart
+
+        title = f"{version.version} vs {champion}" if champion else version.version
+        reliability = reliability_chart(comparison, folder / f"{version.version}-calibration.svg", title=title)
     markdown = gate_markdown(
         model=ws.model,
         candidate_version=version.version,
@@ -408,6 +427,9 @@ def record(
         gate=gate,
         forest_png=png,
         window=judgement.window,
+        comparison=comparison,
+        reliability_chart=reliability,
+        reason=reason,
     )
     path = write_report(folder / f"{version.version}.md", markdown, reports_root=ws.settings.reports_dir)
     _annotate_report(ws, version, path, markdown, png)
@@ -416,6 +438,7 @@ def record(
         "idempotency_key": key,
         "champion": champion,
         "trained": _trained_summary(trained),
+        "comparison": comparison.summary() if comparison is not None else None,
     }
     with ws.store.transaction() as conn:
         ws.store.record_decision(

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from tasks.core.timeutil import utc
 
 if TYPE_CHECKING:
+    from tasks.gate.comparison import ModelComparison
     from tasks.gate.results import GateDecision
     from tasks.registry.model import ModelVersion
     from tasks.report.wandb_report import RetrainReportInput, TriggerBatch
@@ -39,6 +40,9 @@ class Judgement(Protocol):
 
     @property
     def window(self) -> dict[str, Any] | None: ...
+
+    @property
+    def comparison(self) -> ModelComparison | None: ...
 
 
 @dataclass(frozen=True)
@@ -138,12 +142,14 @@ def run_context(
 def log_details(
     ws: Workspace, run: TrackingRun, trained: TrainedModel, judgement: Judgement, context: RunContext
 ) -> None:
-    """Every Optuna trial, the feature-importance change and the training data's fingerprint (lineage)."""
-    from tasks.resources.wandb_retrain import log_importance, log_trials, trials_of
+    """Every Optuna trial, the feature-importance change, both models' calibration and the training data's
+    fingerprint (lineage)."""
+    from tasks.resources.wandb_retrain import log_calibration, log_importance, log_trials, trials_of
 
     log_trials(run, trials_of(ws.settings.optuna_dir, trained.study_name, ws.settings.optuna_storage_url))
-    champion = judgement.champion.metadata.get("feature_importance") if judgement.champion else None
-    log_importance(run, trained.feature_importance, champion)
+    if judgement.comparison is not None:
+        log_importance(run, [s.row() for s in judgement.comparison.importance])
+        log_calibration(run, judgement.comparison.calibration_rows())
     if context.data_fingerprint:
         run.use_dataset(
             f"{ws.model}-training-data",
@@ -166,9 +172,9 @@ def report_input(
 ) -> RetrainReportInput:
     from tasks.report.wandb_report import GateRuleRow, RetrainReportInput, SliceInterval
     from tasks.resources.wandb_monitoring import drift_key
-    from tasks.resources.wandb_retrain import importance_change
 
     gate = judgement.gate
+    comparison = judgement.comparison
     champion = judgement.champion.version if judgement.champion else None
     decision = "first model" if champion is None else ("promote" if gate.passed else "keep the champion")
     canary = next(
@@ -199,12 +205,8 @@ def report_input(
         rules=tuple(GateRuleRow(r.rule, str(r.verdict), r.blocking, r.detail) for r in gate.rules),
         slices=tuple(SliceInterval(s.column, s.value, s.n, s.diff, s.ci_low, s.ci_high) for s in gate.slices),
         triggers=context.triggers,
-        importance=tuple(
-            importance_change(
-                trained.feature_importance,
-                judgement.champion.metadata.get("feature_importance") if judgement.champion else None,
-            )
-        ),
+        importance=tuple(s.row() for s in comparison.importance) if comparison else (),
+        calibration=tuple(comparison.calibration_rows()) if comparison else (),
         drift_keys=tuple(drift_keys),
         canary=canary,
         flow_run_id=context.flow_run_id,

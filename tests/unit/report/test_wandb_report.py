@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 
 from tasks.core.verdicts import RuleResult
+from tasks.gate.comparison import importance_change
 from tasks.gate.results import GateDecision, SliceResult
 from tasks.report.wandb_report import (
     GateRuleRow,
@@ -137,8 +138,10 @@ def _input() -> RetrainReportInput:
             TriggerBatch("day-05", "2019-04-06T02:51:10+00:00", ("car_value/psi",), 0.97, 0.96, 0.98, 0.85, "RETRAIN"),
         ),
         importance=tuple(
-            ret.importance_change({"car_value": 3.0, "salary_range": 1.0}, {"car_value": 1.0, "salary_range": 1.0})
+            s.row()
+            for s in importance_change({"car_value": 3.0, "salary_range": 1.0}, {"car_value": 1.0, "salary_range": 1.0})
         ),
+        calibration=(("champion", 0.12, 0.03, 80, 20, 30, 870), ("candidate", 0.11, 0.02, 85, 18, 25, 872)),
         drift_keys=(mon.drift_key("car_value", "psi"),),
         flow_run_id="0b7e",
         flow_run_url="http://127.0.0.1:4200/flow-runs/flow-run/0b7e",
@@ -186,7 +189,8 @@ def test_every_panel_refers_to_a_key_the_runs_log() -> None:
     # The retrain run: what retraining.record logs, through the same functions.
     run = RecordingRun()
     ret.log_trials(run, [ret.TrialRow(0, "COMPLETE", 0.8, {"num_leaves": 7}), ret.TrialRow(1, "PRUNED", 0.7, {})])
-    ret.log_importance(run, {"car_value": 3.0}, {"car_value": 1.0})
+    ret.log_importance(run, [s.row() for s in importance_change({"car_value": 3.0}, {"car_value": 1.0})])
+    ret.log_calibration(run, [("champion", 0.12, 0.03, 80, 20, 30, 870)])
     run.log(_run_metrics(_trained(), _gate()))
     run.log_file(ret.FOREST_PLOT, Path("forest.png"))
     run.log_table(ret.RULES_TABLE, pl.DataFrame({"rule": ["primary"]}))
@@ -244,6 +248,8 @@ def test_the_specification_round_trips_and_is_written_next_to_the_reports(tmp_pa
         "primary",
         "region",
         "Feature importance change",
+        "Calibration: champion vs candidate",
+        "| candidate | 0.1100 | 0.0200 | 85 | 18 | 25 | 872 |",
         "http://127.0.0.1:4200/flow-runs/flow-run/0b7e",
         "driftgate promote v1",
     ):

@@ -115,6 +115,17 @@ def test_first_model_then_a_retrain_judged_by_every_rule(home: Path) -> None:
         assert keys.height == window.train.height
         gates = ws.store.decisions(ws.model, kind="gate")
         assert gates[-1]["payload"]["gate"]["backtest"]["n_rows"] == backtest.n_rows
+        # What changed beyond the verdict: both models' calibration on the same holdout, importance shifts.
+        comparison = judgement.comparison
+        assert comparison is not None and comparison.champion is not None and comparison.rows == gate.n_rows
+        assert "**Why this retrain:** retrain" in markdown
+        assert "## Calibration and errors at threshold" in markdown and "| champion |" in markdown
+        assert "## Feature importance (share of total gain, champion → candidate)" in markdown
+        assert "![reliability diagram](v1-calibration.svg)" in markdown
+        assert (report.parent / "v1-calibration.svg").is_file()
+        stored = gates[-1]["payload"]["comparison"]
+        assert set(stored["models"]) == {"champion", "candidate"} and stored["rows"] == gate.n_rows
+        assert judged_first.comparison is not None and judged_first.comparison.champion is None
     finally:
         ws.close()
 
