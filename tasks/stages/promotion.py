@@ -29,6 +29,7 @@ from tasks.core.faults import fault_point
 from tasks.registry.model import ANY, CANARY, PRODUCTION, STAGING, Unchecked
 from tasks.report.publish import artifact_key, publish
 from tasks.resources import events
+from tasks.stages.move_report import write_move_report
 
 if TYPE_CHECKING:
     from tasks.registry.model import Lease, LedgerEntry, ModelVersion
@@ -408,6 +409,7 @@ def finalize(
     )
     fault_point("promote", "after_audit")
     audit_ledger(ws)  # rows of entries written on the way (a settlement of a dead holder's lease)
+    write_move_report(ws, entry, kind="promotion")
     announce(ws, events.MODEL_PROMOTED, {"model": ws.model, "version": version, "previous": expected_production})
     return entries
 
@@ -571,6 +573,7 @@ def rollback(
     fault_point("rollback", "after_audit")
     audit_ledger(ws)
     track_moves(ws, [entry], job="rollback", name=f"rollback-{after}")
+    write_move_report(ws, entry, kind="rollback")
     announce(ws, events.MODEL_ROLLED_BACK, {"model": ws.model, "from": before, "to": after, "reason": reason})
     return before, after
 
