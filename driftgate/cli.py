@@ -1124,12 +1124,24 @@ def verify(home: str | None, config: str | None, model: str | None) -> None:
         problems = ws.registry.check(ws.model)
         entries = len(ws.registry.ledger(ws.model)) if not problems else None
         versions = len(ws.registry.versions(ws.model)) if not problems else None
+        if not problems:
+            _repair_audit(ws)
     for problem in problems:
         click.echo(f"problem: {problem}")
     if problems:
         click.secho(f"{len(problems)} problem(s) found", fg="red", err=True)
         sys.exit(EXIT_PROBLEMS)
     click.echo(f"ok: {entries} ledger entries chained and anchored, {versions} versions verified")
+
+
+def _repair_audit(ws: Workspace) -> None:
+    """Write the audit rows of ledger entries that have none (a process killed between its ledger line and its
+    audit row); the rows are derived from the entries, keyed by them, so this is idempotent."""
+    from tasks.stages.promotion import audit_ledger
+
+    repaired = audit_ledger(ws)
+    if repaired:
+        click.echo(f"repaired {repaired} audit row(s) from the ledger (a move killed before writing it)", err=True)
 
 
 @main.command()
@@ -1158,6 +1170,7 @@ def history(at: str | None, limit: int, home: str | None, config: str | None, mo
                     f"  #{entry.seq} {entry.at:%Y-%m-%d %H:%M:%S} {entry.action:<8} {entry.outcome:<8} "
                     f"{entry.actor}: {moves} — {entry.reason}"
                 )
+            _repair_audit(ws)
             click.secho("decisions (newest last):", bold=True)
             for row in ws.store.decisions(ws.model)[-limit:]:
                 # A batch judged again when its labels arrived says so: "policy/labels".

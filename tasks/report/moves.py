@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+_UNITS = (("d", 86400.0), ("h", 3600.0), ("min", 60.0), ("s", 1.0))  # the timeline's axis: the largest that fits
 PRODUCTION_HISTORY_ROWS = 10  # ledger lines shown: enough for "what happened this week", short enough to read
 
 
@@ -108,7 +109,7 @@ def move_markdown(
     for v in versions:
         gate = "n/a" if v.gate_passed is None else ("passed" if v.gate_passed else "**failed**")
         holdout = f"{v.metric} {_num(v.holdout)}" if v.metric else "n/a"
-        window = " → ".join(part or "?" for part in v.training_window)
+        window = " → ".join((part or "?")[:16].replace("T", " ") for part in v.training_window)
         link = f"[{v.version}]({v.gate_report})" if v.gate_report else "none"
         lines.append(
             f"| {v.version} | {roles.get(v.version, '')} | {v.registered:%Y-%m-%d %H:%M} | {gate} | {holdout} | "
@@ -149,10 +150,11 @@ def production_timeline(spans: Sequence[ServedSpan], path: Path, *, title: str, 
     end = max(now.timestamp(), start + 1.0)
     axis = svg.Axis(start, end, left, left + width)
     bottom = top + row * len(order)
-    for tick in svg.nice_ticks(0.0, (end - start) / 3600.0, 5):
-        x = axis(start + tick * 3600.0)
+    unit, seconds = next((u, s) for u, s in _UNITS if (end - start) >= 2 * s or s == 1.0)
+    for tick in svg.nice_ticks(0.0, (end - start) / seconds, 5):
+        x = axis(start + tick * seconds)
         canvas.line(x, top, x, bottom, stroke=svg.GRID)
-        canvas.text(x, bottom + 14, f"+{svg.label(tick)} h", size=9, anchor="middle")
+        canvas.text(x, bottom + 14, f"+{svg.label(tick)} {unit}", size=9, anchor="middle")
     for index, version in enumerate(order):
         canvas.text(left - 8, top + row * index + row * 0.65, version, size=10, anchor="end")
     for span in spans:
@@ -165,5 +167,5 @@ def production_timeline(spans: Sequence[ServedSpan], path: Path, *, title: str, 
         colour = svg.BLUE if span.end is not None else svg.ORANGE
         x = axis(span.start.timestamp())
         canvas.rect(x, y, max(axis(stop) - x, 2.0), row - 8, fill=colour, tip=tip)
-    canvas.text(left, bottom + 30, f"hours since {min(s.start for s in spans):%Y-%m-%d %H:%M} UTC", size=9)
+    canvas.text(left, bottom + 30, f"time since {min(s.start for s in spans):%Y-%m-%d %H:%M} UTC", size=9)
     return canvas.save(path)

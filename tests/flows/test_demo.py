@@ -88,7 +88,7 @@ def test_html_reports_render_in_a_real_browser(demo_run: dict[str, Any], tmp_pat
         page.goto(index.as_uri())
         links = page.eval_on_selector_all("a[href]", "as => as.map(a => a.getAttribute('href'))")
         kinds = {Path(href).parent.as_posix() for href in links}
-        assert {"monitor", "gate", "canary"} <= kinds, kinds  # the demo ends with a rollback, not a drill
+        assert {"monitor", "gate", "canary", "promotion", "rollback"} <= kinds, kinds  # no drill in the demo
         seen: set[str] = set()
         for href in ["index.html", *links]:
             target = (reports / href).resolve()
@@ -103,11 +103,11 @@ def test_html_reports_render_in_a_real_browser(demo_run: dict[str, Any], tmp_pat
             for link in page.eval_on_selector_all("a[href]", "as => as.map(a => a.getAttribute('href'))"):
                 if "://" not in link and not (target.parent / link).resolve().is_file():
                     problems.append(f"{href}: broken link {link}")
-            kind = Path(href).parent.as_posix()
+            kind = Path(href).parent.as_posix().strip(".") or "index"
             if kind not in seen:
                 seen.add(kind)
-                page.screenshot(path=str(shots / f"{kind.replace('/', '-') or 'index'}.png"), full_page=True)
+                page.screenshot(path=str(shots / f"{kind.replace('/', '-')}.png"), full_page=True)
         browser.close()
     assert not problems, problems
-    assert len(list(shots.glob("*.png"))) >= 4  # index, monitor, gate, canary
+    assert len(list(shots.glob("*.png"))) >= 6  # index, monitor, gate, canary, promotion, rollback
     print(f"screenshots: {shots}")

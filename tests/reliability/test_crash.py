@@ -51,7 +51,7 @@ def test_kill_at_every_fault_point_leaves_a_verifiable_registry_and_the_next_pro
 
     verified = CliRunner().invoke(main, ["verify", "--config", str(home.config)])
     assert verified.exit_code == 0, verified.output
-    assert verified.output.startswith("ok: ")
+    assert verified.stdout.startswith("ok: ")  # a repaired audit row is said on stderr
 
     production = reg.aliases(MODEL)[PRODUCTION]
     assert production == _production_after(fault), fault  # one of the whole outcomes, never a half-moved one
@@ -159,3 +159,33 @@ def test_cli_rollback_killed_after_the_ledger_line_leaves_a_verifiable_registry(
     assert verified.returncode == 0, verified.stdout.decode() + verified.stderr.decode()
     reg.promote(MODEL, "v2", actor="next", reason="after the crash", expected_production="v1")
     settled(reg)
+
+
+def test_a_move_killed_before_its_audit_row_is_repaired_by_the_next_read(tmp_path: Path) -> None:
+    """`history` (and `verify`) derive the missing rows from the ledger: no promotion or rollback has to come
+    first for the audit store to show a move the ledger holds."""
+    home = fake_home(tmp_path / "home", 2)
+    home.registry.promote(MODEL, "v0", actor="setup", reason="first")  # straight to the registry: no audit row
+    home.registry.promote(MODEL, "v1", actor="setup", reason="second")
+    child = multiprocessing.get_context("fork").Process(
+        target=_doomed, args=(str(home.config), "rollback:after_production", "rollback")
+    )
+    child.start()
+    child.join(timeout=120)
+    assert child.exitcode == KILLED_EXIT_CODE
+
+    def rollbacks() -> list[dict[str, object]]:
+        ws = open_workspace(home.settings)
+        try:
+            return ws.store.decisions(MODEL, kind="rollback")
+        finally:
+            ws.close()
+
+    assert rollbacks() == []  # the ledger has the rollback, the audit store does not
+    shown = CliRunner().invoke(main, ["history", "--config", str(home.config)])
+    assert shown.exit_code == 0, shown.output
+    assert "repaired 1 audit row(s) from the ledger" in shown.stderr  # the setup rows: by the rollback itself
+    assert len(rollbacks()) == 1
+    assert audited(home) == 3
+    again = CliRunner().invoke(main, ["history", "--config", str(home.config)])
+    assert "repaired" not in again.stderr and "rolled_back" in again.stdout
