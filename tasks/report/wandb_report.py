@@ -231,6 +231,7 @@ def build_report(data: RetrainReportInput) -> Report:
     retrain_panels: list[Any] = [
         wr.LinePlot(title="Optuna trials: value and best so far", x=ret.TRIAL, y=[ret.TRIAL_VALUE, ret.TRIAL_BEST]),
         wr.LinePlot(title="Optuna trials pruned", x=ret.TRIAL, y=[ret.TRIAL_PRUNED]),
+        wr.LinePlot(title="learning curve: validation AUC per boosting round", x=ret.ROUND, y=[ret.CURVE_VALID]),
         *(wr.ScalarChart(title=name, metric=name) for name in ret.SUMMARY_METRICS),
         *(wr.ScalarChart(title=name, metric=name) for name in ret.PAIRED_METRICS if data.champion_version),
     ]

@@ -20,6 +20,8 @@ TRIAL_VALUE: Final = "trial/value"
 TRIAL_PRUNED: Final = "trial/pruned"
 TRIAL_BEST: Final = "trial/best_value"  # best value so far: the study's learning curve
 TRIALS_TABLE: Final = "optuna_trials"
+ROUND: Final = "boosting_round"  # the x axis of the learning curve: the final fit's boosting round
+CURVE_VALID: Final = "learning_curve/valid_auc"  # validation AUC after each round (early stopping ends it)
 IMPORTANCE_TABLE: Final = "feature_importance"
 CALIBRATION_TABLE: Final = "calibration"
 RULES_TABLE: Final = "gate_rules"
@@ -83,6 +85,13 @@ def log_trials(run: TrackingRun, trials: Sequence[TrialRow]) -> None:
         strict=False,
     )
     run.log_table(TRIALS_TABLE, frame)
+
+
+def log_learning_curve(run: TrackingRun, curve: Sequence[float]) -> None:
+    """The final fit's validation AUC per boosting round, on its own axis."""
+    run.define_metric("learning_curve/*", step_metric=ROUND)
+    for index, value in enumerate(curve, start=1):
+        run.log({ROUND: float(index), CURVE_VALID: float(value)})
 
 
 def _cell(value: Any) -> Any:

@@ -142,11 +142,18 @@ def run_context(
 def log_details(
     ws: Workspace, run: TrackingRun, trained: TrainedModel, judgement: Judgement, context: RunContext
 ) -> None:
-    """Every Optuna trial, the feature-importance change, both models' calibration and the training data's
-    fingerprint (lineage)."""
-    from tasks.resources.wandb_retrain import log_calibration, log_importance, log_trials, trials_of
+    """Every Optuna trial, the final fit's learning curve, the feature-importance change, both models'
+    calibration and the training data's fingerprint (lineage)."""
+    from tasks.resources.wandb_retrain import (
+        log_calibration,
+        log_importance,
+        log_learning_curve,
+        log_trials,
+        trials_of,
+    )
 
     log_trials(run, trials_of(ws.settings.optuna_dir, trained.study_name, ws.settings.optuna_storage_url))
+    log_learning_curve(run, trained.learning_curve)
     if judgement.comparison is not None:
         log_importance(run, [s.row() for s in judgement.comparison.importance])
         log_calibration(run, judgement.comparison.calibration_rows())

@@ -74,6 +74,8 @@ class TrainedModel:
     feature_importance: dict[str, float]  # total gain, by contract feature name
     study_name: str
     weighted: bool = False  # rows carried unequal weights (a reference-plus-recent window)
+    # validation AUC after each boosting round of the final fit, up to where early stopping ended it
+    learning_curve: tuple[float, ...] = ()
 
 
 def model_digest(model_text: str) -> str:
@@ -400,6 +402,7 @@ def train_candidate(
     the wall time of this call's tuning. ``progress(finished, budget, best)`` is called after each
     trial. With ``weight_column`` each row counts with its weight in training and validation.
     """
+    import lightgbm as lgb
     import numpy as np
     import optuna
     from optuna.pruners import MedianPruner
@@ -492,7 +495,8 @@ def train_candidate(
             "(training.timeout_seconds); raise the time budget"
         )
     params = {**base, **study.best_trial.params}
-    booster = _fit(split, params, settings, [])
+    evaluations: dict[str, Any] = {}
+    booster = _fit(split, params, settings, [lgb.record_evaluation(evaluations)])
     best_iteration = int(booster.best_iteration) or booster.current_iteration()
     gains = booster.feature_importance(importance_type="gain", iteration=best_iteration)
     finished = _finished_trials(study)
@@ -514,6 +518,7 @@ def train_candidate(
         },
         study_name=study_name,
         weighted=weight_column is not None,
+        learning_curve=tuple(float(v) for v in evaluations.get("valid", {}).get("auc", [])),
     )
 
 

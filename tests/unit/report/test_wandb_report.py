@@ -191,11 +191,12 @@ def test_every_panel_refers_to_a_key_the_runs_log() -> None:
     ret.log_trials(run, [ret.TrialRow(0, "COMPLETE", 0.8, {"num_leaves": 7}), ret.TrialRow(1, "PRUNED", 0.7, {})])
     ret.log_importance(run, [s.row() for s in importance_change({"car_value": 3.0}, {"car_value": 1.0})])
     ret.log_calibration(run, [("champion", 0.12, 0.03, 80, 20, 30, 870)])
+    ret.log_learning_curve(run, [0.80, 0.82, 0.83])
     run.log(_run_metrics(_trained(), _gate()))
     run.log_file(ret.FOREST_PLOT, Path("forest.png"))
     run.log_table(ret.RULES_TABLE, pl.DataFrame({"rule": ["primary"]}))
     assert wanted["retrain"] <= run.keys, wanted["retrain"] - run.keys
-    assert run.step_metrics["trial/*"] == ret.TRIAL
+    assert run.step_metrics["trial/*"] == ret.TRIAL and run.step_metrics["learning_curve/*"] == ret.ROUND
 
     # The monitoring run: the steps publish logs from the audit store's rows.
     signals, decisions, times = _signals()
@@ -277,6 +278,7 @@ def test_a_first_model_report_plots_nothing_a_first_model_run_does_not_log() -> 
     gate = replace(_gate(), first_model=True, champion_metric=None, diff=None, primary_p=None, champion_auc=None)
     run = RecordingRun()
     ret.log_trials(run, [ret.TrialRow(0, "COMPLETE", 0.8, {"num_leaves": 7})])
+    ret.log_learning_curve(run, [0.8, 0.81])
     run.log(_run_metrics(_trained(), gate))
     wanted = panel_keys(build_report(first))["retrain"]
     assert wanted <= run.keys, wanted - run.keys

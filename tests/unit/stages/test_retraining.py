@@ -126,6 +126,9 @@ def test_first_model_then_a_retrain_judged_by_every_rule(home: Path) -> None:
         stored = gates[-1]["payload"]["comparison"]
         assert set(stored["models"]) == {"champion", "candidate"} and stored["rows"] == gate.n_rows
         assert judged_first.comparison is not None and judged_first.comparison.champion is None
+        # The final fit's learning curve ends where early stopping ended it, past the best round.
+        assert len(candidate.learning_curve) >= candidate.best_iteration
+        assert max(candidate.learning_curve) == pytest.approx(candidate.validation_auc)
     finally:
         ws.close()
 
