@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     import polars as pl
 
     from tasks.core.settings import PromotionSettings
+    from tasks.performance.estimation import PerformanceEstimator
+    from tasks.performance.fitted import FittedCBPE
+    from tasks.performance.label_free import LabelFreeComparison
     from tasks.registry.model import ModelVersion
     from tasks.resources.workspace import Workspace
 
@@ -325,6 +328,8 @@ class PairedComparison:
     p_worse: float | None  # one-sided p of H1: the new version's realized AUC is lower
     notes: tuple[str, ...] = ()
     failure: str | None = None  # a version could not score the rows at all
+    # The paired, label-free comparison of the estimates (tasks/performance/label_free.py): interval, disagreement
+    label_free: LabelFreeComparison | None = None
 
     @property
     def estimated_drop(self) -> float | None:
@@ -352,15 +357,25 @@ def paired_realized(
     return new_auc, old_auc, math.sqrt(variance), p_worse
 
 
-def _estimate(ws: Workspace, version: ModelVersion, frame: pl.DataFrame, scores: np.ndarray) -> float:
+def _estimator(ws: Workspace, version: ModelVersion) -> PerformanceEstimator | FittedCBPE:
+    """The version's CBPE: the per-version cache the monitor uses (fitted once, applied in numpy)."""
+    from tasks.stages.monitor_caches import production_estimator
+
+    return production_estimator(ws, version, ws.reference_of(version))
+
+
+def _estimate(
+    ws: Workspace, estimator: PerformanceEstimator | FittedCBPE, frame: pl.DataFrame, scores: np.ndarray
+) -> float:
     import polars as pl
 
-    from tasks.performance.estimation import estimate_performance, fit_estimator
+    from tasks.performance.fitted import FittedCBPE, estimate_fitted
 
-    reference = ws.reference_of(version)
-    chunk = max(2, min(ws.settings.profiling.chunk_size, reference.height // 3))
-    estimator = fit_estimator(reference, ws.contract, chunk_size=chunk, threshold=ws.settings.gate.decision_threshold)
     scored = frame.with_columns(pl.Series(ws.contract.probability, scores, dtype=pl.Float64))
+    if isinstance(estimator, FittedCBPE):
+        return estimate_fitted(estimator, scored, ws.contract).value
+    from tasks.performance.estimation import estimate_performance
+
     return estimate_performance(estimator, scored, ws.contract).value
 
 
@@ -384,12 +399,15 @@ def compare_versions(ws: Workspace, frame: pl.DataFrame, new: ModelVersion, old:
     new_scores, old_scores = scores[new.version], scores[old.version]
     notes: list[str] = []
     estimates: dict[str, float | None] = {}
+    estimators: dict[str, PerformanceEstimator | FittedCBPE] = {}
     for version in (new, old):
         try:
-            estimates[version.version] = _estimate(ws, version, rows, scores[version.version])
+            estimators[version.version] = _estimator(ws, version)
+            estimates[version.version] = _estimate(ws, estimators[version.version], rows, scores[version.version])
         except (EstimationError, DataError) as exc:
             estimates[version.version] = None
             notes.append(f"no CBPE estimate for {version.version}: {exc}")
+    label_free = _label_free(ws, estimators, new, old, new_scores, old_scores)
     labelled = 0
     realized: tuple[float, float, float, float] | None = None
     if contract.target in rows.columns:
@@ -412,6 +430,33 @@ def compare_versions(ws: Workspace, frame: pl.DataFrame, new: ModelVersion, old:
         realized_diff_se=realized[2] if realized else None,
         p_worse=realized[3] if realized else None,
         notes=tuple(notes),
+        label_free=label_free,
+    )
+
+
+def _label_free(
+    ws: Workspace,
+    estimators: dict[str, PerformanceEstimator | FittedCBPE],
+    new: ModelVersion,
+    old: ModelVersion,
+    new_scores: np.ndarray,
+    old_scores: np.ndarray,
+) -> LabelFreeComparison | None:
+    """The paired comparison when both versions have a numpy CBPE (a NannyML fallback gets point estimates)."""
+    from tasks.performance.fitted import FittedCBPE
+    from tasks.performance.label_free import compare_label_free
+
+    a, b = estimators.get(new.version), estimators.get(old.version)
+    if not (isinstance(a, FittedCBPE) and isinstance(b, FittedCBPE)):
+        return None
+    return compare_label_free(
+        a,
+        b,
+        new_scores,
+        old_scores,
+        threshold=ws.settings.gate.decision_threshold,
+        alpha=ws.settings.gate.alpha,
+        seed=ws.settings.training.seed,
     )
 
 
@@ -442,7 +487,15 @@ def _performance_checks(
             f"estimated AUC {new} {comparison.new_estimated:.4f} vs {old} {comparison.old_estimated:.4f} "
             f"(drop {drop:+.4f}, threshold {settings.max_estimated_drop:.4f}, {comparison.rows} rows)"
         )
-        (failures if drop > settings.max_estimated_drop else seen).append(line)
+        paired = comparison.label_free
+        # With the paired bootstrap, a drop past the threshold fails only when it is also a real drop (p < alpha):
+        # the two estimates share their rows, so chance alone rarely separates them, but a small canary can.
+        real = paired is None or paired.p_drop is None or paired.p_drop < alpha
+        if paired is not None:
+            line += f"; paired: {paired.describe()}"
+        if drop > settings.max_estimated_drop and not real:
+            line += f": not distinguishable from no drop at alpha {alpha:g}, not a failure"
+        (failures if drop > settings.max_estimated_drop and real else seen).append(line)
     drop = comparison.realized_drop
     if drop is not None and comparison.p_worse is not None:
         line = (
@@ -536,6 +589,10 @@ def comparison_table(comparison: PairedComparison | None) -> list[str]:
         "",
         f"DeLong paired test: SE of the difference {_num(c.realized_diff_se)}, one-sided p(new worse) "
         f"{'n/a' if c.p_worse is None else f'{c.p_worse:.3g}'}.",
+        "",
+        "Label-free, on the same rows (before labels): "
+        + (c.label_free.describe() if c.label_free is not None else "no paired CBPE comparison")
+        + ". CBPE cannot see a concept shift, so this never promotes on its own.",
     ]
 
 

@@ -156,6 +156,9 @@ def test_automatic_rollback_fires_on_a_degraded_canary(tmp_path: Path, texts: di
         assert outcome.report_path is not None
         report = Path(outcome.report_path).read_text()
         assert "ABORT" in report and "missed: estimated AUC v1" in report and "missed: realized AUC v1" in report
+        # Label-free, before labels: the paired CBPE drop is real (p < alpha) and the decisions that changed
+        assert "; paired: estimated drop +" in report and "decisions differ on" in report
+        assert "Label-free, on the same rows (before labels): estimated drop" in report
         # The ledger shows the withdrawal (canary and staging cleared in one entry), with the report as evidence.
         withdrawals = ws.registry.ledger(MODEL)[ledger_before:]
         assert [(e.action, [(m.alias, m.to_version) for m in e.moves]) for e in withdrawals] == [
