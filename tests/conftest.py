@@ -31,14 +31,19 @@ def postgres_cluster() -> Iterator[Any]:
         yield cluster
 
 
-@pytest.fixture
-def postgres_url(postgres_cluster: Any) -> str:
-    """A fresh, empty database in the session's cluster: its SQLAlchemy URL."""
+def fresh_database(cluster: Any) -> str:
+    """Create a new, empty database in ``cluster``; returns its SQLAlchemy URL (psycopg 3)."""
     import psycopg
 
     name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(
-        host="127.0.0.1", port=postgres_cluster.port, user=postgres_cluster.user, dbname="driftgate", autocommit=True
+        host="127.0.0.1", port=cluster.port, user=cluster.user, dbname="driftgate", autocommit=True
     ) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    return postgres_cluster.url.rsplit("/", 1)[0] + f"/{name}"
+    return str(cluster.url).rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: Any) -> str:
+    """A fresh, empty database in the session's cluster: its SQLAlchemy URL."""
+    return fresh_database(postgres_cluster)

@@ -1,7 +1,9 @@
 """One real Prefect server, the driftgate work pool and deployments, and a process worker for the session.
 
-Everything runs on 127.0.0.1 with a temporary PREFECT_HOME (SQLite) and a temporary driftgate home that already
-holds a production champion. The server and worker are stopped by their recorded PIDs, even when a test fails.
+Everything runs on 127.0.0.1: the Prefect server keeps its database in the session's PostgreSQL cluster (as a
+production server does), and so does the driftgate home's audit store (and with it the Optuna studies), in
+another database of the same cluster; the home already holds a production champion. The server and worker are
+stopped by their recorded PIDs, even when a test fails.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class Stack:
     config: Path
     retrain_deployments: dict[str, UUID]  # work queue (= priority class) → retrain deployment id
     analysis: pl.DataFrame
+    prefect_database: str  # SQLAlchemy URLs (PostgreSQL) of the server's database and the home's audit store
+    store_database: str
 
     def retrain_runs(self, key: str | None = None) -> list[FlowRun]:
         """Flow runs of the retrain deployments (optionally those whose idempotency_key parameter is `key`)."""
@@ -114,7 +118,7 @@ def _final_or_none(run: FlowRun) -> FlowRun | None:
     return run if run.state is not None and run.state.is_final() else None
 
 
-def write_home(home: Path) -> tuple[Path, Path, pl.DataFrame]:
+def write_home(home: Path, store_url: str | None = None) -> tuple[Path, Path, pl.DataFrame]:
     """Contract, labelled reference and settings of a small driftgate home; returns (config, reference, analysis)."""
     from tasks.data.contract import infer_contract
     from tasks.data.files import load_car_loan
@@ -138,24 +142,30 @@ def write_home(home: Path) -> tuple[Path, Path, pl.DataFrame]:
         # A promotion that paused for a human approval would keep the retrain run from completing.
         "promotion": {"auto_approve": True},
     }
+    if store_url is not None:
+        settings["store_url"] = store_url
     config = home / "driftgate.yaml"
     config.write_text(yaml.safe_dump(settings, sort_keys=False))
     return config, reference_path, analysis
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, postgres_cluster: Any) -> Iterator[Stack]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 
     from flows.bootstrap import bootstrap_flow
+    from tests.conftest import fresh_database
 
     root = tmp_path_factory.mktemp("integration")
     home = root / "home"
+    # Prefect's server speaks asyncpg to PostgreSQL; driftgate's store psycopg 3.
+    prefect_db = fresh_database(postgres_cluster).replace("postgresql+psycopg://", "postgresql+asyncpg://")
     # The server takes ~20 s to become healthy: prepare the driftgate home meanwhile.
-    local = LocalPrefect.launch(root / "prefect-home")
+    local = LocalPrefect.launch(root / "prefect-home", server_env={"PREFECT_API_DATABASE_CONNECTION_URL": prefect_db})
     try:
-        config, reference, analysis = write_home(home)
+        store_db = fresh_database(postgres_cluster)
+        config, reference, analysis = write_home(home, store_url=store_db)
         local.wait_healthy(timeout=150)
         local.create_pool(POOL, queues=QUEUES)
         local.create_global_limit(RETRAIN_SLOT, 1)
@@ -177,7 +187,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             assert set(QUEUES) <= set(retrain_deployments), retrain_deployments
             local.wait_for_worker(POOL, timeout=60)
             yield Stack(
-                prefect=local, home=home, config=config, retrain_deployments=retrain_deployments, analysis=analysis
+                prefect=local,
+                home=home,
+                config=config,
+                retrain_deployments=retrain_deployments,
+                analysis=analysis,
+                prefect_database=prefect_db,
+                store_database=store_db,
             )
     finally:
         local.stop()

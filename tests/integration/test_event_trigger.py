@@ -119,6 +119,30 @@ def test_retrain_event_runs_the_retrain_deployment(stack: Stack, retrain_request
     assert run.created is not None and run.created >= event.occurred
 
 
+def test_the_server_and_the_audit_store_keep_their_state_in_postgres(
+    stack: Stack, retrain_request: RetrainRequest
+) -> None:
+    """The Prefect server runs on PostgreSQL, as in production, and the worker's retrain wrote its audit rows
+    (and its Optuna trials) to the home's PostgreSQL store, not to files on the worker's disk."""
+    import psycopg
+
+    def connect(url: str) -> psycopg.Connection[Any]:
+        return psycopg.connect(re.sub(r"^postgresql\+\w+://", "postgresql://", url))
+
+    with connect(stack.prefect_database) as conn:
+        row = conn.execute("SELECT count(*) FROM flow_run WHERE id = %s", (retrain_request.run_id,)).fetchone()
+        assert row is not None and row[0] == 1
+    with connect(stack.store_database) as conn:
+        version = retrain_request.versions_after[-1]
+        row = conn.execute(
+            "SELECT count(*) FROM driftgate_decision WHERE kind = 'gate' AND version = %s", (version,)
+        ).fetchone()
+        assert row is not None and row[0] == 1
+        trials = conn.execute("SELECT count(*) FROM trials").fetchone()  # Optuna's RDB storage
+        assert trials is not None and trials[0] >= 1
+    assert not (stack.home / "audit.db").exists()
+
+
 def test_the_deployed_gate_report_artifact_carries_its_images(stack: Stack, retrain_request: RetrainRequest) -> None:
     """The Prefect UI shows the gate report with its forest plot (images inline, no relative image link) and the
     gate's rules as a table, each keyed by model and version so the artifact pages keep their history."""
