@@ -268,6 +268,16 @@ class DriftgateSettings(BaseSettings):
         description="database URL of the Optuna studies, shared by workers on several machines; default: the audit "
         "store's database when store_url names a server (PostgreSQL), else a journal file per study in the home",
     )
+    artifact_store: str | None = Field(
+        None,
+        description="fsspec URL of the object store workers share (s3://bucket/prefix with the `s3` extra, gs://, "
+        "az://): the batch lake lives at <url>/batches/<model>/; default: the home's folder",
+    )
+    artifact_store_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="options of the artifact store's file system, e.g. {endpoint_url: http://minio:9000} for an "
+        "S3-API service; credentials come from the environment (AWS_ACCESS_KEY_ID, ...), never from here",
+    )
     inbox: str = Field(
         "inbox/*.parquet",
         description="batch files the scheduled monitor picks up (a glob; relative to the home unless absolute)",

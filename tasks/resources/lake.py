@@ -1,7 +1,9 @@
 """The monitored batches as driftgate keeps them: scored, with labels once they arrive.
 
-Monitoring writes each batch here; retraining reads its window from here. Files are
-Parquet, written atomically, one per batch id.
+Monitoring writes each batch here; retraining reads its window from here. One Parquet object per batch id,
+``<batch_id>.parquet``, in an object store (tasks/resources/objects.py): ``<home>/batches/<model>/`` by default,
+or ``<artifact_store>/batches/<model>/`` when the setting names a shared URL, so a batch monitored on one
+worker is in the window a retrain on another worker reads. Each object is written whole (atomic per object).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
 
     from tasks.data.contract import ModelContract
     from tasks.data.labels import LabelJoin, LabelSet
+    from tasks.resources.objects import ObjectStore
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -33,21 +36,34 @@ def batch_id_for(source: str) -> str:
 
 
 class BatchLake:
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, root: Path | ObjectStore) -> None:
+        from tasks.resources.objects import FolderStore
 
-    def path(self, batch_id: str) -> Path:
-        return self.root / f"{batch_id}.parquet"
+        self.store: ObjectStore = FolderStore(root) if isinstance(root, Path) else root
 
-    def save(self, batch_id: str, frame: pl.DataFrame) -> Path:
-        from tasks.data.files import write_frame
+    @property
+    def location(self) -> str:
+        return self.store.url
 
-        return write_frame(frame, self.path(batch_id))
+    def save(self, batch_id: str, frame: pl.DataFrame) -> str:
+        """Store the batch (replacing an earlier copy whole); returns where it is."""
+        import io
+
+        buffer = io.BytesIO()
+        frame.write_parquet(buffer)
+        key = f"{batch_id}.parquet"
+        self.store.write(key, buffer.getvalue())
+        return f"{self.store.url}/{key}"
+
+    def read(self, batch_id: str) -> pl.DataFrame:
+        import io
+
+        import polars as pl
+
+        return pl.read_parquet(io.BytesIO(self.store.read(f"{batch_id}.parquet")))
 
     def batch_ids(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        return sorted(p.stem for p in self.root.glob("*.parquet"))
+        return sorted(k[: -len(".parquet")] for k in self.store.list_keys() if "/" not in k and k.endswith(".parquet"))
 
     def window(
         self,
@@ -61,10 +77,10 @@ class BatchLake:
         """Rows of stored batches within [start, end] (by timestamp), newest max_rows kept, time-ordered."""
         import polars as pl
 
-        paths = [self.path(b) for b in self.batch_ids()]
-        if not paths:
-            raise TrainingError(f"no monitored batches in {self.root}; run `driftgate monitor` first")
-        frame = pl.concat([pl.read_parquet(p) for p in paths], how="diagonal_relaxed")
+        ids = self.batch_ids()
+        if not ids:
+            raise TrainingError(f"no monitored batches in {self.location}; run `driftgate monitor` first")
+        frame = pl.concat([self.read(b) for b in ids], how="diagonal_relaxed")
         ts = contract.timestamp
         if ts and ts in frame.columns and (start is not None or end is not None):
             stamp = utc_column(ts, frame.schema[ts])
@@ -74,7 +90,7 @@ class BatchLake:
                 frame = frame.filter(stamp <= utc(end))
         if labelled_only:
             if contract.target not in frame.columns:
-                raise TrainingError(f"no labels have arrived for the batches in {self.root}")
+                raise TrainingError(f"no labels have arrived for the batches in {self.location}")
             frame = frame.filter(pl.col(contract.target).is_not_null())
         if ts:
             frame = frame.sort(ts)
@@ -95,7 +111,7 @@ def join_into_lake(lake: BatchLake, labels: LabelSet, contract: ModelContract) -
     matched: pl.Series | None = None
     results: list[BatchLabels] = []
     for batch_id in lake.batch_ids():
-        frame = pl.read_parquet(lake.path(batch_id))
+        frame = lake.read(batch_id)
         if ident not in frame.columns:
             continue
         present = labels.frame.get_column(ident).is_in(frame.get_column(ident).implode())

@@ -77,6 +77,11 @@ class Workspace:
     def lake(self) -> BatchLake:
         from tasks.resources.lake import BatchLake
 
+        if self.settings.artifact_store:
+            from tasks.resources.objects import open_store
+
+            url = f"{self.settings.artifact_store.rstrip('/')}/batches/{self.model}"
+            return BatchLake(open_store(url, self.settings.artifact_store_options))
         return BatchLake(self.settings.home / "batches" / self.model)
 
     def production(self) -> ModelVersion:

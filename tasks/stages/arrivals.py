@@ -120,7 +120,7 @@ def _judge_again(ws: Workspace, joined: LabelJoin, batch_id: str, labels: LabelS
 
     contract = ws.contract
     counts = next(b for b in joined.batches if b.batch_id == batch_id)
-    frame = pl.read_parquet(ws.lake.path(batch_id))
+    frame = ws.lake.read(batch_id)
     realized = realized_performance(frame, contract, threshold=ws.settings.gate.decision_threshold)
     estimate = next(iter(reversed(ws.store.signals(ws.model, batch_id=batch_id, kind="estimate"))), None)
     reference = _opt(((estimate or {}).get("payload") or {}).get("reference"))
