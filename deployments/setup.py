@@ -46,7 +46,8 @@ class Topology:
     automations: tuple[str, ...] = ()  # the triggers' names: the automations a deploy creates
 
     @classmethod
-    def of(cls, path: Path = DEFAULT_FILE) -> Topology:
+    def of(cls, path: Path = DEFAULT_FILE, root: Path | None = None) -> Topology:
+        """The topology ``path`` declares; entrypoints are relative to ``root`` (default: the file's folder)."""
         from deployments.validate import load
         from tasks.core.settings import DriftgateSettings
         from tasks.resources.events import PRIORITY_CLASSES
@@ -60,7 +61,7 @@ class Topology:
         for dep in data["deployments"]:
             work_pool = dep.get("work_pool") or {}
             pool = pool or work_pool.get("name")
-            deployments[f"{_flow_name(path.parent, dep['entrypoint'])}/{dep['name']}"] = work_pool.get(
+            deployments[f"{_flow_name(root or path.parent, dep['entrypoint'])}/{dep['name']}"] = work_pool.get(
                 "work_queue_name"
             )
         if not pool:

@@ -42,10 +42,11 @@ def load(path: Path) -> dict[str, Any]:
     return data
 
 
-def validate(path: Path) -> list[Problem]:
+def validate(path: Path, root: Path | None = None) -> list[Problem]:
+    """Problems of the deployments file ``path``; entrypoints are relative to ``root`` (default: its folder)."""
     from tasks.resources.events import ALL_EVENTS
 
-    root = path.parent
+    root = root or path.parent
     problems: list[Problem] = []
     deployments = load(path)["deployments"]
     problems += _retrain_routing(deployments)
