@@ -36,6 +36,7 @@ def _latent(rng: np.random.Generator, rows: int, noise_cand: float, noise_champ:
     return labels, latent + noise_cand * rng.normal(size=rows), latent + noise_champ * rng.normal(size=rows)
 
 
+@pytest.mark.slow  # 300 holdouts per case: 5-11 s each
 @pytest.mark.parametrize(
     ("process", "rows", "prevalence", "effect"),
     [("binormal", 20_000, 0.5, 0.01), ("binormal", 50_000, 0.02, 0.01), ("latent", 20_000, None, None)],
