@@ -3,6 +3,7 @@
     uv run python benchmarks/drift_vs_nannyml.py                      # 100k, 1M and 5M rows, once each
     uv run python benchmarks/drift_vs_nannyml.py --rows 1000000 --repeat 3
     uv run python benchmarks/drift_vs_nannyml.py --parquet-rows 20000000  # bounded memory: 1M-row chunks
+    uv run python benchmarks/drift_vs_nannyml.py --rows 1000000 --repeat 3 --shape wide   # or --shape skewed
 
 Data (benchmarks/drift_data.py, seeded): a reference and an analysis of N rows each, 20 numeric + 5
 categorical features, 3 of them shifted in the analysis's second half, written once to Parquet.
@@ -47,7 +48,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.drift_data import CATEGORICAL, NUMERIC, contract, write_parquet  # noqa: E402
+from benchmarks.drift_data import CATEGORICAL, NUMERIC, SHAPES, contract, shape_of, write_parquet  # noqa: E402
 
 NANNYML_CONTINUOUS = ["kolmogorov_smirnov", "jensen_shannon", "wasserstein", "hellinger"]
 NANNYML_CATEGORICAL = ["chi2", "jensen_shannon", "l_infinity", "hellinger"]
@@ -59,8 +60,10 @@ BOUNDED_CHUNK_ROWS = 1_000_000
 
 def files(data_dir: Path, rows: int, reference_rows: int | None = None) -> tuple[Path, Path]:
     reference_rows = reference_rows or rows
-    reference = write_parquet(data_dir / f"reference-{reference_rows}.parquet", reference_rows, 1, shifted=False)
-    analysis = write_parquet(data_dir / f"analysis-{rows}.parquet", rows, 2, shifted=True)
+    shape = shape_of()
+    tag = "" if shape == "mixed" else f"{shape}-"  # the default shape keeps its files' old names
+    reference = write_parquet(data_dir / f"{tag}reference-{reference_rows}.parquet", reference_rows, 1, shifted=False)
+    analysis = write_parquet(data_dir / f"{tag}analysis-{rows}.parquet", rows, 2, shifted=True)
     return reference, analysis
 
 
@@ -251,6 +254,13 @@ def main() -> None:
     parser.add_argument("--multivariate", action="store_true", help="driftgate also computes the PCA row")
     parser.add_argument("--parquet-rows", type=int, help="bounded-memory mode: profile this many rows, driftgate only")
     parser.add_argument("--data-dir", default="/tmp/driftgate-bench", help="where the seeded Parquet files are kept")
+    parser.add_argument(
+        "--shape",
+        choices=SHAPES,
+        default=None,
+        help="data shape (benchmarks/drift_data.py): mixed (default), wide (100-level string categoricals, gamma "
+        "and log-normal numerics, no missing values) or skewed (heavy tails, point masses, ties)",
+    )
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--reference", help=argparse.SUPPRESS)
     parser.add_argument("--analysis", help=argparse.SUPPRESS)
@@ -260,9 +270,14 @@ def main() -> None:
         worker_main(args)
         return
 
+    if args.shape:  # the workers are child processes: they read the shape from the environment
+        os.environ["DRIFT_BENCH_SHAPE"] = args.shape
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start", flush=True)
+    print(
+        f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; data shape {shape_of()}",
+        flush=True,
+    )
     if args.parquet_rows:
         bounded(data_dir, args.parquet_rows, args.repeat, args.multivariate)
         return
