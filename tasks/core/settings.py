@@ -322,6 +322,27 @@ class DriftgateSettings(BaseSettings):
     def _absolute_home(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
+    @field_validator("artifact_store")
+    @classmethod
+    def _known_object_store(cls, value: str | None) -> str | None:
+        """An artifact_store URL names a file system fsspec knows and whose package is installed: checked when the
+        settings load (no connection is made), so a worker does not find out after monitoring a batch."""
+        if value is None or "://" not in value or value.startswith("file://"):
+            return value
+        import importlib.util
+
+        from fsspec.registry import known_implementations  # only with a URL set: fsspec's import costs ~0.2 s
+
+        protocol = value.split("://", 1)[0]
+        known = known_implementations.get(protocol)
+        if known is None:
+            raise ValueError(f"{protocol}:// is not a file system fsspec knows (e.g. s3://, gs://, az://, memory://)")
+        package = known["class"].split(".", 1)[0]
+        if importlib.util.find_spec(package) is None:
+            extra = " (the `s3` extra: uv sync --extra s3)" if protocol in ("s3", "s3a") else ""
+            raise ValueError(f"{protocol}:// needs the {package} package, which is not installed{extra}")
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,

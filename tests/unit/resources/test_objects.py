@@ -154,3 +154,19 @@ def test_two_homes_sharing_an_s3_artifact_store_share_the_lake(
     finally:
         a.close()
         b.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("nosuch://bucket/x", "nosuch:// is not a file system fsspec knows"),
+        ("gs://bucket/x", "needs the gcsfs package"),
+    ],
+)
+def test_an_artifact_store_that_cannot_work_is_refused_when_the_settings_load(url: str, message: str) -> None:
+    from tasks.core.errors import ConfigError
+    from tasks.core.settings import load_settings
+
+    with pytest.raises(ConfigError, match=message) as refused:
+        load_settings(artifact_store=url)
+    assert "artifact_store" in str(refused.value).lower()  # names the setting
