@@ -13,7 +13,9 @@ Processes: ``normal`` (independent standard normals, where 1 - 0.99^k is exact f
 ``mixed`` (cycling through t3, zero-inflated lognormal, Poisson counts, a 5-category column with a 1 %
 category, booleans). Reference: 5,000 rows; batches: 1,000 rows. A "batch with any alert" counts the
 contract features' primary tests and the joint (PCA) test. Monte-Carlo error of a rate r over N batches:
-sqrt(r (1 - r) / N).
+sqrt(r (1 - r) / N). The policy column feeds each batch's drift evidence, uncorrected and controlled, to
+``tasks.policy.decide`` (default policy settings, quality passed, no performance drop): the ALERT and RETRAIN
+decisions on stationary batches with the control off and on, so the difference is what the control removes.
 """
 
 from __future__ import annotations
@@ -23,14 +25,17 @@ import math
 import os
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import numpy as np
 import polars as pl
 
-from tasks.core.settings import ProfilingSettings
+from tasks.core.settings import PolicySettings, ProfilingSettings
 from tasks.data.contract import infer_contract, validate_batch
 from tasks.drift.profiling import profile_batch
 from tasks.drift.reference import fit_reference_profile
+from tasks.drift.results import BatchProfile
+from tasks.policy.decide import Action, PolicyEvidence, PolicyState, decide
 
 REFERENCE_ROWS = 5_000
 BATCH_ROWS = 1_000
@@ -65,8 +70,26 @@ def frame(draw: Draw, rng: np.random.Generator, n: int, k: int) -> pl.DataFrame:
     return pl.DataFrame({"id": np.arange(n), **draw(rng, n, k), "y": (rng.random(n) < 0.3).astype(np.int8)})
 
 
-def rates(process: str, k: int, batches: int, seed: int) -> tuple[float, float, float]:
-    """(uncorrected any-alert rate, controlled rate, seconds) over ``batches`` stationary batches."""
+def acted_on(result: BatchProfile, controlled: bool) -> bool:
+    """Whether the policy (``tasks.policy.decide``, default settings, no performance evidence) alerts or retrains."""
+    joint = result.multivariate_drift
+    features = result.drifted_features if controlled else result.alerting_features
+    evidence = PolicyEvidence(
+        batch_id="b",
+        rows=result.rows,
+        quality_passed=True,
+        drifted_features=tuple(features),
+        drift_share=len(features) / len(result.features),
+        multivariate_drift=bool(joint is not None and (joint.drifts if controlled else joint.alert)),
+        estimated_drop=0.0,
+    )
+    decision = decide(evidence, PolicyState(), PolicySettings(), datetime(2026, 1, 1, tzinfo=UTC))
+    return decision.action in (Action.ALERT, Action.RETRAIN)
+
+
+def rates(process: str, k: int, batches: int, seed: int) -> tuple[float, float, float, float, float]:
+    """Over ``batches`` stationary batches: uncorrected any-alert rate, controlled rate, the policy's ALERT/RETRAIN
+    rate on each, seconds."""
     draw = PROCESSES[process]
     settings = ProfilingSettings(chunk_size=BATCH_ROWS)
     started = time.perf_counter()
@@ -74,14 +97,17 @@ def rates(process: str, k: int, batches: int, seed: int) -> tuple[float, float, 
     reference = frame(draw, rng, REFERENCE_ROWS, k)
     contract = infer_contract(reference, name="calibration", target="y", entity_id="id")
     profile = fit_reference_profile(reference, contract, settings)
-    uncorrected = controlled = 0
+    uncorrected = controlled = acted_off = acted_on_ = 0
     for _ in range(batches):
         batch = validate_batch(frame(draw, rng, BATCH_ROWS, k), contract, source="stationary")
         result = profile_batch(profile, batch, contract, settings)
         joint = result.multivariate_drift
         uncorrected += bool(result.alerting_features or (joint is not None and joint.alert))
         controlled += bool(result.drifted_features or (joint is not None and joint.drifts))
-    return uncorrected / batches, controlled / batches, time.perf_counter() - started
+        acted_off += acted_on(result, controlled=False)
+        acted_on_ += acted_on(result, controlled=True)
+    shares = (uncorrected / batches, controlled / batches, acted_off / batches, acted_on_ / batches)
+    return (*shares, time.perf_counter() - started)
 
 
 def _rate(rate: float, n: int) -> str:
@@ -102,15 +128,19 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start", flush=True)
     print(f"reference {REFERENCE_ROWS:,} rows, batches {BATCH_ROWS:,} rows, batch_alpha {level}, seed {args.seed}")
     print()
-    print("| process | features | batches | any alert, uncorrected | 1 - 0.99^(k+1) | any drift, Holm | s | load |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| process | features | batches | any alert, uncorrected | 1 - 0.99^(k+1) | any drift, Holm "
+        "| policy ALERT+RETRAIN off / on | s | load |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in processes:
         for k, batches in plan.items():
-            off, on, seconds = rates(name, k, batches, args.seed)
+            off, on, policy_off, policy_on, seconds = rates(name, k, batches, args.seed)
             naive = 1 - 0.99 ** (k + 1)  # k features and the PCA test, if independent
             print(
                 f"| {name} | {k} | {batches} | {_rate(off, batches)} | {naive:.3f} | {_rate(on, batches)} | "
-                f"{seconds:.0f} | {os.getloadavg()[0]:.2f} |",
+                f"{round(policy_off * batches)} / {round(policy_on * batches)} | {seconds:.0f} | "
+                f"{os.getloadavg()[0]:.2f} |",
                 flush=True,
             )
 
