@@ -34,6 +34,18 @@ class ProfilingSettings(_Section):
     false_alarm_quantile: float = Field(
         0.99, gt=0.5, lt=1.0, description="per-feature threshold = this quantile of reference chunk statistics"
     )
+    batch_alpha: float = Field(
+        0.05,
+        gt=0.0,
+        lt=1.0,
+        description="batch-level error: chance that a stationary batch gives any drift evidence to the policy, "
+        "whatever the number of features (tasks/drift/batch_control.py)",
+    )
+    batch_correction: Literal["holm", "none"] = Field(
+        "holm",
+        description="holm: the policy acts on the drift tests that survive Holm's correction at batch_alpha; "
+        "none: on every per-feature alert (each at 1 - false_alarm_quantile, so k features alert more often)",
+    )
     min_rows: int = Field(100, ge=1, description="a batch with fewer rows fails data quality")
     max_missing_rate: float = Field(0.2, ge=0.0, le=1.0, description="missingness above this fails data quality")
     block_range_multiple: float = Field(

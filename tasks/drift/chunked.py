@@ -165,7 +165,18 @@ def chunk_frame(window: ChunkWindow | None, result: BatchProfile | None) -> pl.D
 
 def astuple_drift(d: FeatureDrift) -> tuple[Any, ...]:
     """The fields of a drift row in schema order (dataclasses.astuple deep-copies, which is slow in bulk)."""
-    return (d.feature, d.kind, d.method, d.statistic, d.threshold, d.alert, d.p_value, d.primary, d.sample_size)
+    return (
+        d.feature,
+        d.kind,
+        d.method,
+        d.statistic,
+        d.threshold,
+        d.alert,
+        d.p_value,
+        d.primary,
+        d.sample_size,
+        d.batch_alert,
+    )
 
 
 def drift_statistics(

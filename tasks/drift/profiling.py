@@ -38,7 +38,10 @@ Where driftgate and NannyML differ (binning choices, documented and tested):
 
 The primary (alerting) method is ``ks`` for numeric features and the prediction, ``jensen_shannon``
 for categorical and boolean features, ``l_infinity`` for the label. Every method gets its own
-calibrated threshold and its own ``alert`` flag; a feature *drifts* when its primary method alerts.
+calibrated threshold and its own ``alert`` flag; a feature *alerts* when its primary method alerts, and
+*drifts* (what the policy acts on) when that alert also survives the batch-level control
+(:mod:`tasks.drift.batch_control`: Holm across the features' primary tests and the multivariate test at
+``profiling.batch_alpha``, so a stationary batch gives any drift evidence at most that often).
 A multivariate row (PCA reconstruction error, :mod:`tasks.drift.multivariate`) is added when the profile
 has one; it is reported and recorded but not counted among the drifted features.
 
@@ -109,6 +112,7 @@ from tasks.core.parallel import parallel_map
 from tasks.core.settings import ProfilingSettings
 from tasks.core.timeutil import time_span
 from tasks.data.contract import ModelContract
+from tasks.drift.batch_control import control_batch
 from tasks.drift.quality import _widened_range, check_quality, check_schema, far_range, non_finite_statistics
 from tasks.drift.reference import (
     CategoricalReference,
@@ -132,6 +136,7 @@ from tasks.drift.statistics import (
     chi2_statistic,
     hellinger,
     jensen_shannon,
+    jensen_shannon_p_value,
     ks_p_value,
     population_stability_index,
 )
@@ -189,8 +194,10 @@ def categorical_drift(
     reference_share = reference_counts / reference_counts.sum()
     batch_share = batch_counts / batch_counts.sum()
     statistic, dof = chi2_statistic(reference_counts, batch_counts)
+    distance = float(jensen_shannon(reference_share, batch_share))
+    n_reference, n_batch = int(reference_counts.sum()), int(batch_counts.sum())
     return {
-        "jensen_shannon": (float(jensen_shannon(reference_share, batch_share)), None),
+        "jensen_shannon": (distance, jensen_shannon_p_value(distance, n_reference, n_batch, len(union))),
         "hellinger": (float(hellinger(reference_share, batch_share)), None),
         "chi2": (float(statistic), chi2_p_value(float(statistic), int(dof))),
         "l_infinity": (float(np.abs(batch_share - reference_share).max()), None),
@@ -271,6 +278,7 @@ def profile_batch(
         category_counts=category_counts,
         out_of_range=out_of_range,
     )
+    drift = control_batch(drift, contract.feature_names, settings.batch_alpha, settings.batch_correction)
     window_start, window_end = time_span(batch, contract.timestamp)
     return BatchProfile(
         rows=batch.height,
@@ -280,6 +288,8 @@ def profile_batch(
         drift=tuple(drift),
         features=tuple(contract.feature_names),
         histograms=tuple(histograms),
+        batch_control=settings.batch_correction,
+        batch_alpha=settings.batch_alpha if settings.batch_correction != "none" else None,
     )
 
 

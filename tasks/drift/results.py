@@ -59,6 +59,14 @@ class FeatureDrift:
     p_value: float | None = None
     primary: bool = False  # the method that decides whether the feature drifts
     sample_size: int = 0  # non-null batch values the statistic was computed on
+    # Survives the batch-level control (tasks/drift/batch_control.py): set on the tests that reach the policy
+    # (each feature's primary row, the multivariate row); None elsewhere, and on rows built without it.
+    batch_alert: bool | None = None
+
+    @property
+    def drifts(self) -> bool:
+        """The alert the policy acts on: batch-controlled when the control ran, else the per-test alert."""
+        return self.alert if self.batch_alert is None else self.batch_alert
 
 
 @dataclass(frozen=True)
@@ -100,16 +108,26 @@ class BatchProfile:
     drift: tuple[FeatureDrift, ...]
     features: tuple[str, ...] = ()  # the contract's features, the denominator of drift_share
     histograms: tuple[Histogram, ...] = ()  # per profiled column, for plots (not in to_dict)
+    batch_control: str = "none"  # "holm" at profiling.batch_alpha, or "none" (per-test alerts uncorrected)
+    batch_alpha: float | None = None
+
+    def _feature_rows(self) -> list[FeatureDrift]:
+        contract_features = set(self.features)
+        return [
+            d
+            for d in self.drift
+            if d.primary and d.kind not in ("prediction", "label") and d.feature in contract_features
+        ]
 
     @property
     def drifted_features(self) -> list[str]:
-        """Contract features whose primary statistic exceeds its calibrated threshold."""
-        contract_features = set(self.features)
-        return [
-            d.feature
-            for d in self.drift
-            if d.primary and d.alert and d.kind not in ("prediction", "label") and d.feature in contract_features
-        ]
+        """Contract features that drift after the batch-level control: what the policy acts on."""
+        return [d.feature for d in self._feature_rows() if d.drifts]
+
+    @property
+    def alerting_features(self) -> list[str]:
+        """Contract features whose primary statistic exceeds its own calibrated threshold (uncorrected)."""
+        return [d.feature for d in self._feature_rows() if d.alert]
 
     @property
     def drift_share(self) -> float:
@@ -148,6 +166,9 @@ class BatchProfile:
             "features": list(self.features),
             "drift": [asdict(d) for d in self.drift],
             "drifted_features": self.drifted_features,
+            "alerting_features": self.alerting_features,
+            "batch_control": self.batch_control,
+            "batch_alpha": self.batch_alpha,
             "drift_share": self.drift_share,
             "prediction_drift": asdict(self.prediction_drift) if self.prediction_drift else None,
             "label_drift": asdict(self.label_drift) if self.label_drift else None,
@@ -168,4 +189,5 @@ def _drift_schema() -> dict[str, Any]:
         "p_value": pl.Float64,
         "primary": pl.Boolean,
         "sample_size": pl.Int64,
+        "batch_alert": pl.Boolean,
     }

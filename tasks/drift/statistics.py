@@ -157,3 +157,17 @@ def chi2_p_value(statistic: float, dof: int) -> float:
     from scipy.special import chdtrc
 
     return float(chdtrc(dof, statistic)) if dof > 0 else 1.0
+
+
+def jensen_shannon_p_value(distance: float, n_reference: int, n_batch: int, categories: int) -> float:
+    """Asymptotic p-value of a base-2 Jensen-Shannon distance between two samples over ``categories`` bins.
+
+    To second order JS^2 ln 2 = sum (p - q)^2 / (8 pi), so 8 ln 2 nm/(n+m) JS^2 is Pearson's quadratic form of
+    the two samples' shares: chi-squared with ``categories`` - 1 degrees of freedom under the multinomial null
+    (see :mod:`tasks.drift.batch_control`). JS is bounded where Pearson's statistic is not, so sparse
+    categories make this conservative.
+    """
+    if n_reference <= 0 or n_batch <= 0:
+        return 1.0
+    effective = n_reference * n_batch / (n_reference + n_batch)
+    return chi2_p_value(8.0 * math.log(2.0) * effective * distance * distance, categories - 1)

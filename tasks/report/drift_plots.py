@@ -26,7 +26,7 @@ from tasks.core.errors import DataError
 if TYPE_CHECKING:
     import polars as pl
 
-    from tasks.drift.results import BatchProfile, Histogram
+    from tasks.drift.results import BatchProfile, FeatureDrift, Histogram
 
 MULTIVARIATE_FEATURE = "__multivariate__"
 HEATMAP_COLUMNS = ("chunk_index", "chunk_key", "feature", "method", "statistic", "threshold", "alert")
@@ -147,16 +147,22 @@ def drift_bars(profile: BatchProfile, path: Path, *, title: str) -> Path:
     for i, (d, ratio) in enumerate(zip(rows, ratios, strict=True)):
         y = top + i * bar_h
         canvas.text(left - 6, y + bar_h * 0.68, d.feature, size=10, anchor="end")
-        tip = f"{d.feature}: {d.method} {d.statistic:.4g} vs threshold {d.threshold:.4g}" + (
-            " (drift)" if d.alert else ""
-        )
+        tip = f"{d.feature}: {d.method} {d.statistic:.4g} vs threshold {d.threshold:.4g}{_verdict(d)}"
         shown = ratio if math.isfinite(ratio) else axis.high
-        canvas.rect(left, y + 3, axis(shown) - left, bar_h - 6, fill=svg.RED if d.alert else svg.BLUE, tip=tip)
+        # Red: drift the policy acts on; orange: the test's own alert, not surviving the batch-level control.
+        fill = svg.RED if d.alert and d.drifts else svg.ORANGE if d.alert else svg.BLUE
+        canvas.rect(left, y + 3, axis(shown) - left, bar_h - 6, fill=fill, tip=tip)
     canvas.line(axis(1.0), top - 4, axis(1.0), bottom, stroke=svg.INK, dash="5 3")
     canvas.text(
         left + width / 2, bottom + 34, "statistic / calibrated threshold (> 1 = drift)", size=11, anchor="middle"
     )
     return canvas.save(path)
+
+
+def _verdict(row: FeatureDrift) -> str:
+    if not row.alert:
+        return ""
+    return " (drift)" if row.drifts else " (alert, not surviving the batch-level control)"
 
 
 def most_drifted(profile: BatchProfile, count: int = 4) -> list[str]:
@@ -192,7 +198,7 @@ def distribution_overlays(
         verdict = ""
         if row is not None:
             verdict = f" — {row.method} {row.statistic:.4g} vs threshold {row.threshold:.4g}"
-            verdict += " (drift)" if row.alert else ""
+            verdict += _verdict(row)
         y0 = top + k * panel_h
         canvas.text(60, y0, f"{histogram.feature}{verdict}", size=11, bold=bool(row and row.alert))
         _overlay(canvas, histogram, left=60.0, right=700.0, top=y0 + 12, bottom=y0 + panel_h - 62)

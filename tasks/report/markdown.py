@@ -66,10 +66,13 @@ def monitor_markdown(
         *[f"- {i.severity}: {i.check} {i.column or ''} — {i.detail}" for i in profile.quality.issues],
         "",
         "## Drift (statistic vs threshold calibrated at this batch's size on the reference)",
-        "| feature | method | statistic | threshold | alert |",
-        "|---|---|---|---|---|",
+        _batch_control_line(profile),
+        "",
+        "| feature | method | statistic | threshold | alert | p-value | after batch control |",
+        "|---|---|---|---|---|---|---|",
         *[
-            f"| {d.feature} | {d.method} | {d.statistic:.4f} | {d.threshold:.4f} | {'**yes**' if d.alert else ''} |"
+            f"| {d.feature} | {d.method} | {d.statistic:.4f} | {d.threshold:.4f} | {'**yes**' if d.alert else ''} | "
+            f"{_p_value(d.p_value)} | {_survives(d.batch_alert)} |"
             for d in profile.drift
         ],
     ]
@@ -84,6 +87,34 @@ def monitor_markdown(
     if overlays_image is not None:
         lines += ["", "### Reference vs batch, most drifted features", f"![distributions]({overlays_image.name})"]
     return "\n".join(lines) + "\n"
+
+
+def _batch_control_line(profile: BatchProfile) -> str:
+    """Which features survive the batch-level control (the policy acts on those), and which alerted alone."""
+    alerting, kept = profile.alerting_features, profile.drifted_features
+    joint = profile.multivariate_drift
+    if profile.batch_control == "none":
+        return (
+            f"- batch-level control **off**: the policy acts on every per-feature alert ({len(alerting)}: {alerting}); "
+            "each test alerts on about 1 % of stationary batches, so k features alert on about 1 - 0.99^k"
+        )
+    dropped = [f for f in alerting if f not in kept]
+    joint_text = ""
+    if joint is not None and joint.alert:
+        joint_text = f"; joint (PCA) drift {'survives' if joint.drifts else 'does not survive'}"
+    return (
+        f"- batch-level control: **{profile.batch_control}** at {profile.batch_alpha:g} (a stationary batch gives any "
+        f"drift evidence at most that often); surviving features, which the policy acts on: **{kept}**; "
+        f"per-feature alerts not surviving it: {dropped}{joint_text}"
+    )
+
+
+def _p_value(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2g}"
+
+
+def _survives(batch_alert: bool | None) -> str:
+    return "" if batch_alert is None else ("**drift**" if batch_alert else "no")
 
 
 def _cell(text: str) -> str:

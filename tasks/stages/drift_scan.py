@@ -91,7 +91,7 @@ def scan_drift(
                     f"{i.check}:{i.column or ''}" for i in result.quality.issues if i.severity == "fail"
                 ),
                 drifted=drifted,
-                joint_drift=bool(joint is not None and joint.alert),
+                joint_drift=bool(joint is not None and joint.drifts),
                 score_drift=bool(score is not None and score.alert),
             )
         )

@@ -243,7 +243,7 @@ def judge(
         quality_failures=tuple(f"{i.check}:{i.column}" for i in batch_profile.quality.issues if i.severity == "fail"),
         drifted_features=tuple(batch_profile.drifted_features),
         drift_share=batch_profile.drift_share,
-        multivariate_drift=bool(batch_profile.multivariate_drift and batch_profile.multivariate_drift.alert),
+        multivariate_drift=bool(batch_profile.multivariate_drift and batch_profile.multivariate_drift.drifts),
         estimated_drop=est.reference_value - est.value,
         estimate_alert=est.alert,
         realized_drop=(est.reference_value - realized.value) if realized and realized.value is not None else None,
@@ -297,7 +297,20 @@ def record(
             payload=payload or {},
         )
 
-    signals = [signal("drift", d.feature, d.method, d.statistic, d.threshold, d.alert) for d in batch_profile.drift]
+    # ``alert`` is the test's own calibrated alert; the payload adds its p-value and whether it survives the
+    # batch-level control (None: not among the tests that reach the policy).
+    signals = [
+        signal(
+            "drift",
+            d.feature,
+            d.method,
+            d.statistic,
+            d.threshold,
+            d.alert,
+            {"p_value": d.p_value, "batch_alert": d.batch_alert, "primary": d.primary},
+        )
+        for d in batch_profile.drift
+    ]
     quality = batch_profile.quality
     issues = {"issues": [asdict(i) for i in quality.issues]}
     signals.append(
