@@ -192,18 +192,18 @@ def _direct_logging(verbose: bool) -> None:
     logger.setLevel(logging.INFO if verbose else logging.WARNING)
 
 
-def _run(use_flow: bool, name: str, **params: Any) -> dict[str, Any]:
-    """Run the body ``name`` (monitor, cycle, labels, retrain, bootstrap): as the flow ``flows.<name>.<name>_flow``
-    or in-process, the same body with plain steps (``flows.bodies.<name>_body``)."""
+def _run(use_flow: bool, name: str, **params: Any) -> Any:
+    """Run the body ``name`` (monitor, cycle, labels, retrain, bootstrap, promote, score, watch, drill): as the flow
+    ``flows.<name>.<name>_flow`` or in-process, the same body with plain steps (``<name>_body`` of flows/bodies.py
+    or flows/ops_bodies.py)."""
     import importlib
 
     if use_flow:
-        result: dict[str, Any] = getattr(importlib.import_module(f"flows.{name}"), f"{name}_flow")(**params)
-        return result
-    from flows import bodies
+        return getattr(importlib.import_module(f"flows.{name}"), f"{name}_flow")(**params)
+    from flows import bodies, ops_bodies
 
-    result = getattr(bodies, f"{name}_body")(bodies.Runner(), **params)
-    return result
+    body = getattr(bodies, f"{name}_body", None) or getattr(ops_bodies, f"{name}_body")
+    return body(bodies.Runner(), **params)
 
 
 def _flush_outbox(home: str | None, config: str | None, model: str | None, *, quiet: bool = False) -> int:
@@ -236,13 +236,15 @@ def _preflight(
     batches: tuple[str, ...] = (),
     labels: tuple[str, ...] = (),
     reference: str | None = None,
+    record_refused: bool = True,
 ) -> _Checked:
     """Validate before anything heavy (Prefect, NannyML, LightGBM, a server): settings, contract, that every input
     exists, and each file's header (a Parquet footer, a CSV first line) against the contract. A typed error leaves
     as one line and exit code 2 (see _errors).
 
     A batch refused here is recorded as a BLOCK decision, as the monitor records any batch refused at the
-    boundary, and is left out of the run: the others are monitored, and the command still exits 2.
+    boundary, and is left out of the run: the others are monitored, and the command still exits 2. Without
+    ``record_refused`` (batches to score, not to monitor) the first refused batch is the error.
     """
     from tasks.core.errors import DataError
     from tasks.core.settings import load_settings
@@ -265,6 +267,8 @@ def _preflight(
             good.append(str(batch))
         except DataError as exc:
             refused.append((str(batch), exc))
+    if refused and not record_refused:
+        raise refused[0][1]
     if refused:
         from tasks.stages.monitoring import refuse
 
@@ -710,6 +714,7 @@ def retrain(
     "command starts). If it moved, or another promotion holds the lease, nothing changes and the command exits "
     "with code 3.",
 )
+@_mode
 @_common
 @click.pass_context
 def promote(
@@ -721,6 +726,7 @@ def promote(
     labels: tuple[str, ...],
     force: bool,
     expected: str | None,
+    use_flow: bool | None,
     home: str | None,
     config: str | None,
     model: str | None,
@@ -731,9 +737,15 @@ def promote(
     and production does not move; with promotion.watch_hours > 0 the canary stays and `driftgate watch`
     decides once the window has passed.
 
+    Only a flow run can pause for an approver: in direct mode a promotion that needs one moves nothing, is
+    recorded as awaiting approval (`driftgate pending`) and names the `--flow` command that can wait.
+
     Conditional (--expect) and leased: a promotion racing another promotion or a rollback applies once; the
     other exits with code 3 and prints the aliases as they are now.
     """
+    with _errors():
+        _preflight(home, config, model, batches=watch_batches, labels=labels, record_refused=False)
+    needs_approver, name = False, model
     with _errors(), _state_on_conflict(home, config, model), _home(home, config, model) as ws:
         production = ws.registry.aliases(ws.model).get("production")
         lease = ws.registry.open_lease(ws.model)
@@ -753,19 +765,21 @@ def promote(
                 f"held by {lease.holder}); nothing changed — wait for it, or `driftgate withdraw {lease.version}`"
             )
         expected = production if expected is None else expected
-        if not (ws.settings.promotion.auto_approve if auto_approve is None else auto_approve):
-            # The flow run blocks this command while it waits: say so first; its id and the commands follow in
-            # the run's WARNING log line once it pauses (and `driftgate pending` lists it meanwhile).
-            click.echo(
-                f"{ws.model}:{version} needs an approver: the promotion pauses before the canary; its flow run id "
-                "and the `driftgate approve` commands are printed when it does (`driftgate pending` lists it)",
-                err=True,
-            )
-    _quiet_prefect(ctx.obj["verbose"])
+        needs_approver = not (ws.settings.promotion.auto_approve if auto_approve is None else auto_approve)
+        name = ws.model
+    flow = _use_flow(ctx, use_flow, home, config, model)
+    if needs_approver and flow:
+        # The flow run blocks this command while it waits: say so first; its id and the commands follow in
+        # the run's WARNING log line once it pauses (and `driftgate pending` lists it meanwhile).
+        click.echo(
+            f"{name}:{version} needs an approver: the promotion pauses before the canary; its flow run id "
+            "and the `driftgate approve` commands are printed when it does (`driftgate pending` lists it)",
+            err=True,
+        )
     with _errors(), _state_on_conflict(home, config, model):
-        from flows.promote import promote_flow
-
-        result = promote_flow(
+        result = _run(
+            flow,
+            "promote",
             expected=expected,
             version=version,
             reason=reason,
@@ -776,8 +790,9 @@ def promote(
             force=force,
             **_flow_args(home, config, model),
         )
-    colour = {"promoted": "green", "watching": "yellow"}.get(result["status"], "red")
-    click.echo(f"{version}: {click.style(result['status'].upper(), fg=colour)} (moved {' → '.join(result['steps'])})")
+    colour = {"promoted": "green", "watching": "yellow", "awaiting-approval": "yellow"}.get(result["status"], "red")
+    moved = f"moved {' → '.join(result['steps'])}" if result["steps"] else "nothing moved"
+    click.echo(f"{version}: {click.style(result['status'].upper(), fg=colour)} ({moved})")
     for reason_line in result["reasons"]:
         click.echo(f"  - {reason_line}")
     for label, key in (("canary report", "report_path"), ("audit", "audit_path")):
@@ -894,12 +909,14 @@ def rollback(
 @main.command()
 @click.argument("batches", nargs=-1, required=True)
 @click.option("--labels", multiple=True, help="Label file or glob keyed by entity id (repeatable).")
+@_mode
 @_common
 @click.pass_context
 def score(
     ctx: click.Context,
     batches: tuple[str, ...],
     labels: tuple[str, ...],
+    use_flow: bool | None,
     home: str | None,
     config: str | None,
     model: str | None,
@@ -908,11 +925,13 @@ def score(
 
     Predictions are stored under <home>/predictions/<model>/ with the version that made each one.
     """
-    _quiet_prefect(ctx.obj["verbose"])
     with _errors():
-        from flows.score import score_flow
-
-        results = score_flow(batches=list(batches), labels=list(labels) or None, **_flow_args(home, config, model))
+        _preflight(home, config, model, batches=batches, labels=labels, record_refused=False)
+    flow = _use_flow(ctx, use_flow, home, config, model)
+    with _errors():
+        results = _run(
+            flow, "score", batches=list(batches), labels=list(labels) or None, **_flow_args(home, config, model)
+        )
     for r in results:
         routed = ", ".join(f"{v}: {n}" for v, n in sorted(r["routed"].items()))
         errors = sum(r["errors"].values())
@@ -921,16 +940,28 @@ def score(
 
 @main.command()
 @click.option("--labels", multiple=True, help="Label file or glob for the scored predictions (repeatable).")
+@_mode
 @_common
 @click.pass_context
-def watch(ctx: click.Context, labels: tuple[str, ...], home: str | None, config: str | None, model: str | None) -> None:
+def watch(
+    ctx: click.Context,
+    labels: tuple[str, ...],
+    use_flow: bool | None,
+    home: str | None,
+    config: str | None,
+    model: str | None,
+) -> None:
     """Judge the running canary (promote, withdraw, or wait) or audit the latest promotion (roll back if it fails)."""
-    _quiet_prefect(ctx.obj["verbose"])
     with _errors():
-        from flows.watch import watch_flow
-
-        result = watch_flow(
-            labels=list(labels) or None, actor=os.environ.get("USER", "cli"), **_flow_args(home, config, model)
+        _preflight(home, config, model, labels=labels)
+    flow = _use_flow(ctx, use_flow, home, config, model)
+    with _errors():
+        result = _run(
+            flow,
+            "watch",
+            labels=list(labels) or None,
+            actor=os.environ.get("USER", "cli"),
+            **_flow_args(home, config, model),
         )
     click.echo(f"{result['action']}: {result['version'] or '-'}")
     for reason_line in result["reasons"]:
@@ -941,15 +972,25 @@ def watch(ctx: click.Context, labels: tuple[str, ...], home: str | None, config:
 
 @main.command()
 @click.option("--keep-sandbox", is_flag=True, help="Keep the sandbox copy of the registry for inspection.")
+@_mode
 @_common
 @click.pass_context
-def drill(ctx: click.Context, keep_sandbox: bool, home: str | None, config: str | None, model: str | None) -> None:
+def drill(
+    ctx: click.Context,
+    keep_sandbox: bool,
+    use_flow: bool | None,
+    home: str | None,
+    config: str | None,
+    model: str | None,
+) -> None:
     """Rehearse rollback and roll-forward on a sandbox copy of the registry; verify digests, time the restore."""
-    _quiet_prefect(ctx.obj["verbose"])
     with _errors():
-        from flows.drill import drill_flow
+        from tasks.core.settings import load_settings
 
-        result = drill_flow(keep_sandbox=keep_sandbox, **_flow_args(home, config, model))
+        load_settings(config, home=home, model_name=model)  # the drill needs the registry only, not the contract
+    flow = _use_flow(ctx, use_flow, home, config, model)
+    with _errors():
+        result = _run(flow, "drill", keep_sandbox=keep_sandbox, **_flow_args(home, config, model))
     verdict = click.style("PASSED", fg="green") if result["ok"] else click.style("FAILED", fg="red")
     click.echo(f"rollback drill {verdict}: {result['versions_verified']} versions verified")
     for step in result["steps"]:

@@ -1,11 +1,11 @@
 """The one home of the flow bodies, runnable two ways and importing no Prefect.
 
-Each body (monitor, labels, cycle, retrain, bootstrap, promote) is written once, over a :class:`Runner`:
-the runner's ``steps`` (THE table of stage functions, :class:`Steps`), its banner, and how the body calls
-the bodies it composes. ``Runner()`` runs them in-process (direct mode: plain functions, banners on the
-``driftgate`` logger, events into the store's outbox); ``flows.steps.FLOW`` runs them as Prefect flows
-(the same table wrapped as tasks, the run logger, subflows). flows/<name>.py stay one-screen ``@flow``
-wrappers around these bodies.
+Each body (monitor, labels, cycle, retrain, bootstrap, promote; score, watch and drill in flows/ops_bodies.py)
+is written once, over a :class:`Runner`: the runner's ``steps`` (THE table of stage functions, :class:`Steps`),
+its banner, and how the body calls the bodies it composes. ``Runner()`` runs them in-process (direct mode: plain
+functions, banners on the ``driftgate`` logger, events into the store's outbox); ``flows.steps.FLOW`` runs them as
+Prefect flows (the same table wrapped as tasks, the run logger, subflows). flows/<name>.py stay one-screen
+``@flow`` wrappers around these bodies.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ class Runner:
     """Direct mode: the plain table, banners on the ``driftgate`` logger, composed bodies called in-process.
 
     A promotion that needs an approver cannot pause here (nothing to resume it): it is left for
-    ``driftgate promote VERSION --flow``.
+    ``driftgate promote VERSION --flow --require-approval``.
     """
 
     can_pause = False
@@ -121,6 +121,10 @@ class Runner:
 
     def banner(self, text: str) -> None:
         log.info("── %s ──", text)
+
+    def say(self, text: str) -> None:
+        """A line of a body's own account (a drill step): the ``driftgate`` logger here, the run log in a flow."""
+        log.info("%s", text)
 
     def workspace(self, home: str | None, config: str | None, model: str | None) -> AbstractContextManager[Workspace]:
         """The home of the parameters; every event emitted meanwhile goes to its store's outbox."""
@@ -447,8 +451,8 @@ def promote_body(
         if not approve_now and not run.can_pause:
             before = ws.registry.aliases(ws.model).get(PRODUCTION)
             why = (
-                f"promotion of {version} needs an approver: run `driftgate promote {version} --require-approval` "
-                "(a flow run that pauses for `driftgate approve`)"
+                f"promotion of {version} needs an approver: run `driftgate promote {version} --flow "
+                "--require-approval` (a flow run that pauses for `driftgate approve`)"
             )
             # A warning, not a banner: the command must not end on "gate PASSED" as if production had moved.
             log.warning("%s; `driftgate pending` lists it", why)

@@ -50,6 +50,9 @@ class FlowRunner(Runner):
     def banner(self, text: str) -> None:
         banner(text)
 
+    def say(self, text: str) -> None:
+        print(text)  # the flows run with log_prints: a line of the run log
+
     def workspace(self, home: str | None, config: str | None, model: str | None) -> AbstractContextManager[Workspace]:
         return workspace(home, config, model)
 

@@ -189,7 +189,7 @@ class PendingApproval:
             commands = approval_commands(self.flow_run_id)
             return f"{commands.approve}  |  {commands.reject}"
         model = f" --model {self.model}" if self.model else ""
-        return f"driftgate promote {self.version} --require-approval{model}"
+        return f"driftgate promote {self.version} --flow --require-approval{model}"
 
     def to_dict(self) -> dict[str, Any]:
         return {

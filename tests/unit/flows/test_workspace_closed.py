@@ -70,6 +70,9 @@ BODIES: list[tuple[str, dict[str, Any]]] = [
     ("bootstrap_body", {"reference": "reference.parquet"}),
     ("labels_body", {"labels": ["labels.parquet"]}),
     ("promote_body", {"version": "v1"}),
+    ("score_body", {"batches": ["batch.parquet"]}),
+    ("watch_body", {}),
+    ("drill_body", {}),
 ]
 
 
@@ -77,7 +80,7 @@ BODIES: list[tuple[str, dict[str, Any]]] = [
 def test_a_direct_body_closes_its_workspace_when_a_step_raises(
     name: str, kwargs: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, closes: list
 ) -> None:
-    from flows import bodies
+    from flows import bodies, ops_bodies
 
     def fail(*args: Any, **kwargs: Any) -> Any:
         raise StepFailed("a step failed")
@@ -86,7 +89,8 @@ def test_a_direct_body_closes_its_workspace_when_a_step_raises(
     for step in vars(run.steps):
         monkeypatch.setattr(run.steps, step, fail)
     with pytest.raises(Exception):  # noqa: B017 - the step's own error or the first one the empty home raises
-        getattr(bodies, name)(run, **kwargs, home=str(tmp_path / "home"))
+        body = getattr(bodies, name, None) or getattr(ops_bodies, name)
+        body(run, **kwargs, home=str(tmp_path / "home"))
     assert len(closes) == 1
 
 

@@ -114,7 +114,7 @@ def test_direct_mode_awaiting_approval_is_pending_until_settled(tmp_path: Path) 
         await_approval(ws, "v1", why="needs an approver", evidence=None)
         (item,) = review.awaiting_in_store(ws)
         assert (item.model, item.version, item.flow_run_id) == (MODEL, "v1", None)
-        assert item.command() == f"driftgate promote v1 --require-approval --model {MODEL}"
+        assert item.command() == f"driftgate promote v1 --flow --require-approval --model {MODEL}"
         assert item.since is not None
         # promoted (or staged by a flow-mode promotion meanwhile): no longer waiting
         home.registry.promote(MODEL, "v1", actor="t", reason="done", expected_production=None)
@@ -137,7 +137,7 @@ def test_pending_lists_direct_mode_items_one_line_each_and_says_when_none(
     shown = CliRunner().invoke(main, args)
     assert shown.exit_code == 0, shown.output
     (line,) = shown.output.strip().splitlines()
-    assert line.startswith(f"{MODEL}:v1  waiting ") and "driftgate promote v1 --require-approval" in line
+    assert line.startswith(f"{MODEL}:v1  waiting ") and "driftgate promote v1 --flow --require-approval" in line
     as_json = CliRunner().invoke(main, [*args, "--json"])
     assert json.loads(as_json.output)[0]["version"] == "v1"
 
@@ -152,7 +152,7 @@ def test_direct_mode_promotion_needing_an_approver_moves_nothing_records_it_and_
     with caplog.at_level("WARNING", logger="driftgate"):
         outcome = promote_body(Runner(), "v1", home=str(home.root), config=str(home.config), auto_approve=False)
     assert outcome["status"] == review.AWAITING_APPROVAL and home.registry.aliases(MODEL)["production"] == "v0"
-    assert "driftgate promote v1 --require-approval" in caplog.text and "driftgate pending" in caplog.text
+    assert "driftgate promote v1 --flow --require-approval" in caplog.text and "driftgate pending" in caplog.text
     with open_home(home.settings) as ws:
         assert [p.version for p in review.awaiting_in_store(ws)] == ["v1"]
 
