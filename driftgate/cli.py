@@ -1266,6 +1266,7 @@ def history(at: str | None, limit: int, home: str | None, config: str | None, mo
 @click.option("--seed", default=7, show_default=True, help="Scenario: seed of the generator.")
 @click.option("--rows-per-batch", default=4000, show_default=True, help="Scenario: rows per batch.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+@_mode
 @_common
 @click.pass_context
 def replay(
@@ -1282,6 +1283,7 @@ def replay(
     seed: int,
     rows_per_batch: int,
     as_json: bool,
+    use_flow: bool | None,
     home: str | None,
     config: str | None,
     model: str | None,
@@ -1298,29 +1300,36 @@ def replay(
     """
     import json
 
-    _quiet_prefect(ctx.obj["verbose"])
+    from tasks.core.settings import load_settings
+
+    with _errors():  # settings first, before anything heavy
+        settings = load_settings(home=home) if scenario else load_settings(config, home=home, model_name=model)
+    flow = _use_flow(ctx, use_flow, home, config, model)
     with _errors(), _progress():
         if scenario:
-            from flows.replay import replay_scenario_flow
-            from tasks.core.settings import load_settings
+            params: dict[str, Any] = {
+                "home": str(settings.home / "replay" / time.strftime("run-%Y%m%d-%H%M%S")),
+                "scenario": scenario,
+                "label_delay": label_delay,
+                "seed": seed,
+                "stationary": stationary,
+                "drifted": drifted,
+                "rows_per_batch": rows_per_batch,
+                "overrides": list(overrides) or None,
+                "candidate_config": candidate,
+            }
+            if flow:
+                from flows.replay import replay_scenario_flow
 
-            base = load_settings(home=home).home
-            run_home = base / "replay" / time.strftime("run-%Y%m%d-%H%M%S")
-            result = replay_scenario_flow(
-                home=str(run_home),
-                scenario=scenario,
-                label_delay=label_delay,
-                seed=seed,
-                stationary=stationary,
-                drifted=drifted,
-                rows_per_batch=rows_per_batch,
-                overrides=list(overrides) or None,
-                candidate_config=candidate,
-            )
+                result = replay_scenario_flow(**params)
+            else:
+                from flows import bodies, ops_bodies
+
+                result = ops_bodies.replay_scenario_body(bodies.Runner(), **params)
         else:
-            from flows.replay import replay_flow
-
-            result = replay_flow(
+            result = _run(
+                flow,
+                "replay",
                 truth=truth,
                 degraded=degraded,
                 overrides=list(overrides) or None,

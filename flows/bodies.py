@@ -150,6 +150,17 @@ class Runner:
     def promote(self, **params: Any) -> dict[str, Any]:
         return promote_body(self, **params)
 
+    def bootstrap(self, **params: Any) -> dict[str, Any]:
+        return bootstrap_body(self, **params)
+
+    def labels(self, **params: Any) -> dict[str, Any]:
+        return labels_body(self, **params)
+
+    def replay(self, **params: Any) -> dict[str, Any]:
+        from flows.ops_bodies import replay_body
+
+        return replay_body(self, **params)
+
 
 @contextmanager
 def _with_outbox(home: str | None, config: str | None, model: str | None) -> Iterator[Workspace]:

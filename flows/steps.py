@@ -83,5 +83,20 @@ class FlowRunner(Runner):
 
         return promote_flow(**params)
 
+    def bootstrap(self, **params: Any) -> dict[str, Any]:
+        from flows.bootstrap import bootstrap_flow
+
+        return bootstrap_flow(**params)
+
+    def labels(self, **params: Any) -> dict[str, Any]:
+        from flows.labels import labels_flow
+
+        return labels_flow(**params)
+
+    def replay(self, **params: Any) -> dict[str, Any]:
+        from flows.replay import replay_flow
+
+        return replay_flow(**params)
+
 
 FLOW = FlowRunner()

@@ -253,3 +253,25 @@ def test_a_direct_promotion_that_needs_an_approver_moves_nothing_and_names_the_f
     assert home.registry.ledger(MODEL)[start:] == [] and home.registry.open_lease(MODEL) is None
     pending = CliRunner().invoke(main, ["pending", *args])
     assert pending.exit_code == 0 and "driftgate promote v1 --flow --require-approval" in pending.output
+
+
+def test_direct_replay_scores_the_recorded_decisions_as_the_flow_does(champion_template: Path, tmp_path: Path) -> None:
+    from flows.bodies import Runner, monitor_body
+    from flows.replay import replay_flow
+
+    home = _copy(champion_template, tmp_path / "home")
+    config = str(home / "driftgate.yaml")
+    _, analysis = load_car_loan()
+    for day, start in (("2026-11-03", 0), ("2026-11-04", 3000)):
+        batch = tmp_path / f"{day}.parquet"
+        analysis.slice(start, 2500).drop("repaid").write_parquet(batch)
+        monitor_body(Runner(), batches=[str(batch)], home=str(home), config=config)
+    flow = replay_flow(degraded="11-04", overrides=["persistence=2"], home=str(home), config=config)
+    out = _direct_cli(
+        tmp_path,
+        ["replay", "--degraded", "11-04", "--set", "persistence=2", "--json", "--home", str(home), "--config", config],
+    )
+    direct = json.loads(out[: out.rindex("PREFECT")])
+    flow = json.loads(json.dumps(flow, default=str))  # as the command prints it
+    assert direct["current"] == flow["current"] and direct["candidate"] == flow["candidate"]
+    assert direct["current"]["score"]["episodes"] == 1 and Path(direct["report"]).exists()
