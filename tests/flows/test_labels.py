@@ -69,7 +69,7 @@ def test_delayed_labels_join_and_record_realized(champion_home: Callable[[], Pat
     try:
         realized = ws.store.signals(ws.model, batch_id="day", kind="realized")
         assert len(realized) == 1 and realized[0]["value"] == pytest.approx(joined["realized"])
-        stored = pl.read_parquet(ws.lake.path("day"))
+        stored = ws.lake.read("day")
         assert stored.get_column("repaid").is_not_null().sum() == 2000
         assert ws.lake.window(ws.contract).height == 2000
         assert ws.store.labelled_rows(ws.model) == {"day": 2000}
@@ -102,7 +102,7 @@ def test_label_files_are_checked_together_before_anything_is_written(champion_ho
     ws = open_workspace(load_settings(home / "driftgate.yaml"))
     try:
         assert ws.store.labelled_rows(ws.model) == {}  # nothing was written
-        assert "repaid" not in pl.read_parquet(ws.lake.path("b")).columns
+        assert "repaid" not in ws.lake.read("b").columns
     finally:
         ws.close()
 
