@@ -104,6 +104,11 @@ class PolicySettings(_Section):
     cooldown_hours: float = Field(0.0, ge=0.0, description="no new retrain within this time after the last one")
     min_new_rows: int = Field(1000, ge=0, description="labelled rows required since the last retrain")
     max_retrains_per_day: int = Field(4, ge=0, description="retraining budget")
+    wait_after_inconclusive: bool = Field(
+        True,
+        description="after a retrain whose gate was inconclusive (too few labels to tell), alert instead of "
+        "retraining until the labelled rows its gate asked for have arrived",
+    )
     business_weight: float = Field(1.0, ge=0.0, description="weight of one point of metric drop")
     traffic_weight: float = Field(1.0, ge=0.0, description="weight of traffic (rows per batch / 10k)")
     urgent_impact: float = Field(5.0, gt=0.0, description="impact at or above which a retrain is urgent")

@@ -59,6 +59,13 @@ class PowerCheck:
     def more_positives(self) -> int:
         return math.ceil(self.more_rows * self.positives / self.rows)
 
+    def labelled_rows_for(self, holdout_fraction: float) -> int:
+        """New labelled rows a retrain needs for ``more_rows`` more holdout rows: the gate's holdout is the newest
+        ``holdout_fraction`` of a window's labelled rows (``training.holdout_fraction``)."""
+        if not 0.0 < holdout_fraction <= 1.0:
+            raise ValueError(f"holdout_fraction {holdout_fraction} must be in (0, 1]")
+        return math.ceil(self.more_rows / holdout_fraction)
+
     def describe(self) -> str:
         """One line for humans: the power, the detectable improvement and, when short, what is missing."""
         text = (

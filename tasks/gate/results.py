@@ -187,3 +187,10 @@ class GateDecision:
 
     def rule(self, name: str) -> RuleResult | None:
         return next((r for r in self.rules if r.rule == name), None)
+
+    def awaiting_labels(self, holdout_fraction: float) -> int | None:
+        """New labelled rows the policy waits for before retraining again (``PendingJudgement``); None when the
+        gate settled the question (passed, or failed with the power to see the target gain)."""
+        if not self.inconclusive or self.power is None:
+            return None
+        return self.power.labelled_rows_for(holdout_fraction)

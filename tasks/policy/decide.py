@@ -4,7 +4,8 @@ Layers, in order: data quality blocks; drift alone alerts (unless configured to 
 performance evidence is required for RETRAIN: an estimated or realized drop overall, a concept-drift
 alarm on the error stream, or a degraded slice (each of the last two configurable to alert only).
 The degradation must persist for N batches and respect the cooldown, the daily budget and a minimum
-of new labelled rows. The decision names the rules it applied (machine-readable), the slices that
+of new labelled rows; after a retrain whose gate was inconclusive (too few labels to tell) it also waits for
+the labelled rows that gate asked for. The decision names the rules it applied (machine-readable), the slices that
 degraded, and the data window a retrain should use.
 """
 
@@ -116,6 +117,24 @@ class PolicyEvidence:
 
 
 @dataclass(frozen=True)
+class PendingJudgement:
+    """A retrain whose gate was inconclusive: it failed only because its holdout had too few labels to tell.
+
+    Retraining again on as few labels would be judged just as blindly, so the policy waits until about
+    ``labelled_rows_needed`` new labelled rows (the gate's missing holdout rows over the holdout fraction) have
+    arrived since that retrain; then the next degraded batch retrains on the larger window and is judged again.
+    """
+
+    version: str
+    labelled_rows_needed: int
+    detail: str = ""  # the gate's own "need about N more labelled rows" line
+
+    def __post_init__(self) -> None:
+        if self.labelled_rows_needed < 0:
+            raise ValueError(f"labelled_rows_needed {self.labelled_rows_needed} must be >= 0")
+
+
+@dataclass(frozen=True)
 class PolicyState:
     """What the audit store remembers that the policy needs."""
 
@@ -125,6 +144,7 @@ class PolicyState:
     labelled_rows_since_retrain: int = 0  # excluding this batch
     degraded_window_start: datetime | None = None  # start of the current degraded stretch
     pending_concept_drift: ConceptDriftEvidence | None = None  # an alarm raised by late labels since the last decision
+    inconclusive: PendingJudgement | None = None  # the last retrain's gate could not tell: wait for its labels
 
 
 @dataclass(frozen=True)
@@ -476,6 +496,31 @@ def decide(evidence: PolicyEvidence, state: PolicyState, settings: PolicySetting
     )
 
     new_rows = state.labelled_rows_since_retrain + evidence.labelled_rows
+    pending = state.inconclusive if settings.wait_after_inconclusive else None
+    if pending is not None:
+        needed = pending.labelled_rows_needed
+        if new_rows < needed:
+            rules.append(
+                RuleResult(
+                    rule="inconclusive_gate",
+                    verdict=Verdict.FAIL,
+                    detail=f"{new_rows} of about {needed} labelled rows since {pending.version}'s inconclusive gate",
+                )
+            )
+            reasons.append(
+                f"waiting for labels: the gate of {pending.version} could not tell (too few labelled rows); "
+                f"{new_rows} of about {needed} labelled rows have arrived since: a retrain now would be judged as "
+                "blindly"
+            )
+            return finish(Action.ALERT, degraded, drifted, impact_drop, impact_rows)
+        rules.append(
+            RuleResult(
+                rule="inconclusive_gate",
+                verdict=Verdict.PASS,
+                detail=f"{new_rows} >= {needed} labelled rows since {pending.version}'s inconclusive gate",
+            )
+        )
+        reasons.append(f"enough labels arrived since {pending.version}'s inconclusive gate to judge a retrain again")
     if new_rows < settings.min_new_rows:
         rules.append(
             RuleResult(

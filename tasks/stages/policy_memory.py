@@ -6,6 +6,7 @@ with the same memory, so both read it from here.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -14,10 +15,12 @@ from tasks.policy.decide import (
     Action,
     ConceptDriftEvidence,
     PastDecision,
+    PendingJudgement,
     PolicyState,
     SliceEvidence,
     state_for_batch,
 )
+from tasks.registry.model import PRODUCTION
 
 if TYPE_CHECKING:
     import polars as pl
@@ -45,7 +48,29 @@ def policy_state(
     order = batch_order(ws)
     ranked = sorted(latest.items(), key=lambda item: order.get(item[0], (_decision_clock(item[1]), 0)))
     verdicts = [_past_decision(row, labelled) for _, row in ranked]
-    return state_for_batch(verdicts, batch_id, retrain_times(ws), now, model_version=model_version)
+    state = state_for_batch(verdicts, batch_id, retrain_times(ws), now, model_version=model_version)
+    return replace(state, inconclusive=pending_judgement(ws))
+
+
+def pending_judgement(ws: Workspace) -> PendingJudgement | None:
+    """The newest retrain's gate, when it was inconclusive and its candidate has not gone into production since.
+
+    Only the newest gate counts: a later retrain judged on more labels settles (or renews) the question.
+    """
+    gates = ws.store.decisions(ws.model, kind="gate")
+    if not gates:
+        return None
+    newest = gates[-1]
+    payload = newest["payload"] or {}
+    needed = payload.get("awaiting_labels")
+    version = newest.get("version")
+    if needed is None or version is None:
+        return None
+    if ws.registry.aliases(ws.model).get(PRODUCTION) == version:
+        return None  # promoted by hand after all: nothing to wait for
+    power = (payload.get("gate") or {}).get("power") or {}
+    detail = f"holdout {power.get('rows')} rows, {power.get('positives')} positive; power {power.get('power')}"
+    return PendingJudgement(version=str(version), labelled_rows_needed=int(needed), detail=detail)
 
 
 def latest_verdicts(ws: Workspace) -> dict[str, dict[str, Any]]:

@@ -435,6 +435,8 @@ def record(
     _annotate_report(ws, version, path, markdown, png)
     payload = {
         "gate": gate.to_dict(),
+        # An inconclusive gate asks the policy to wait for this many new labelled rows (tasks/policy/decide.py).
+        "awaiting_labels": gate.awaiting_labels(ws.settings.training.holdout_fraction),
         "idempotency_key": key,
         "champion": champion,
         "trained": _trained_summary(trained),

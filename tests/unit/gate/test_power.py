@@ -101,6 +101,8 @@ def test_an_underpowered_failure_is_inconclusive_and_says_how_many_rows_would_se
     assert scaled.power == pytest.approx(0.8, abs=0.01)
     # and the decision serializes with it for the audit store
     assert decision.to_dict()["power"]["rows_needed"] == power.rows_needed
+    # the policy waits for the labelled rows that give the next holdout those rows (holdout = 30 % of a window)
+    assert decision.awaiting_labels(0.3) == power.labelled_rows_for(0.3) == math.ceil(power.more_rows / 0.3)
 
 
 def test_a_well_powered_failure_is_a_real_no() -> None:
@@ -110,6 +112,7 @@ def test_a_well_powered_failure_is_a_real_no() -> None:
     if decision.passed:  # a false promotion (probability alpha): this seed is not one
         pytest.fail("seed 6 promoted a no-better candidate")
     assert not decision.inconclusive and decision.power is not None and decision.power.power > 0.9
+    assert decision.awaiting_labels(0.3) is None  # a real "no" is not waited on
     assert "inconclusive" not in decision.reasons[-1]
 
 

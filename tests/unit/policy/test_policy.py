@@ -8,6 +8,7 @@ from tasks.core.settings import PolicySettings
 from tasks.policy.decide import (
     Action,
     ConceptDriftEvidence,
+    PendingJudgement,
     PolicyDecision,
     PolicyEvidence,
     PolicyState,
@@ -40,6 +41,9 @@ def evidence(**kw: object) -> PolicyEvidence:
     base.update(kw)
     return PolicyEvidence(**base)  # type: ignore[arg-type]
 
+
+# 2,000 + 5,000 labelled rows since the inconclusive retrain are short of 20,000; 15,000 + 5,000 are not.
+WAITING = PendingJudgement(version="v3", labelled_rows_needed=20_000)
 
 CASES = [
     # (name, evidence kwargs, state kwargs, settings kwargs, expected action, failing rule)
@@ -178,6 +182,32 @@ CASES = [
         "slices",
     ),
     ("slice evaluation off", {"slices": (band("north", est=0.08),)}, {}, {"slice_action": "off"}, Action.NONE, None),
+    # a retrain whose gate could not tell: wait for the labels it asked for, then judge again
+    (
+        "inconclusive gate waits for labels",
+        {"estimated_drop": 0.05},
+        {"inconclusive": WAITING, "labelled_rows_since_retrain": 2000},
+        {},
+        Action.ALERT,
+        "inconclusive_gate",
+    ),
+    (
+        "inconclusive gate retrains once its labels arrived",
+        {"estimated_drop": 0.05},
+        {"inconclusive": WAITING, "labelled_rows_since_retrain": 15000},
+        {},
+        Action.RETRAIN,
+        None,
+    ),
+    (
+        "waiting after an inconclusive gate is configurable",
+        {"estimated_drop": 0.05},
+        {"inconclusive": WAITING, "labelled_rows_since_retrain": 2000},
+        {"wait_after_inconclusive": False},
+        Action.RETRAIN,
+        None,
+    ),
+    ("a clean batch does not wait", {}, {"inconclusive": WAITING}, {}, Action.NONE, None),
 ]
 
 
