@@ -21,6 +21,38 @@ def workspace(
     return open_home(load_settings(config, home=home, model_name=model))
 
 
+def monitor_task_runner() -> Any:
+    """The monitor flow's task runner, from the environment when the flow is defined (settings
+    ``dask_address`` and ``monitor_concurrency``, as DRIFTGATE_DASK_ADDRESS and DRIFTGATE_MONITOR_CONCURRENCY).
+
+    Without a Dask address: Prefect's thread pool, ``monitor_concurrency`` threads (the polars and numpy work
+    of profiling runs outside the GIL). ``local``: a local Dask cluster of that many single-threaded worker
+    processes; an address (``tcp://host:8786``): that scheduler's workers, on any machine that has this
+    project and reaches the home's store and artifact store. Task arguments travel pickled: a workspace as its
+    settings (``Workspace.__reduce__``).
+    """
+    import os
+
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    concurrency = max(1, int(os.environ.get("DRIFTGATE_MONITOR_CONCURRENCY") or 1))
+    address = (os.environ.get("DRIFTGATE_DASK_ADDRESS") or "").strip()
+    if not address:
+        return ThreadPoolTaskRunner(max_workers=concurrency)
+    from prefect_dask import DaskTaskRunner
+
+    if address == "local":
+        return DaskTaskRunner(
+            cluster_kwargs={
+                "n_workers": concurrency,
+                "threads_per_worker": 1,
+                "processes": True,
+                "dashboard_address": None,
+            }
+        )
+    return DaskTaskRunner(address=address)
+
+
 def banner(text: str) -> None:
     """A stage banner in the run log (the module's logger outside a run)."""
     _logger().info("── %s ──", text)

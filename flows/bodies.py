@@ -11,7 +11,7 @@ Prefect flows (the same table wrapped as tasks, the run logger, subflows). flows
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, replace
 from datetime import datetime
@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     import polars as pl
 
     from tasks.data.contract import ModelContract
+    from tasks.data.labels import LabelSet
     from tasks.resources.workspace import Workspace
+    from tasks.stages.monitoring import MeasuredBatch, MonitorContext
     from tasks.stages.promotion import Approval
 
 P = ParamSpec("P")
@@ -57,9 +59,7 @@ class Steps:
         self.read_labels = wrap("read-labels", monitoring.read_labels)
         self.refuse = wrap("refuse-batch", monitoring.refuse)
         self.attach_labels = wrap("attach-labels", arrivals.attach_labels)
-        self.load_batch = wrap("load-batch", monitoring.load_batch)
-        self.profile = wrap("profile-batch", monitoring.profile)
-        self.estimate = wrap("estimate-performance", monitoring.estimate)
+        self.measure = wrap("measure-batch", monitoring.measure)
         self.judge = wrap("policy-decide", monitoring.judge)
         self.record_monitoring = wrap("record-monitoring", monitoring.record)
         self.announce = wrap("emit-events", monitoring.announce)
@@ -118,6 +118,17 @@ class Runner:
         if self._steps is None:
             self._steps = Steps(plain)
         return self._steps
+
+    def measure_all(
+        self, ws: Workspace, ctx: MonitorContext, paths: Sequence[str], labels: LabelSet | None
+    ) -> Iterator[tuple[str, MeasuredBatch | DataError]]:
+        """Each batch measured (``tasks.stages.monitoring.measure``), in batch order; a refused one as its error.
+        Direct mode measures one at a time, as it goes."""
+        for path in paths:
+            try:
+                yield path, self.steps.measure(ws, ctx, path, labels)
+            except DataError as exc:
+                yield path, exc
 
     def banner(self, text: str) -> None:
         log.info("── %s ──", text)
@@ -211,17 +222,15 @@ def monitor_body(
         if paths:
             run.banner(f"prepare: production model, reference profile and estimator for {ws.model}")
             ctx = steps.prepare_context(ws)
-        for done, path in enumerate(paths, start=1):
+        for done, (path, measured) in enumerate(run.measure_all(ws, ctx, paths, label_set), start=1):
             run.banner(f"batch {done}/{len(paths)}: {path}")
-            try:
-                batch = steps.load_batch(ws, ctx, path, label_set)
-            except DataError as exc:
-                refused.append(exc)
-                outcomes.append(asdict(steps.refuse(ws, path, exc)))
+            if isinstance(measured, DataError):
+                refused.append(measured)
+                outcomes.append(asdict(steps.refuse(ws, path, measured)))
                 progress.report("monitor", done, len(paths), f"{path}: refused")
                 continue
-            batch_profile = steps.profile(ws, ctx, batch)
-            est, realized = steps.estimate(ws, ctx, batch)
+            batch, batch_profile = measured.batch, measured.profile
+            est, realized = measured.estimate, measured.realized
             decision = steps.judge(ws, batch, batch_profile, est, realized)
             with run.atomic(ws):  # direct mode: the decision and its outbox events, all or none
                 key = steps.record_monitoring(ws, batch, batch_profile, est, realized, decision)

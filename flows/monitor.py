@@ -7,11 +7,12 @@ from typing import Any
 
 from prefect import flow
 
+from flows._common import monitor_task_runner
 from flows.bodies import monitor_body
 from flows.steps import FLOW
 
 
-@flow(name="driftgate-monitor", log_prints=True)
+@flow(name="driftgate-monitor", log_prints=True, task_runner=monitor_task_runner())
 def monitor_flow(
     batches: list[str] | None = None,
     labels: list[str] | None = None,

@@ -4,7 +4,8 @@ bodies as flows. Nothing else in the project wraps a function as a task."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -13,9 +14,14 @@ from prefect.cache_policies import NO_CACHE
 
 from flows._common import banner, retrain_slot, workspace
 from flows.bodies import Runner, Steps
+from tasks.core.errors import DataError
 
 if TYPE_CHECKING:
+    from prefect.futures import PrefectFuture
+
+    from tasks.data.labels import LabelSet
     from tasks.resources.workspace import Workspace
+    from tasks.stages.monitoring import MeasuredBatch, MonitorContext
     from tasks.stages.promotion import Approval
 
 P = ParamSpec("P")
@@ -46,6 +52,25 @@ class FlowRunner(Runner):
     @property
     def steps(self) -> Steps:
         return TASKS
+
+    def measure_all(
+        self, ws: Workspace, ctx: MonitorContext, paths: Sequence[str], labels: LabelSet | None
+    ) -> Iterator[tuple[str, MeasuredBatch | DataError]]:
+        """On the flow's task runner (threads, or Dask workers: flows/_common.py ``monitor_task_runner``): up to
+        ``monitor_concurrency`` batches in flight, taken back in batch order, so memory holds that many batches."""
+        in_flight: deque[tuple[str, PrefectFuture[MeasuredBatch]]] = deque()
+        todo = iter(paths)
+        window = ws.settings.monitor_concurrency
+        while True:
+            while len(in_flight) < window and (path := next(todo, None)) is not None:
+                in_flight.append((path, TASKS.measure.submit(ws, ctx, path, labels)))  # type: ignore[attr-defined]
+            if not in_flight:
+                return
+            path, future = in_flight.popleft()
+            try:
+                yield path, future.result()
+            except DataError as exc:
+                yield path, exc
 
     def banner(self, text: str) -> None:
         banner(text)

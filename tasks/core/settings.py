@@ -309,6 +309,20 @@ class DriftgateSettings(BaseSettings):
         "model", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$", description="W&B Registry name: wandb-registry-<name>/<model>"
     )
     num_threads: int = Field(1, ge=1, description="LightGBM threads; 1 is steadier on a shared machine")
+    # Read from the environment when flows/monitor.py is imported (a flow's task runner is fixed when it is
+    # defined): set them in the shell or a work pool's job variables, not in the settings file.
+    monitor_concurrency: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="batch files a monitor flow measures at once on its task runner (threads, or Dask workers); "
+        "judging and recording stay in batch order",
+    )
+    dask_address: str | None = Field(
+        None,
+        description="run the monitor flow's tasks on Dask (prefect-dask, extra 'dask'): a scheduler address "
+        "(tcp://host:8786), or 'local' for a local cluster of monitor_concurrency worker processes",
+    )
     canary_share: float = Field(0.1, ge=0.0, le=1.0)
     emit_events: bool = Field(True, description="emit Prefect events (needs a Prefect API)")
     retrain_slot: str | None = Field(

@@ -109,6 +109,11 @@ class Workspace:
 
         return pl.read_parquet(io.BytesIO(self.registry.read_file(version, REFERENCE_FILE)))
 
+    def __reduce__(self) -> tuple[object, tuple[DriftgateSettings]]:
+        """A workspace travels to another process (a Dask worker) as its settings and is opened there afresh:
+        connections, locks and caches belong to one process."""
+        return (open_workspace, (self.settings,))
+
     def close(self) -> None:
         if "store" in self.__dict__:
             self.store.close()

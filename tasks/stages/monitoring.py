@@ -225,6 +225,28 @@ def estimate(
     return est, realized
 
 
+@dataclass(frozen=True)
+class MeasuredBatch:
+    """What one batch says on its own: loaded (validated, labels joined, scored), profiled and estimated."""
+
+    batch: LoadedBatch
+    profile: BatchProfile
+    estimate: PerformanceEstimate
+    realized: RealizedPerformance | None
+
+
+def measure(ws: Workspace, ctx: MonitorContext, path: str, labels: LabelSet | None = None) -> MeasuredBatch:
+    """Load, profile and estimate one batch: the part of monitoring that depends on no other batch.
+
+    Batches are measured independently, so a flow may measure many at once on its task runner (threads, or
+    Dask workers on other machines); judging and recording then follow in batch order, because the policy's
+    memory (persistence, cooldown, budget) is the sequence of earlier verdicts.
+    """
+    batch = load_batch(ws, ctx, path, labels)
+    est, realized = estimate(ws, ctx, batch)
+    return MeasuredBatch(batch=batch, profile=profile(ws, ctx, batch), estimate=est, realized=realized)
+
+
 HEATMAP_BATCHES = 30  # batches (columns) of the drift heat map in each monitor report
 
 
