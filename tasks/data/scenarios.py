@@ -6,7 +6,7 @@ phases (a count of batches and the :class:`~tasks.data.files.Shift` applied to t
 of its batches: whether the production model is really, materially worse on them (``degraded``), whether a
 retrained model could beat it (``retrain_helps``), and the ideal policy outcome (``expected``).
 
-Six scenarios are registered (:data:`SCENARIOS`, :func:`scenario`):
+Seven scenarios are registered (:data:`SCENARIOS`, :func:`scenario`):
 
 - ``concept``: P(y|x) changes, features do not (labels of one segment flipped): visible only through labels.
 - ``covariate``: the population moves towards short driver tenures, where the model is less accurate:
@@ -15,6 +15,8 @@ Six scenarios are registered (:data:`SCENARIOS`, :func:`scenario`):
 - ``broken``: a unit change (×1000) then a mostly-null feature: bad data, to be blocked, never trained on.
 - ``noise``: 15 % of all labels flipped at random: realized performance drops, retraining cannot help.
 - ``employment``: real, stationary US-census data (NannyML's Massachusetts employment set), year by year.
+- ``wide``: the concept change of ``concept`` in a wide table: 30 added stationary, irrelevant features of
+  awkward shapes, where uncontrolled per-feature drift tests alert on many quiet batches.
 
 :func:`prepare` writes one scenario as files a driver (or ``driftgate monitor``/``labels``) consumes: the
 contract, the reference, every batch without its target and its labels apart, the settings, the truth file
@@ -27,21 +29,20 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from tasks.core.errors import ConfigError
-from tasks.data.files import CAR_LOAN_FEATURES, EMPLOYMENT_FEATURES, STATIONARY, Shift
+from tasks.data.files import STATIONARY, Shift
+from tasks.data.populations import Population
 
 if TYPE_CHECKING:
-    import polars as pl
+    pass
 
 Expected = Literal["NONE", "ALERT", "RETRAIN", "BLOCK"]
-Source = Literal["car-loan", "employment-MA"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
-CAR_LOAN_POOL_ROWS = 25_000  # NannyML's analysis period starts like the reference; its second half drifts
 CAR_LOAN_SLICES = ("salary_range", "repaid_loan_on_prev_car")
 EMPLOYMENT_SLICES = ("SEX", "DIS")
 NOISE_FEATURE = "noise"
@@ -57,105 +58,6 @@ DRIFT = Shift(covariate={"car_value": 0.5, "debt_to_income_ratio": 0.4}, concept
 # it: it is caught when the labels of the drifted days arrive, one day late.
 CONCEPT = Shift(concept_flip=CONCEPT_FLIP)
 LABEL_DELAY = 1  # days between a batch and its labels
-
-
-# --- populations ------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Population:
-    """Where a scenario's reference and batches come from.
-
-    resampled: batches resample a pool with replacement (fresh entity ids; a covariate tilt is possible);
-    otherwise real rows are handed out once each, in the data's own order.
-    noise_feature: name of an added N(0, 1) feature, independent of everything (reference and batches).
-    """
-
-    source: Source
-    resampled: bool
-    noise_feature: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.source not in get_args(Source):
-            raise ConfigError(f"unknown population {self.source!r}; known: {list(get_args(Source))}")
-        if self.source == "employment-MA" and self.resampled:
-            raise ConfigError("the employment population is real data taken in order, never resampled")
-        if self.noise_feature is not None and self.noise_feature in self.base_features:
-            raise ConfigError(f"noise feature {self.noise_feature!r} clashes with a feature of {self.source}")
-
-    @classmethod
-    def car_loan(cls, *, noise_feature: str | None = None) -> Population:
-        return cls("car-loan", resampled=True, noise_feature=noise_feature)
-
-    @classmethod
-    def employment(cls) -> Population:
-        return cls("employment-MA", resampled=False)
-
-    @property
-    def base_features(self) -> tuple[str, ...]:
-        return tuple(CAR_LOAN_FEATURES if self.source == "car-loan" else EMPLOYMENT_FEATURES)
-
-    @property
-    def features(self) -> tuple[str, ...]:
-        return self.base_features + ((self.noise_feature,) if self.noise_feature else ())
-
-    def describe(self) -> str:
-        if self.source == "car-loan":
-            text = (
-                "NannyML's synthetic car-loan data: reference = its 50,000-row reference period; batches resample "
-                f"the first {CAR_LOAN_POOL_ROWS:,} rows of its analysis period (drawn like the reference) with "
-                "replacement, with fresh entity ids"
-            )
-        else:
-            text = (
-                "NannyML's real US-census employment data for Massachusetts (ACS): reference = 2015 (68,785 rows); "
-                "batches are real 2016-2018 rows, each used at most once, in order year by year (spread evenly over "
-                "the three years; shuffled within a year, whose file order is by household serial number, not time), "
-                "with their own ids and synthesised daily timestamps"
-            )
-        if self.noise_feature:
-            text += f"; plus {self.noise_feature!r}, an added N(0, 1) feature independent of everything"
-        return text
-
-    def load(self, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """(labelled reference with a timestamp, pool the batches come from), columns in contract order."""
-        import numpy as np
-        import polars as pl
-
-        if self.source == "car-loan":
-            from tasks.data.files import load_car_loan
-
-            reference, analysis = load_car_loan()
-            pool = analysis.head(CAR_LOAN_POOL_ROWS)
-            if self.noise_feature is not None:
-                rng = np.random.default_rng([seed, 17])
-                reference = _with_column_before(
-                    reference, pl.Series(self.noise_feature, rng.standard_normal(reference.height)), "repaid"
-                )
-                pool = _with_column_before(
-                    pool, pl.Series(self.noise_feature, rng.standard_normal(pool.height)), "repaid"
-                )
-            return reference, pool
-        from tasks.data.files import load_employment
-
-        reference, analysis = load_employment()
-        rng = np.random.default_rng([seed, 23])
-        # One year's file order is by household serial (group-quarters residents bunch at the end of 2017 and the
-        # start of 2018): not time. Shuffled within each year, the years stay in order and every row is used once.
-        reference = _shuffled(reference, rng).drop("year")
-        offsets = np.sort(rng.uniform(0.0, 365 * 86_400.0, reference.height))
-        stamps = [datetime(2015, 1, 1) + timedelta(seconds=float(s)) for s in offsets]
-        reference = reference.with_columns(pl.Series("timestamp", stamps, dtype=pl.Datetime("us")))
-        pool = pl.concat([_shuffled(part, rng) for part in analysis.partition_by("year", maintain_order=True)])
-        return reference, pool
-
-
-def _with_column_before(frame: pl.DataFrame, column: pl.Series, before: str) -> pl.DataFrame:
-    names = frame.columns
-    at = names.index(before)
-    return frame.with_columns(column).select([*names[:at], column.name, *names[at:]])
-
-
-def _shuffled(frame: pl.DataFrame, rng: Any) -> pl.DataFrame:
-    return frame[rng.permutation(frame.height)]
 
 
 # --- phases and scenarios ---------------------------------------------------------------------------------
@@ -350,13 +252,39 @@ class Scenario:
         )
 
     @classmethod
+    def wide(cls, stationary: int = 20, changed: int = 10) -> Scenario:
+        return cls._car_loan(
+            "wide",
+            "The concept change of 'concept' in a wide table: 30 added stationary features that the model ignores "
+            "(heavy-tailed, zero-inflated, counts, normal). Every per-feature drift test holds its ~1 % false-alert "
+            "rate, so 'any feature drifts' fires on many quiet batches unless it is controlled per batch "
+            "(profiling.batch_correction); the degraded stretch must still be caught from labels.",
+            stationary,
+            Phase(
+                "concept",
+                changed,
+                Shift(concept_flip=("salary_range", "60K+ €", 0.9)),
+                degraded=True,
+                retrain_helps=True,
+                expected="RETRAIN",
+            ),
+            extra_features=30,
+        )
+
+    @classmethod
     def _car_loan(
-        cls, name: str, description: str, stationary: int, *changed: Phase, noise_feature: str | None = None
+        cls,
+        name: str,
+        description: str,
+        stationary: int,
+        *changed: Phase,
+        noise_feature: str | None = None,
+        extra_features: int = 0,
     ) -> Scenario:
         return cls(
             name=name,
             description=description,
-            population=Population.car_loan(noise_feature=noise_feature),
+            population=Population.car_loan(noise_feature=noise_feature, extra_features=extra_features),
             target="repaid",
             entity_id="id",
             timestamp="timestamp",
@@ -409,6 +337,7 @@ SCENARIOS: dict[str, Callable[[int, int], Scenario]] = {
     "broken": Scenario.broken,
     "noise": Scenario.noise,
     "employment": Scenario.employment,
+    "wide": Scenario.wide,
 }
 
 

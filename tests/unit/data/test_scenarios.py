@@ -88,7 +88,7 @@ def car_loan(tmp_path_factory: pytest.TempPathFactory) -> CarLoan:
 
 # --- the registry -----------------------------------------------------------------------------------------
 def test_registry_names_and_descriptions() -> None:
-    assert scenario_names() == ("concept", "covariate", "benign", "broken", "noise", "employment")
+    assert scenario_names() == ("concept", "covariate", "benign", "broken", "noise", "employment", "wide")
     for name in scenario_names():
         spec = scenario(name, stationary=20, changed=4)
         assert spec.name == name and spec.n_batches == 24
@@ -121,6 +121,7 @@ def test_truth_of_each_scenario() -> None:
         "broken": (False, False, "BLOCK"),
         "noise": (True, False, "RETRAIN"),
         "employment": (False, False, "NONE"),
+        "wide": (True, True, "RETRAIN"),
     }
 
 
