@@ -1,14 +1,16 @@
 """Scale-out on this machine: monitoring many batch files and tuning one retrain, with 1 worker vs 2.
 
-    uv run python benchmarks/scale_out.py                       # 8 batches of 20,000 rows, 8 trials (~6 min)
+    uv run python benchmarks/scale_out.py                       # 12 batches of 200,000 rows, 16 trials (~8 min)
     uv run python benchmarks/scale_out.py --batches 4 --rows 5000 --trials 4      # a quick look
 
 Monitoring: a champion home (car-loan, bootstrapped once), then ``driftgate-monitor`` as a Prefect flow on the
 same unscored batch files, (1) on Prefect's thread pool with one batch in flight, (2) on prefect-dask's
-``DaskTaskRunner`` with a local cluster of 2 single-threaded worker processes and 2 batches in flight
-(``DRIFTGATE_DASK_ADDRESS=local``, ``DRIFTGATE_MONITOR_CONCURRENCY=2``). Each run starts from a fresh copy of the
-home. Batches per minute count the whole flow, cluster start included. The part that cannot spread, judging and
-recording each batch in order, is timed separately in direct mode: it bounds the speed-up on N machines.
+``DaskTaskRunner`` on a local cluster of 2 single-threaded worker processes with 2 batches in flight (what
+``DRIFTGATE_DASK_ADDRESS=tcp://...``, ``DRIFTGATE_MONITOR_CONCURRENCY=2`` give). The cluster is started once and
+warmed up on two batches, as long-lived ``dask worker`` processes would be (its start is reported, not timed).
+Each run starts from a fresh copy of the home. Batches per minute count the whole flow. The part that cannot
+spread, judging and recording each batch in order, is timed separately in direct mode: it bounds the speed-up
+on N machines.
 
 Tuning: one Optuna study of ``--trials`` trials on a synthetic window, (1) one process, (2) two processes sharing
 the study (a journal file here; PostgreSQL through ``optuna_storage``/``store_url`` across machines). The final
@@ -83,7 +85,7 @@ def copy_home(template: Path, target: Path) -> Path:
     return target
 
 
-def monitor_run(template: Path, root: Path, name: str, paths: list[str], workers: int) -> float:
+def monitor_run(template: Path, root: Path, name: str, paths: list[str], workers: int, address: str | None) -> float:
     """Wall seconds of one monitor flow over every batch, on a fresh copy of the champion home."""
     from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -92,14 +94,12 @@ def monitor_run(template: Path, root: Path, name: str, paths: list[str], workers
     home = copy_home(template, root / name)
     with (home / "driftgate.yaml").open("a") as out:
         out.write(f"monitor_concurrency: {workers}\nemit_events: false\n")
-    if workers == 1:
-        runner: Any = ThreadPoolTaskRunner(max_workers=1)
+    if address is None:
+        runner: Any = ThreadPoolTaskRunner(max_workers=workers)
     else:
         from prefect_dask import DaskTaskRunner
 
-        runner = DaskTaskRunner(
-            cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True, "dashboard_address": None}
-        )
+        runner = DaskTaskRunner(address=address)
     started = time.perf_counter()
     monitor_flow.with_options(task_runner=runner)(batches=paths, home=str(home), config=str(home / "driftgate.yaml"))
     return time.perf_counter() - started
@@ -196,10 +196,10 @@ def tuning_run(root: Path, workers: int, trials: int, rows: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batches", type=int, default=8, help="batch files to monitor")
-    parser.add_argument("--rows", type=int, default=20_000, help="rows per batch")
-    parser.add_argument("--trials", type=int, default=8, help="Optuna trials of the retrain")
-    parser.add_argument("--train-rows", type=int, default=60_000, help="rows of the synthetic training window")
+    parser.add_argument("--batches", type=int, default=12, help="batch files to monitor")
+    parser.add_argument("--rows", type=int, default=200_000, help="rows per batch")
+    parser.add_argument("--trials", type=int, default=16, help="Optuna trials of the retrain")
+    parser.add_argument("--train-rows", type=int, default=100_000, help="rows of the synthetic training window")
     parser.add_argument("--repeat", type=int, default=1, help="runs per configuration (median)")
     parser.add_argument("--skip-tuning", action="store_true")
     args = parser.parse_args()
@@ -213,12 +213,23 @@ def main() -> None:
         paths = batch_files(root, args.batches, args.rows)
         measuring, direct_total = serial_share(template, root, paths)
         results: dict[int, list[float]] = {1: [], 2: []}
-        with prefect_test_harness(server_startup_timeout=120):
-            for run in range(args.repeat):
-                for workers in (1, 2):
-                    seconds = monitor_run(template, root, f"monitor-{workers}-{run}", paths, workers)
-                    results[workers].append(seconds)
-                    print(f"monitor, {workers} worker(s): {seconds:.1f} s", file=sys.stderr, flush=True)
+        from distributed import LocalCluster
+
+        started = time.perf_counter()
+        # Long-lived workers, as in production (`dask worker` on each machine): started and warmed up once.
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+        cluster_start = time.perf_counter() - started
+        try:
+            with prefect_test_harness(server_startup_timeout=120):
+                monitor_run(template, root, "warm-up", paths[:2], 2, cluster.scheduler_address)
+                for run in range(args.repeat):
+                    for workers in (1, 2):
+                        address = cluster.scheduler_address if workers == 2 else None
+                        seconds = monitor_run(template, root, f"monitor-{workers}-{run}", paths, workers, address)
+                        results[workers].append(seconds)
+                        print(f"monitor, {workers} worker(s): {seconds:.1f} s", file=sys.stderr, flush=True)
+        finally:
+            cluster.close()
         loads.append(os.getloadavg()[0])
         tuning: dict[int, list[float]] = {1: [], 2: []}
         if not args.skip_tuning:
@@ -238,7 +249,10 @@ def main() -> None:
     print("|---:|---:|---:|")
     for workers, value in ((1, one), (2, two)):
         print(f"| {workers} | {value:.1f} | {60 * args.batches / value:.1f} |")
-    print(f"speed-up 2 vs 1 worker: {one / two:.2f}x")
+    print(
+        f"speed-up 2 vs 1 worker: {one / two:.2f}x (1 worker: Prefect's thread pool, one batch in flight; 2: a local "
+        f"Dask cluster of 2 worker processes, started once in {cluster_start:.1f} s and warmed up, not timed)"
+    )
     serial = direct_total - measuring
     print(
         f"\nIn direct mode the batches took {direct_total:.1f} s: {measuring:.1f} s measuring (load, score, profile, "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ from tasks.stages.monitor_caches import (
     keep_calibrations,
     production_estimator,
     production_reference_profile,
+    reference_cache_path,
 )
 from tasks.stages.policy_memory import concept_drift_evidence, concept_signal, policy_state, slice_evidence
 
@@ -242,9 +243,22 @@ def measure(ws: Workspace, ctx: MonitorContext, path: str, labels: LabelSet | No
     Dask workers on other machines); judging and recording then follow in batch order, because the policy's
     memory (persistence, cooldown, budget) is the sequence of earlier verdicts.
     """
+    ctx = _warm(ws, ctx)
     batch = load_batch(ws, ctx, path, labels)
     est, realized = estimate(ws, ctx, batch)
     return MeasuredBatch(batch=batch, profile=profile(ws, ctx, batch), estimate=est, realized=realized)
+
+
+# Per process: the reference profile each (home, version, contract, profiling settings) was first measured with.
+# A Dask worker receives a fresh copy of the context with every task; the warm copy keeps the thresholds that
+# earlier batches in this process calibrated for their sizes, so each size is simulated once per process.
+_WARM_PROFILES: dict[str, ReferenceProfile] = {}
+
+
+def _warm(ws: Workspace, ctx: MonitorContext) -> MonitorContext:
+    key = str(reference_cache_path(ws, ctx.version))
+    warm = _WARM_PROFILES.setdefault(key, ctx.reference_profile)
+    return ctx if warm is ctx.reference_profile else replace(ctx, reference_profile=warm)
 
 
 HEATMAP_BATCHES = 30  # batches (columns) of the drift heat map in each monitor report
