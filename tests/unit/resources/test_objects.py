@@ -128,6 +128,7 @@ def test_the_lake_on_every_store_keeps_batches_for_a_retrain_elsewhere(opener: O
     assert worker_a.window(CONTRACT).height == 6
 
 
+@pytest.mark.slow
 def test_two_homes_sharing_an_s3_artifact_store_share_the_lake(
     tmp_path: Path, s3_stand_in: S3StandIn, s3_credentials: None
 ) -> None:
