@@ -8,10 +8,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
 import click
 
+from driftgate import render
 from driftgate.wandb_commands import wandb_group
 
 if TYPE_CHECKING:
@@ -223,7 +224,7 @@ def _flush_outbox(home: str | None, config: str | None, model: str | None, *, qu
             return 0
 
 
-class _Checked(TypedDict):
+class _Checked(NamedTuple):
     batches: list[str]  # batch files whose header holds the contract's columns
     refused: list[Exception]  # typed errors of the others, each already recorded as a BLOCK decision
 
@@ -277,7 +278,7 @@ def _preflight(
                 refuse(ws, name, error)
         if not good and not labels:
             raise refused[0][1]
-    return {"batches": good, "refused": [exc for _, exc in refused]}
+    return _Checked(good, [exc for _, exc in refused])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -333,25 +334,13 @@ def demo(ctx: click.Context, home: str | None, seed: int, rows_per_batch: int, t
     started = time.perf_counter()
     with _errors(), _progress():
         from flows.demo import demo_flow
+        from flows.results import DemoRun
 
-        result = demo_flow(home=str(run_home), seed=seed, rows_per_batch=rows_per_batch, n_trials=trials)
-    elapsed = time.perf_counter() - started
-    click.echo()
-    click.secho("driftgate demo — outcomes (read back from the audit store and registry)", bold=True)
-    all_ok = True
-    for number, check in enumerate(result["checks"], start=1):
-        mark = click.style("✔", fg="green") if check["ok"] else click.style("✘", fg="red")
-        all_ok &= check["ok"]
-        click.echo(f" {mark} {number}. {check['outcome']}: {check['detail']}")
-    home_path = Path(result["home"])
-    click.echo()
-    click.echo(f"state directory : {home_path}")
-    click.echo(f"audit store     : {home_path / 'audit.db'}")
-    click.echo(f"reports         : {home_path / 'reports'}")
-    click.echo(f"demo report     : {home_path / 'reports' / 'demo.md'}")
-    click.echo(f"W&B offline runs: {home_path / 'wandb'}  (upload later with `wandb sync`)")
-    click.echo(f"wall time       : {elapsed:.1f} s")
-    if not all_ok:
+        run = DemoRun.from_dict(
+            demo_flow(home=str(run_home), seed=seed, rows_per_batch=rows_per_batch, n_trials=trials)
+        )
+    render.demo(run, time.perf_counter() - started)
+    if not all(check.ok for check in run.checks):
         sys.exit(1)
 
 
@@ -424,10 +413,7 @@ def contract(
             source=reference,
         )
         path = result.save(Path(out) if out else settings.resolved_contract_path)
-    click.echo(
-        f"wrote {path}: model {result.name!r}, {len(result.features)} features "
-        f"({', '.join(f'{f.name}:{f.kind}' for f in result.features)})"
-    )
+    render.contract_written(path, result)
 
 
 @main.command()
@@ -453,8 +439,12 @@ def bootstrap(
         _preflight(home, config, model, reference=reference)
     flow = _use_flow(ctx, use_flow, home, config, model)
     with _errors(), _progress():
-        result = _run(flow, "bootstrap", reference=reference, promote=not no_promote, **_flow_args(home, config, model))
-    _print_retrain(result)
+        from tasks.stages.retraining import RetrainOutcome
+
+        outcome = RetrainOutcome.from_dict(
+            _run(flow, "bootstrap", reference=reference, promote=not no_promote, **_flow_args(home, config, model))
+        )
+    render.retrain(outcome)
 
 
 @main.command()
@@ -495,41 +485,19 @@ def monitor(
     with _errors():
         checked = _preflight(home, config, model, batches=batches, labels=labels)
     flow = _use_flow(ctx, use_flow, home, config, model)
-    params = {"batches": checked["batches"], "labels": list(labels) or None, **_flow_args(home, config, model)}
+    params = {"batches": checked.batches, "labels": list(labels) or None, **_flow_args(home, config, model)}
     with _errors(), _progress():
+        from flows.results import CycleRun, MonitorRun
+
         if retrain:
-            result = _run(flow, "cycle", **params)
-            outcomes, arrival, retrained = result["monitor"], result["labels"], result["retrain"]
+            cycle = CycleRun.from_dict(_run(flow, "cycle", **params))
+            outcomes, arrival, retrained = cycle.monitor, cycle.labels, cycle.retrain
         else:
-            result = _run(flow, "monitor", **params)
-            outcomes, arrival, retrained = result["batches"], result["labels"], None
-    for o in outcomes:
-        est = "n/a" if o["estimated"] is None else f"{o['estimated']:.4f}"
-        real = "n/a" if o["realized"] is None else f"{o['realized']:.4f}"
-        click.echo(
-            f"{o['batch_id']}: {o['action']:<7} est. AUC {est} realized {real} "
-            f"drifted {list(o['drifted_features'])} — {o['reasons'][-1]}"
-        )
-        click.echo(f"    report: {o['report_path']}")
-    if arrival:
-        _print_arrival(arrival)
-    if retrained:
-        _print_retrain(retrained)
-    if checked["refused"]:
-        _fail(checked["refused"][0])
-
-
-def _print_arrival(arrival: dict[str, Any]) -> None:
-    """A label arrival: its accounting, then each batch it completed with its realized metric and new decision."""
-    click.echo(f"labels: {arrival['summary']}")
-    for b in arrival["batches"]:
-        value = "n/a" if b["realized"] is None else f"{b['realized']:.4f}"
-        reference = "" if b["reference"] is None else f" (reference {b['reference']:.4f})"
-        action = b["action"] or "-"
-        click.echo(
-            f"{b['batch_id']}: +{b['new_rows']} labelled rows ({b['rows_labelled']} in all), realized AUC {value}"
-            f"{reference}; judged again: {action:<7} — {b['reasons'][-1]}"
-        )
+            monitored = MonitorRun.from_dict(_run(flow, "monitor", **params))
+            outcomes, arrival, retrained = monitored.batches, monitored.labels, None
+    render.monitored(outcomes, arrival, retrained)
+    if checked.refused:
+        _fail(checked.refused[0])
 
 
 @main.command()
@@ -601,14 +569,7 @@ def profile(
             chunking,
             folder,
         )
-    click.secho(f"{len(scan.chunks)} chunks profiled in {scan.seconds:.1f} s — {chunking.describe()}", bold=True)
-    for chunk in scan.chunks:
-        window = f"{chunk.start} .. {chunk.end}" if chunk.start else chunk.key
-        quality = "ok" if chunk.quality_passed else "FAIL " + ", ".join(chunk.quality_failures)
-        flags = [*chunk.drifted, *(["score"] if chunk.score_drift else []), *(["joint"] if chunk.joint_drift else [])]
-        click.echo(f"  {window:<35} {chunk.rows:>9,} rows  quality {quality:<6} drift: {', '.join(flags) or '-'}")
-    click.echo(f"results : {scan.results_path}")
-    click.echo(f"heat map: {scan.heatmap_path or '(no drift rows)'}")
+    render.scan(scan, chunking.describe())
 
 
 @main.command()
@@ -643,10 +604,14 @@ def labels(
         _preflight(home, config, model, labels=labels)
     flow = _use_flow(ctx, use_flow, home, config, model)
     with _errors():
-        result = _run(flow, "labels", labels=list(labels), retrain=retrain, **_flow_args(home, config, model))
-    _print_arrival(result["labels"])
-    if result["retrain"]:
-        _print_retrain(result["retrain"])
+        from flows.results import LabelsRun
+
+        arrived = LabelsRun.from_dict(
+            _run(flow, "labels", labels=list(labels), retrain=retrain, **_flow_args(home, config, model))
+        )
+    render.labels(arrived.labels)
+    if arrived.retrain:
+        render.retrain(arrived.retrain)
 
 
 @main.command()
@@ -680,6 +645,8 @@ def retrain(
         _preflight(home, config, model)
     flow = _use_flow(ctx, use_flow, home, config, model)
     with _errors(), _progress():
+        from tasks.stages.retraining import RetrainOutcome
+
         result = _run(
             flow,
             "retrain",
@@ -691,7 +658,7 @@ def retrain(
             study=study,
             **_flow_args(home, config, model),
         )
-    _print_retrain(result)
+    render.retrain(RetrainOutcome.from_dict(result))
 
 
 @main.command()
@@ -746,8 +713,10 @@ def promote(
     with _errors():
         _preflight(home, config, model, batches=watch_batches, labels=labels, record_refused=False)
     needs_approver, name = False, model
+    from tasks.registry.model import PRODUCTION
+
     with _errors(), _state_on_conflict(home, config, model), _home(home, config, model) as ws:
-        production = ws.registry.aliases(ws.model).get("production")
+        production = ws.registry.aliases(ws.model).get(PRODUCTION)
         lease = ws.registry.open_lease(ws.model)
         # Refuse a lost race at once, before a Prefect API starts; the flow checks again under the lock.
         if expected is not None and production != expected:
@@ -771,12 +740,10 @@ def promote(
     if needs_approver and flow:
         # The flow run blocks this command while it waits: say so first; its id and the commands follow in
         # the run's WARNING log line once it pauses (and `driftgate pending` lists it meanwhile).
-        click.echo(
-            f"{name}:{version} needs an approver: the promotion pauses before the canary; its flow run id "
-            "and the `driftgate approve` commands are printed when it does (`driftgate pending` lists it)",
-            err=True,
-        )
+        render.promotion_needs_approver(name, version)
     with _errors(), _state_on_conflict(home, config, model):
+        from tasks.stages.promotion import PromotionOutcome
+
         result = _run(
             flow,
             "promote",
@@ -790,14 +757,7 @@ def promote(
             force=force,
             **_flow_args(home, config, model),
         )
-    colour = {"promoted": "green", "watching": "yellow", "awaiting-approval": "yellow"}.get(result["status"], "red")
-    moved = f"moved {' → '.join(result['steps'])}" if result["steps"] else "nothing moved"
-    click.echo(f"{version}: {click.style(result['status'].upper(), fg=colour)} ({moved})")
-    for reason_line in result["reasons"]:
-        click.echo(f"  - {reason_line}")
-    for label, key in (("canary report", "report_path"), ("audit", "audit_path")):
-        if result.get(key):
-            click.echo(f"  {label}: {result[key]}")
+    render.promotion(version, PromotionOutcome.from_dict(result))
 
 
 @contextmanager
@@ -813,7 +773,8 @@ def _state_on_conflict(home: str | None, config: str | None, model: str | None) 
             cause = cause.__cause__ or cause.__context__
         if isinstance(cause, AliasConflictError):
             with _home(home, config, model) as ws:
-                click.echo(_state_line(ws), err=True)
+                state = render.state_line(ws.model, ws.registry.aliases(ws.model), ws.registry.open_lease(ws.model))
+            click.echo(state, err=True)
             _fail(cause)
         raise
 
@@ -825,16 +786,6 @@ def _settled_on_next_write(lease: Any) -> bool:
     from tasks.registry.ledger import pid_alive
 
     return lease.pid is not None and lease.host == socket.gethostname() and not pid_alive(lease.pid)
-
-
-def _state_line(ws: Workspace) -> str:
-    aliases = ws.registry.aliases(ws.model)
-    lease = ws.registry.open_lease(ws.model)
-    shown = " ".join(
-        f"{alias}={aliases.get(alias) or '-'}" for alias in ("production", "previous-production", "canary", "staging")
-    )
-    held = f"{lease.version} (#{lease.seq}, {lease.holder})" if lease else "none"
-    return f"now: {ws.model} {shown} lease={held}"
 
 
 def _prefect_api_configured() -> bool:
@@ -889,21 +840,25 @@ def rollback(
     if use_flow is None:
         use_flow = _prefect_api_configured()
     with _errors(), _state_on_conflict(home, config, model):
+        from tasks.registry.model import PRODUCTION
+        from tasks.stages.promotion import RollbackOutcome
+
         if expected is None:
             with _home(home, config, model) as ws:
-                expected = ws.registry.aliases(ws.model).get("production")
+                expected = ws.registry.aliases(ws.model).get(PRODUCTION)
         if use_flow:
             _quiet_prefect(ctx.obj["verbose"])
             from flows.rollback import rollback_flow
 
-            result = rollback_flow(reason=reason, actor=actor, expected=expected, **_flow_args(home, config, model))
-            before, after = result["from"], result["to"]
+            outcome = RollbackOutcome.from_dict(
+                rollback_flow(reason=reason, actor=actor, expected=expected, **_flow_args(home, config, model))
+            )
         else:
             from tasks.stages.promotion import rollback as rollback_now
 
             with _home(home, config, model) as ws:
-                before, after = rollback_now(ws, actor=actor, reason=reason, expected=expected)
-    click.echo(f"production: {before} → {after}")
+                outcome = RollbackOutcome(*rollback_now(ws, actor=actor, reason=reason, expected=expected))
+    render.rollback(outcome)
 
 
 @main.command()
@@ -929,13 +884,12 @@ def score(
         _preflight(home, config, model, batches=batches, labels=labels, record_refused=False)
     flow = _use_flow(ctx, use_flow, home, config, model)
     with _errors():
+        from tasks.stages.canary import ScoredBatch
+
         results = _run(
             flow, "score", batches=list(batches), labels=list(labels) or None, **_flow_args(home, config, model)
         )
-    for r in results:
-        routed = ", ".join(f"{v}: {n}" for v, n in sorted(r["routed"].items()))
-        errors = sum(r["errors"].values())
-        click.echo(f"{r['batch_id']}: {r['rows']} rows ({routed}; {errors} canary errors) → {r['path']}")
+    render.scored([ScoredBatch.from_dict(result) for result in results])
 
 
 @main.command()
@@ -956,6 +910,8 @@ def watch(
         _preflight(home, config, model, labels=labels)
     flow = _use_flow(ctx, use_flow, home, config, model)
     with _errors():
+        from tasks.stages.promotion import WatchOutcome
+
         result = _run(
             flow,
             "watch",
@@ -963,11 +919,7 @@ def watch(
             actor=os.environ.get("USER", "cli"),
             **_flow_args(home, config, model),
         )
-    click.echo(f"{result['action']}: {result['version'] or '-'}")
-    for reason_line in result["reasons"]:
-        click.echo(f"  - {reason_line}")
-    if result.get("report_path"):
-        click.echo(f"  report: {result['report_path']}")
+    render.watched(WatchOutcome.from_dict(result))
 
 
 @main.command()
@@ -990,17 +942,13 @@ def drill(
         load_settings(config, home=home, model_name=model)  # the drill needs the registry only, not the contract
     flow = _use_flow(ctx, use_flow, home, config, model)
     with _errors():
-        result = _run(flow, "drill", keep_sandbox=keep_sandbox, **_flow_args(home, config, model))
-    verdict = click.style("PASSED", fg="green") if result["ok"] else click.style("FAILED", fg="red")
-    click.echo(f"rollback drill {verdict}: {result['versions_verified']} versions verified")
-    for step in result["steps"]:
-        click.echo(
-            f"  {step['name']}: {step['from_version']} → {step['to_version']} in {step['seconds_to_restore']:.3f} s"
+        from tasks.stages.drill import DrillResult
+
+        drilled = DrillResult.from_dict(
+            _run(flow, "drill", keep_sandbox=keep_sandbox, **_flow_args(home, config, model))
         )
-    for problem in result["problems"]:
-        click.echo(f"  - {problem}")
-    click.echo(f"  report: {result['report_path']}")
-    if not result["ok"]:
+    render.drill(drilled)
+    if not drilled.ok:
         sys.exit(1)
 
 
@@ -1019,7 +967,7 @@ def approve(flow_run_id: str, approver: str, comment: str, reject: bool) -> None
         resume_flow_run(UUID(flow_run_id), run_input={"approver": approver, "comment": comment, "approved": not reject})
     except Exception as exc:  # Prefect raises NotPausedError, FlowPauseTimeout or HTTP errors
         _fail(RuntimeError(f"cannot resume flow run {flow_run_id}: {exc}"))
-    click.echo(f"flow run {flow_run_id}: {'rejected' if reject else 'approved'} by {approver}")
+    render.approval_answered(flow_run_id, approver, reject)
 
 
 @main.command()
@@ -1032,8 +980,6 @@ def pending(as_json: bool, home: str | None, config: str | None, model: str | No
     have waited, `driftgate approve RUN_ID ...`) and from the audit store (direct-mode promotions left
     "awaiting-approval", not promoted or refused since: start them again with --require-approval).
     """
-    import json
-
     from tasks.stages.review import awaiting_in_store
 
     with _errors(), _home(home, config, model) as ws:
@@ -1046,31 +992,8 @@ def pending(as_json: bool, home: str | None, config: str | None, model: str | No
             items = paused_promotions() + items
         except Exception as exc:  # an unreachable API: still show what the store knows
             click.secho(f"warning: cannot read paused flow runs from the Prefect API: {exc}", fg="yellow", err=True)
-    if as_json:
-        click.echo(json.dumps([item.to_dict() for item in items], indent=2))
-        return
-    if not items:
-        source = "the Prefect API or the audit store" if _prefect_api_configured() else "the audit store"
-        click.echo(f"nothing waits for approval (checked {source})")
-        return
-    now = time.time()
-    for item in items:
-        waited = _duration(now - item.since.timestamp()) if item.since else "?"
-        where = f"flow run {item.flow_run_id} paused" if item.flow_run_id else "direct mode, nothing paused"
-        click.echo(f"{item.model or '-'}:{item.version or '?'}  waiting {waited}  ({where})  → {item.command()}")
-
-
-def _duration(seconds: float) -> str:
-    """``3d 4h``, ``2h 5m``, ``4m 12s``: how long something has waited, to the two largest units."""
-    seconds = max(int(seconds), 0)
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    return f"{minutes}m {secs}s"
+    source = "the Prefect API or the audit store" if _prefect_api_configured() else "the audit store"
+    render.pending(items, source=source, now=time.time(), as_json=as_json)
 
 
 @main.command()
@@ -1079,7 +1002,7 @@ def reconcile(home: str | None, config: str | None, model: str | None) -> None:
     """Make the W&B Registry match the ledger (registry_backend: wandb): publish missing versions, move aliases."""
     with _errors(), _home(home, config, model) as ws:
         changes = ws.registry.reconcile(ws.model, actor=os.environ.get("USER", "cli"))
-    click.echo("\n".join(changes) if changes else "the mirror already matches the ledger (or there is none)")
+    render.reconciled(changes)
 
 
 @main.group()
@@ -1098,16 +1021,11 @@ def events() -> None:
 @_common
 def events_list(limit: int, home: str | None, config: str | None, model: str | None) -> None:
     """Pending and delivered counts of the outbox, and the oldest pending events (no Prefect needed)."""
-    from collections import Counter
+    from tasks.resources.events import outbox_state
 
     with _errors(), _home(home, config, model) as ws:
-        pending = ws.store.outbox(pending=True)
-        delivered = len(ws.store.outbox(pending=False))
-    click.echo(f"outbox: {len(pending)} pending, {delivered} delivered")
-    for name, count in sorted(Counter(row["name"] for row in pending).items()):
-        click.echo(f"  {name:<34} {count}")
-    for row in pending[:limit]:
-        click.echo(f"  {row['created_at']:%Y-%m-%d %H:%M:%S} {row['event_id']} {row['name']}")
+        state = outbox_state(ws.store)
+    render.outbox(state, limit)
 
 
 @events.command(name="flush")
@@ -1124,7 +1042,7 @@ def events_flush(home: str | None, config: str | None, model: str | None) -> Non
             if type(exc).__module__.startswith(("httpx", "prefect")):
                 _fail(RuntimeError(f"delivery stopped, the rest stays pending: {type(exc).__name__}: {exc}"))
             raise
-    click.echo(f"delivered {sent} event(s)")
+    render.delivered(sent)
 
 
 @main.command()
@@ -1137,17 +1055,15 @@ def withdraw(version: str | None, reason: str, home: str | None, config: str | N
     VERSION defaults to the canary (else staging, else the version being promoted) when the command starts.
     Conditional: if VERSION is no longer a candidate, nothing changes and the command exits with code 3.
     """
+    from tasks.registry.model import CANARY, STAGING
     from tasks.stages.promotion import withdraw as withdraw_now
 
     with _errors(), _state_on_conflict(home, config, model), _home(home, config, model) as ws:
         if version is None:
             aliases, lease = ws.registry.aliases(ws.model), ws.registry.open_lease(ws.model)
-            version = aliases.get("canary") or aliases.get("staging") or (lease.version if lease else None)
+            version = aliases.get(CANARY) or aliases.get(STAGING) or (lease.version if lease else None)
         entry = withdraw_now(ws, version, actor=os.environ.get("USER", "cli"), reason=reason)
-    cleared = ", ".join(m.alias for m in entry.moves) or "no alias"
-    click.echo(
-        f"withdrawn: {entry.moves[0].from_version if entry.moves else version} ({cleared} cleared; ledger #{entry.seq})"
-    )
+    render.withdrawn(entry, version)
 
 
 # Exit code of `driftgate verify` when it found problems (same as any refused command).
@@ -1166,23 +1082,14 @@ def verify(home: str | None, config: str | None, model: str | None) -> None:
         entries = len(ws.registry.ledger(ws.model)) if not problems else None
         versions = len(ws.registry.versions(ws.model)) if not problems else None
         if not problems:
-            _repair_audit(ws)
-    for problem in problems:
-        click.echo(f"problem: {problem}")
+            # Audit rows of ledger entries that have none (a process killed between its ledger line and its audit
+            # row): derived from the entries, keyed by them, so this is idempotent.
+            from tasks.stages.promotion import audit_ledger
+
+            render.repaired(audit_ledger(ws))
+    render.verified(problems, entries, versions)
     if problems:
-        click.secho(f"{len(problems)} problem(s) found", fg="red", err=True)
         sys.exit(EXIT_PROBLEMS)
-    click.echo(f"ok: {entries} ledger entries chained and anchored, {versions} versions verified")
-
-
-def _repair_audit(ws: Workspace) -> None:
-    """Write the audit rows of ledger entries that have none (a process killed between its ledger line and its
-    audit row); the rows are derived from the entries, keyed by them, so this is idempotent."""
-    from tasks.stages.promotion import audit_ledger
-
-    repaired = audit_ledger(ws)
-    if repaired:
-        click.echo(f"repaired {repaired} audit row(s) from the ledger (a move killed before writing it)", err=True)
 
 
 @main.command()
@@ -1193,35 +1100,17 @@ def history(at: str | None, limit: int, home: str | None, config: str | None, mo
     """Show aliases, the alias ledger and recent decisions (no Prefect needed)."""
     with _errors():
         from tasks.core.timeutil import parse_utc
+        from tasks.stages import history as read
 
         with _home(home, config, model) as ws:
             if at:
-                moment = parse_utc(at)
-                click.secho(f"aliases of {ws.model} at {moment.isoformat()}:", bold=True)
-                for alias, version in sorted(ws.registry.aliases_at(ws.model, moment).items()):
-                    click.echo(f"  {alias:<20} {version}")
-                return
-            click.secho(f"aliases of {ws.model}:", bold=True)
-            for alias, version in sorted(ws.registry.aliases(ws.model).items()):
-                click.echo(f"  {alias:<20} {version}")
-            click.secho("ledger (newest last):", bold=True)
-            for entry in ws.registry.ledger(ws.model)[-limit:]:
-                moves = ", ".join(f"{m.alias}: {m.from_version}→{m.to_version}" for m in entry.moves)
-                click.echo(
-                    f"  #{entry.seq} {entry.at:%Y-%m-%d %H:%M:%S} {entry.action:<8} {entry.outcome:<8} "
-                    f"{entry.actor}: {moves} — {entry.reason}"
-                )
-            _repair_audit(ws)
-            click.secho("decisions (newest last):", bold=True)
-            for row in ws.store.decisions(ws.model)[-limit:]:
-                # A batch judged again when its labels arrived says so: "policy/labels".
-                evidence = (row["payload"] or {}).get("evidence")
-                trigger = evidence.get("trigger") if isinstance(evidence, dict) else None
-                kind = f"{row['kind']}/labels" if trigger == "labels" else row["kind"]
-                click.echo(
-                    f"  {row['decided_at']:%Y-%m-%d %H:%M:%S} {kind:<13} {row['outcome']:<11} "
-                    f"{row.get('batch_id') or row.get('version') or ''} — {'; '.join(row['reasons'])[:110]}"
-                )
+                moment = read.aliases_at(ws, parse_utc(at))
+            else:
+                shown = read.history(ws, limit)
+    if at:
+        render.aliases_at(moment)
+    else:
+        render.history(shown)
 
 
 @main.command()
@@ -1298,14 +1187,14 @@ def replay(
 
     The truth file holds `degraded: [batch ids]`, `degraded_pattern: regex` or `batches: {id: true|false}`.
     """
-    import json
-
     from tasks.core.settings import load_settings
 
     with _errors():  # settings first, before anything heavy
         settings = load_settings(home=home) if scenario else load_settings(config, home=home, model_name=model)
     flow = _use_flow(ctx, use_flow, home, config, model)
     with _errors(), _progress():
+        from flows.results import ReplayRun
+
         if scenario:
             params: dict[str, Any] = {
                 "home": str(settings.home / "replay" / time.strftime("run-%Y%m%d-%H%M%S")),
@@ -1337,46 +1226,7 @@ def replay(
                 clock="window" if clock == "window" else "decided",
                 **_flow_args(home, config, model),
             )
-    if as_json:
-        click.echo(json.dumps(result, default=str, indent=2))
-        return
-    rows = [
-        ("degraded stretches", "episodes"),
-        ("detected", "detected"),
-        ("missed degradations", "missed"),
-        ("false alarms (RETRAIN)", "false_alarms"),
-        ("false alerts (ALERT)", "false_alerts"),
-        ("mean delay (batches)", "mean_delay"),
-        ("max delay (batches)", "max_delay"),
-    ]
-    current, proposed = result["current"]["score"], (result["candidate"] or {}).get("score")
-    click.secho(f"{'':<26}{'current':>10}" + (f"{'candidate':>12}" if proposed else ""), bold=True)
-    for label, key in rows:
-        line = f"{label:<26}{_cell(current[key]):>10}"
-        if proposed:
-            line += f"{_cell(proposed[key]):>12}"
-        click.echo(line)
-    click.echo(f"report: {result['report']}")
-    if scenario:
-        click.echo(f"scenario home: {result['home']}  (replay it again: driftgate replay --home {result['home']} ...)")
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.2f}" if isinstance(value, float) else str(value)
-
-
-def _print_retrain(result: dict[str, Any]) -> None:
-    if result.get("duplicate"):
-        click.echo(f"retrain skipped: {result['reasons'][0]} (key {result.get('idempotency_key')})")
-        return
-    verdict = click.style("PASSED", fg="green") if result["gate_passed"] else click.style("FAILED", fg="red")
-    champion = result.get("champion_version") or "(none)"
-    click.echo(f"candidate {result['candidate_version']} vs champion {champion}: gate {verdict}")
-    for reason in result["reasons"]:
-        click.echo(f"  - {reason}")
-    click.echo(f"  report: {result['report_path']}")
+    render.replay(ReplayRun.from_dict(result), as_json=as_json)
 
 
 main.add_command(wandb_group)

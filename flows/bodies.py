@@ -28,8 +28,10 @@ if TYPE_CHECKING:
     from tasks.data.contract import ModelContract
     from tasks.data.labels import LabelSet
     from tasks.resources.workspace import Workspace
-    from tasks.stages.monitoring import MeasuredBatch, MonitorContext
+    from tasks.stages.arrivals import LabelOutcome
+    from tasks.stages.monitoring import MeasuredBatch, MonitorContext, MonitorOutcome
     from tasks.stages.promotion import Approval
+    from tasks.stages.retraining import RetrainOutcome
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -182,21 +184,29 @@ def _with_outbox(home: str | None, config: str | None, model: str | None) -> Ite
 
 
 def act_on_retrain(
-    run: Runner, request: dict[str, Any], reason: str, home: str | None, config: str | None, model: str | None
-) -> dict[str, Any]:
-    """Retrain for a RETRAIN decision (a monitor or a label-arrival outcome as a dict)."""
+    run: Runner,
+    request: MonitorOutcome | LabelOutcome,
+    reason: str,
+    home: str | None,
+    config: str | None,
+    model: str | None,
+) -> RetrainOutcome:
+    """Retrain for a RETRAIN decision (of a monitored batch, or of a batch judged again on its labels)."""
+    from tasks.stages.retraining import RetrainOutcome
+
     run.banner(f"retrain requested: {reason}")
-    start, end = request.get("window_start"), request.get("window_end")
-    return run.retrain(
+    start, end = request.window_start, request.window_end
+    result = run.retrain(
         window_start=start.isoformat() if start else None,
         window_end=end.isoformat() if end else None,
-        idempotency_key=request["retrain_key"],
+        idempotency_key=request.retrain_key,
         reason=reason,
-        priority_class=request.get("priority_class"),
+        priority_class=request.priority_class,
         home=home,
         config=config,
         model=model,
     )
+    return RetrainOutcome.from_dict(result)
 
 
 def monitor_body(
@@ -209,16 +219,18 @@ def monitor_body(
     only_new: bool = False,
 ) -> dict[str, Any]:
     """See flows.monitor.monitor_flow."""
+    from flows.results import MonitorRun
+
     steps = run.steps
     refused: list[DataError] = []
-    outcomes: list[dict[str, Any]] = []
+    outcomes: list[MonitorOutcome] = []
     arrival = None
     with run.workspace(home, config, model) as ws:
         paths = steps.select_batches(ws, batches, only_new)
         label_set = steps.read_labels(ws, [str(p) for p in expand_paths(labels)] if labels else None)
         if not paths and label_set is None:
             run.banner("no new batches")
-            return {"batches": [], "labels": None}
+            return asdict(MonitorRun((), None))
         if paths:
             run.banner(f"prepare: production model, reference profile and estimator for {ws.model}")
             ctx = steps.prepare_context(ws)
@@ -226,7 +238,7 @@ def monitor_body(
             run.banner(f"batch {done}/{len(paths)}: {path}")
             if isinstance(measured, DataError):
                 refused.append(measured)
-                outcomes.append(asdict(steps.refuse(ws, path, measured)))
+                outcomes.append(steps.refuse(ws, path, measured))
                 progress.report("monitor", done, len(paths), f"{path}: refused")
                 continue
             batch, batch_profile = measured.batch, measured.profile
@@ -237,14 +249,14 @@ def monitor_body(
                 steps.announce(ws, batch.batch_id, decision, key)
             outcome = steps.report_monitoring(ws, batch, batch_profile, est, realized, decision, key)
             steps.publish_decision_rules(ws, batch.batch_id, decision)
-            outcomes.append(asdict(outcome))
+            outcomes.append(outcome)
             progress.report("monitor", done, len(paths), f"{batch.batch_id}: {decision.action.value}")
         if label_set is not None:
             run.banner(f"labels: {label_set.describe()}")
-            arrival = asdict(steps.attach_labels(ws, label_set, require_match=not paths))
+            arrival = steps.attach_labels(ws, label_set, require_match=not paths)
     if refused:
         raise refused[0]
-    return {"batches": outcomes, "labels": arrival}
+    return asdict(MonitorRun(tuple(outcomes), arrival))
 
 
 def labels_body(
@@ -256,6 +268,8 @@ def labels_body(
     retrain: bool = False,
 ) -> dict[str, Any]:
     """See flows.labels.labels_flow."""
+    from flows.results import LabelsRun
+
     with run.workspace(home, config, model) as ws:
         paths = [str(p) for p in expand_paths(labels)]
         label_set = run.steps.read_labels(ws, paths)
@@ -265,8 +279,8 @@ def labels_body(
     request = arrival.retrain
     outcome = None
     if retrain and request is not None:
-        outcome = act_on_retrain(run, asdict(request), f"late labels of batch {request.batch_id}", home, config, model)
-    return {"labels": asdict(arrival), "retrain": outcome}
+        outcome = act_on_retrain(run, request, f"late labels of batch {request.batch_id}", home, config, model)
+    return asdict(LabelsRun(arrival, outcome))
 
 
 def cycle_body(
@@ -278,18 +292,20 @@ def cycle_body(
     model: str | None = None,
 ) -> dict[str, Any]:
     """See flows.cycle.cycle_flow."""
+    from flows.results import CycleRun, MonitorRun
+    from tasks.policy.decide import Action
+
     run.banner("monitor")
-    result = run.monitor(batches=batches, labels=labels, home=home, config=config, model=model)
-    late = [b for b in (result["labels"] or {}).get("batches", []) if b["action"] == "RETRAIN"]
-    request = next((o for o in result["batches"] if o["action"] == "RETRAIN"), None)
-    retrain: dict[str, Any] | None = None
+    monitored = MonitorRun.from_dict(run.monitor(batches=batches, labels=labels, home=home, config=config, model=model))
+    request = next((o for o in monitored.batches if o.action == Action.RETRAIN.value), None)
+    late = monitored.labels.retrain if monitored.labels is not None else None
+    retrain: RetrainOutcome | None = None
     if request is not None:
-        retrain = act_on_retrain(run, request, f"policy RETRAIN on batch {request['batch_id']}", home, config, model)
-    elif late:
-        request = late[0]
-        reason = f"policy RETRAIN on late labels of batch {request['batch_id']}"
-        retrain = act_on_retrain(run, request, reason, home, config, model)
-    return {"monitor": result["batches"], "labels": result["labels"], "retrain": retrain}
+        retrain = act_on_retrain(run, request, f"policy RETRAIN on batch {request.batch_id}", home, config, model)
+    elif late is not None:
+        reason = f"policy RETRAIN on late labels of batch {late.batch_id}"
+        retrain = act_on_retrain(run, late, reason, home, config, model)
+    return asdict(CycleRun(monitored.batches, monitored.labels, retrain))
 
 
 def retrain_body(

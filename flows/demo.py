@@ -11,11 +11,14 @@ from flows._common import banner
 from flows.bootstrap import bootstrap_flow
 from flows.cycle import cycle_flow
 from flows.labels import labels_flow
+from flows.results import CycleRun, DemoRun
 from flows.retrain import retrain_flow
 from flows.rollback import rollback_flow
 from tasks.core import progress
 from tasks.report.markdown import write_report
 from tasks.stages import demo
+from tasks.stages.promotion import RollbackOutcome
+from tasks.stages.retraining import RetrainOutcome
 
 
 @flow(name="driftgate-demo", log_prints=True)
@@ -47,14 +50,14 @@ def demo_flow(home: str, seed: int = 7, rows_per_batch: int = 4000, n_trials: in
     rolled = rollback_flow(reason="demo rollback drill", actor="operator", home=home_dir, config=config)
     progress.report("demo", total, total, "verify")
     checks = demo.verify(plan.home, plan.config)
-    result = {
-        "home": str(plan.home),
-        "config": str(plan.config),
-        "bootstrap": first,
-        "cycles": cycles,
-        "operator_retrain": operator,
-        "rollback": rolled,
-        "checks": [c.__dict__ for c in checks],
-    }
+    result = DemoRun(
+        home=str(plan.home),
+        config=str(plan.config),
+        bootstrap=RetrainOutcome.from_dict(first),
+        cycles=tuple(CycleRun.from_dict(cycle) for cycle in cycles),
+        operator_retrain=RetrainOutcome.from_dict(operator),
+        rollback=RollbackOutcome.from_dict(rolled),
+        checks=tuple(checks),
+    ).to_dict()
     write_report(plan.home / "reports" / "demo.md", demo.summary_markdown(result, checks))
     return result

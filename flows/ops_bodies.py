@@ -86,6 +86,7 @@ def replay_body(
     import time
     from pathlib import Path
 
+    from flows.results import ReplayRun
     from tasks.policy import replay
     from tasks.report.markdown import write_report
 
@@ -108,11 +109,7 @@ def replay_body(
             candidate = run.steps.replay_policy(batches, settings)
         markdown = replay.replay_markdown(f"Policy replay — {ws.model}", current, candidate)
         path = write_report(ws.settings.reports_dir / "replay" / time.strftime("replay-%Y%m%d-%H%M%S.md"), markdown)
-        return {
-            "report": str(path),
-            "current": replay.report_dict(current),
-            "candidate": replay.report_dict(candidate) if candidate else None,
-        }
+        return ReplayRun(str(path), current, candidate).to_dict()
 
 
 def replay_scenario_body(
@@ -129,8 +126,10 @@ def replay_scenario_body(
     candidate_config: str | None = None,
 ) -> dict[str, Any]:
     """See flows.replay.replay_scenario_flow."""
+    from dataclasses import replace
     from pathlib import Path
 
+    from flows.results import ReplayRun
     from tasks.core.errors import ConfigError
     from tasks.policy import replay
 
@@ -167,15 +166,17 @@ def replay_scenario_body(
     run.banner("champion: the first model from the reference, in production")
     run.bootstrap(reference=str(reference), home=home_dir, config=str(config))
     drive_with_delay(run, files, label_delay, home=home_dir, config=str(config))
-    result = run.replay(
-        truth=str(truth),
-        overrides=overrides,
-        candidate_config=candidate_config,
-        clock="window",
-        home=home_dir,
-        config=str(config),
+    result = ReplayRun.from_dict(
+        run.replay(
+            truth=str(truth),
+            overrides=overrides,
+            candidate_config=candidate_config,
+            clock="window",
+            home=home_dir,
+            config=str(config),
+        )
     )
-    return {**result, "home": home_dir, "config": str(config), "truth": str(truth), "label_delay": label_delay}
+    return replace(result, home=home_dir, config=str(config), truth=str(truth), label_delay=label_delay).to_dict()
 
 
 def drive_with_delay(run: Runner, files: list[tuple[str, str]], delay: int, *, home: str, config: str) -> None:

@@ -6,6 +6,7 @@ from prefect import flow
 
 from flows import steps
 from flows._common import banner, workspace
+from tasks.stages.promotion import RollbackOutcome
 
 
 @flow(name="driftgate-rollback", log_prints=True)
@@ -22,4 +23,4 @@ def rollback_flow(
     with workspace(home, config, model) as ws:
         banner(f"roll back production of {ws.model}")
         before, after = steps.rollback(ws, actor=actor, reason=reason, evidence=evidence, expected=expected)
-    return {"from": before, "to": after}
+    return RollbackOutcome(before, after).to_dict()

@@ -19,13 +19,14 @@ model went into production carry that model's evidence. Truth should describe th
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from tasks.core.errors import ConfigError
+from tasks.core.records import FromDict, from_fields, many
 from tasks.core.settings import PolicySettings
 from tasks.core.verdicts import Verdict
 from tasks.policy.decide import Action, PastDecision, PolicyEvidence, decide, policy_clock, state_for_batch
@@ -43,7 +44,7 @@ class ReplayBatch:
 
 
 @dataclass(frozen=True)
-class ReplayStep:
+class ReplayStep(FromDict):
     batch_id: str
     action: str
     degraded: bool  # what the policy concluded from the evidence
@@ -69,9 +70,14 @@ class Episode:
         """Batches from the first degraded batch to the first RETRAIN (0: on the first one); None if missed."""
         return None if self.first_retrain is None else self.first_retrain - self.start
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Episode:
+        """Rebuilt from its :func:`report_dict` form (a flow's result)."""
+        return from_fields(cls, data, ignore=("delay",))
+
 
 @dataclass(frozen=True)
-class ReplayScore:
+class ReplayScore(FromDict):
     batches: int
     judged: int  # batches with known truth
     degraded_batches: int
@@ -91,6 +97,13 @@ class ReplayReport:
     steps: tuple[ReplayStep, ...]
     episodes: tuple[Episode, ...]
     score: ReplayScore
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ReplayReport:
+        """Rebuilt from its :func:`report_dict` form (a flow's result)."""
+        return from_fields(
+            cls, data, steps=many(ReplayStep.from_dict), episodes=many(Episode.from_dict), score=ReplayScore.from_dict
+        )
 
 
 def replay(batches: Sequence[ReplayBatch], settings: PolicySettings) -> ReplayReport:

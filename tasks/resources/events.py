@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -105,6 +106,36 @@ def outbox(box: Outbox | None) -> Iterator[None]:
         yield
     finally:
         _outbox.reset(token)
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """An event of the outbox not delivered yet."""
+
+    event_id: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class OutboxState:
+    """The outbox of an audit store: its pending events (oldest first) and how many were delivered."""
+
+    pending: tuple[PendingEvent, ...]
+    delivered: int
+
+
+class OutboxRows(Protocol):
+    """Reads the outbox (the audit store)."""
+
+    def outbox(self, *, pending: bool | None = None) -> list[dict[str, Any]]: ...
+
+
+def outbox_state(store: OutboxRows) -> OutboxState:
+    pending = tuple(
+        PendingEvent(str(row["event_id"]), row["name"], row["created_at"]) for row in store.outbox(pending=True)
+    )
+    return OutboxState(pending, len(store.outbox(pending=False)))
 
 
 def outbox_active() -> bool:

@@ -15,10 +15,12 @@ In production labels arrive days after their batch. When they land (``driftgate 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from tasks.core.records import FromDict, from_fields, many
 from tasks.policy.decide import Action, PolicyDecision, PolicyEvidence, SliceEvidence, decide, policy_clock
 from tasks.stages.monitoring import announce, decision_key, decision_payload, estimate_error
 from tasks.stages.policy_memory import concept_drift_evidence, concept_signal, latest_verdicts, policy_state
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class LabelOutcome:
+class LabelOutcome(FromDict):
     """One batch that gained labels: what it realized and what the policy decided on it now."""
 
     batch_id: str
@@ -60,6 +62,11 @@ class ArrivalOutcome:
     reused_ids: int
     duplicates: int
     batches: tuple[LabelOutcome, ...]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ArrivalOutcome:
+        """Rebuilt from its ``asdict`` form (a flow's result)."""
+        return from_fields(cls, data, batches=many(LabelOutcome.from_dict))
 
     @property
     def retrain(self) -> LabelOutcome | None:

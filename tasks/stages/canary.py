@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from tasks.core.errors import DataError, DriftgateError, EstimationError
+from tasks.core.records import FromDict
 from tasks.training.scoring import VERSION_COLUMN
 
 if TYPE_CHECKING:
@@ -110,7 +111,7 @@ def resolve_routing(ws: Workspace) -> Routing:
 
 
 @dataclass(frozen=True)
-class ScoredBatch:
+class ScoredBatch(FromDict):
     batch_id: str
     source: str
     path: str

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from tasks.core.records import FromDict
 from tasks.data.files import STATIONARY
 from tasks.data.scenarios import CONCEPT, DEMO_SLICES, LABEL_DELAY, demo_settings
 
@@ -74,7 +75,7 @@ def schedule(plan: DemoPlan) -> tuple[list[DemoDay], list[str]]:
 
 
 @dataclass(frozen=True)
-class Check:
+class Check(FromDict):
     outcome: str
     ok: bool
     detail: str

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tasks.core.errors import DriftgateError, RegistryError
+from tasks.core.records import FromDict, from_fields, many
 
 if TYPE_CHECKING:
     from tasks.registry.local import LocalRegistry
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class DrillStep:
+class DrillStep(FromDict):
     name: str  # "rollback" | "roll-forward"
     from_version: str | None
     to_version: str | None  # what production resolved to after the move
@@ -52,6 +54,11 @@ class DrillResult:
     versions_verified: int
     problems: tuple[str, ...]
     report_path: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DrillResult:
+        """Rebuilt from its ``asdict`` form (a flow's result)."""
+        return from_fields(cls, data, steps=many(DrillStep.from_dict))
 
 
 def copy_collection(registry_root: Path, model: str, sandbox_root: Path) -> Path:

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from tasks.core.records import FromDict
 from tasks.core.timeutil import utc
 from tasks.policy.decide import (
     Action,
@@ -57,7 +58,7 @@ class MonitorContext:
 
 
 @dataclass(frozen=True)
-class MonitorOutcome:
+class MonitorOutcome(FromDict):
     batch_id: str
     source: str
     rows: int

@@ -18,7 +18,7 @@ the production version the operator saw (``expected``) and are refused (``AliasC
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from tasks.core.errors import AliasConflictError, DriftgateError, RegistryError
 from tasks.core.faults import fault_point
+from tasks.core.records import FromDict
 from tasks.registry.model import ANY, CANARY, PRODUCTION, STAGING, Unchecked
 from tasks.report.publish import artifact_key, publish
 from tasks.resources import events
@@ -49,7 +50,7 @@ class Approval:
 
 
 @dataclass(frozen=True)
-class PromotionOutcome:
+class PromotionOutcome(FromDict):
     version: str
     status: str  # "promoted" | "watching" | "aborted" | "rejected"
     steps: tuple[str, ...]  # aliases moved onto the version, in order
@@ -61,12 +62,28 @@ class PromotionOutcome:
 
 
 @dataclass(frozen=True)
-class WatchOutcome:
+class WatchOutcome(FromDict):
     action: str  # "promoted" | "aborted" | "watching" | "rolled_back" | "audited" | "idle"
     version: str | None
     reasons: tuple[str, ...]
     report_path: str | None = None
     labelled: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RollbackOutcome:
+    """Production before and after a rollback; a flow returns it as ``{"from": before, "to": after}``."""
+
+    before: str | None
+    after: str | None
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"from": self.before, "to": self.after}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, str | None]) -> RollbackOutcome:
+        """Rebuilt from :meth:`to_dict` (the rollback flow's result)."""
+        return cls(before=data["from"], after=data["to"])
 
 
 # --- small helpers ---------------------------------------------------------------------------------

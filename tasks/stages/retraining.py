@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tasks.core.errors import TrainingError
+from tasks.core.records import FromDict
 from tasks.core.timeutil import time_span
 from tasks.resources import events
 from tasks.resources.workspace import CONTRACT_FILE, MODEL_FILE, REFERENCE_FILE
@@ -41,7 +42,7 @@ Progress = Callable[[int, int, float | None], None]
 
 
 @dataclass(frozen=True)
-class RetrainOutcome:
+class RetrainOutcome(FromDict):
     candidate_version: str | None
     champion_version: str | None
     gate_passed: bool

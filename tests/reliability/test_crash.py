@@ -34,7 +34,15 @@ def _doomed(config: str, fault: str, step: str) -> None:
     os._exit(0)
 
 
-@pytest.mark.parametrize("fault", FAULT_POINTS)
+# One kill point per kind in the inner loop (a lease left open, production moved, a rollback's ledger line, an
+# anchor); every point in the slow tier.
+KEPT_FAST = {"promote:after_lease", "promote:after_production", "rollback:after_ledger", "lease:after_anchor"}
+assert set(FAULT_POINTS) >= KEPT_FAST, KEPT_FAST - set(FAULT_POINTS)
+
+
+@pytest.mark.parametrize(
+    "fault", [fault if fault in KEPT_FAST else pytest.param(fault, marks=pytest.mark.slow) for fault in FAULT_POINTS]
+)
 def test_kill_at_every_fault_point_leaves_a_verifiable_registry_and_the_next_promote_succeeds(
     tmp_path: Path, fault: str
 ) -> None:
@@ -138,6 +146,7 @@ def test_a_dead_holders_promotion_is_settled_by_the_documented_rule_on_the_next_
     settled(reg)
 
 
+@pytest.mark.slow
 def test_cli_rollback_killed_after_the_ledger_line_leaves_a_verifiable_registry(tmp_path: Path) -> None:
     """The real command in a fresh process: `driftgate rollback --no-flow` with DRIFTGATE_FAULT armed."""
     home = fake_home(tmp_path / "home", 3)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tasks.registry.local import LocalRegistry
 from tasks.registry.model import PRODUCTION
 from tasks.resources.workspace import open_workspace
@@ -32,6 +34,7 @@ def test_two_concurrent_rollbacks_apply_exactly_once_per_round(tmp_path: Path) -
     settled(reg)
 
 
+@pytest.mark.slow
 def test_promote_vs_promote_exactly_one_wins_and_never_touches_the_other(tmp_path: Path) -> None:
     home = fake_home(tmp_path / "home", 1)
     reg = home.registry
@@ -64,6 +67,7 @@ def test_promote_vs_promote_exactly_one_wins_and_never_touches_the_other(tmp_pat
             ws.close()
 
 
+@pytest.mark.slow
 def test_promote_vs_rollback_exactly_one_wins(tmp_path: Path) -> None:
     home = fake_home(tmp_path / "home", 1)
     reg = home.registry

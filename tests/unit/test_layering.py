@@ -16,6 +16,7 @@ several concerns, and the folders stop showing where each one lives.
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,8 +69,9 @@ def imported(path: Path) -> Iterator[tuple[str, int]]:
                 yield (candidate if candidate in MODULES else target), node.lineno
 
 
-def edges() -> list[tuple[str, str, int]]:
-    return [(name, target, line) for name, path in MODULES.items() for target, line in imported(path)]
+@functools.cache  # parsed once: four tests read it
+def edges() -> tuple[tuple[str, str, int], ...]:
+    return tuple((name, target, line) for name, path in MODULES.items() for target, line in imported(path))
 
 
 def package_of(module: str) -> str | None:

@@ -45,10 +45,12 @@ def _cli(args: list[str]) -> tuple[subprocess.CompletedProcess[str], float]:
     ("args", "needle"),
     [
         (["monitor", "{tmp}/bad.parquet"], "column 'colour'"),
-        (["monitor", "{tmp}/nothing-*.parquet"], "no file matches"),
-        (["labels", "{tmp}/labels.parquet"], "column 'y'"),
-        (["bootstrap", "{tmp}/good.parquet"], "column 'y'"),
-        (["monitor", "{tmp}/good.parquet", "--config", "{tmp}/settings.yaml"], "settings"),
+        pytest.param(["monitor", "{tmp}/nothing-*.parquet"], "no file matches", marks=pytest.mark.slow),
+        pytest.param(["labels", "{tmp}/labels.parquet"], "column 'y'", marks=pytest.mark.slow),
+        pytest.param(["bootstrap", "{tmp}/good.parquet"], "column 'y'", marks=pytest.mark.slow),
+        pytest.param(
+            ["monitor", "{tmp}/good.parquet", "--config", "{tmp}/settings.yaml"], "settings", marks=pytest.mark.slow
+        ),
     ],
     ids=["missing-column", "no-file", "labels-without-target", "reference-without-target", "bad-settings"],
 )

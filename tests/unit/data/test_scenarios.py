@@ -202,6 +202,7 @@ def test_prepare_is_seeded_and_car_loan_scenarios_share_their_stationary_batches
 
 
 # --- the truth, measured ----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_concept_changes_labels_in_the_segment_not_the_features(car_loan: CarLoan) -> None:
     plan = car_loan.plans["concept"]
     before, after = _labelled(plan, "stationary"), _labelled(plan, "concept")
@@ -220,6 +221,7 @@ def test_concept_changes_labels_in_the_segment_not_the_features(car_loan: CarLoa
     assert car_loan.auc("concept", "stationary") - car_loan.auc("concept", "concept") > 0.05
 
 
+@pytest.mark.slow
 def test_covariate_shift_really_degrades_a_reference_trained_model(car_loan: CarLoan) -> None:
     plan = car_loan.plans["covariate"]
     before, after = _labelled(plan, "stationary"), _labelled(plan, "covariate")
@@ -229,6 +231,7 @@ def test_covariate_shift_really_degrades_a_reference_trained_model(car_loan: Car
     assert before.get_column("driver_tenure").mean() - after.get_column("driver_tenure").mean() > 0.5 * std  # type: ignore[operator]
 
 
+@pytest.mark.slow
 def test_benign_shift_moves_only_the_noise_feature_and_not_performance(car_loan: CarLoan) -> None:
     plan = car_loan.plans["benign"]
     before, after = _labelled(plan, "stationary"), _labelled(plan, "benign")
@@ -238,6 +241,7 @@ def test_benign_shift_moves_only_the_noise_feature_and_not_performance(car_loan:
     assert abs(car_loan.auc("benign", "stationary") - car_loan.auc("benign", "benign")) < 0.01
 
 
+@pytest.mark.slow
 def test_broken_batches_fail_quality_as_intended(car_loan: CarLoan) -> None:
     from tasks.core.settings import ProfilingSettings
     from tasks.drift.profiling import profile_batch
@@ -264,6 +268,7 @@ def test_broken_batches_fail_quality_as_intended(car_loan: CarLoan) -> None:
     assert checks["units"] == {("far_out_of_range", "car_value", "fail")}
 
 
+@pytest.mark.slow
 def test_label_noise_drops_realized_auc_and_keeps_features(car_loan: CarLoan) -> None:
     plan = car_loan.plans["noise"]
     before, after = _labelled(plan, "stationary"), _labelled(plan, "noise")
@@ -273,6 +278,7 @@ def test_label_noise_drops_realized_auc_and_keeps_features(car_loan: CarLoan) ->
 
 
 @pytest.mark.parametrize("name", ["concept", "covariate", "noise"])
+@pytest.mark.slow
 def test_retrain_helps_only_where_the_truth_says_so(name: str, car_loan: CarLoan) -> None:
     """A model retrained on 12,000 changed rows against the champion, on changed rows it has never seen."""
     spec = scenario(name, stationary=0, changed=1)

@@ -68,6 +68,7 @@ DEFAULT_PH = PageHinkleyParams()  # the defaults of policy.concept_drift
 
 
 @pytest.mark.parametrize("kind", ["brier", "zero_one"])
+@pytest.mark.slow
 def test_page_hinkley_false_alarm_rate_on_stationary_streams(kind: str) -> None:
     # 100 streams of 10 batches each; the defaults were chosen for ~0.4 % false alarms per 4000-row batch
     # (measured on 300 streams: 0.4 % for Brier and for 0/1 errors).

@@ -100,6 +100,7 @@ def test_moments_equal_numpy_and_scipy(kind: str) -> None:
     assert moments(np.full(10, 2.5)) == (2.5, 0.0, 0.0)
 
 
+@pytest.mark.slow
 def test_merge_equals_the_numpy_twin_on_many_small_tie_heavy_samples() -> None:
     # The merge walks two halves split at the median merged position; ties across the split and
     # samples of one or two values are where such a split goes wrong.

@@ -440,6 +440,7 @@ def test_too_few_rows_and_all_null_columns_fail(contract: ModelContract, profile
 # --- realistic data --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_car_loan_reference_calm_on_its_own_rows_and_flags_nannyml_drifted_features() -> None:
     reference, analysis = load_car_loan()
     contract = infer_contract(reference, name="car-loan", target="repaid", entity_id="id", timestamp="timestamp")

@@ -129,6 +129,7 @@ def test_regression_differences_match_sklearn_and_detect_a_better_model() -> Non
     assert regression_costs(y, better, 2.0) == pytest.approx(2.0 * np.abs(y - better))
 
 
+@pytest.mark.slow
 def test_regression_tests_hold_alpha_and_intervals_cover() -> None:
     rng = np.random.default_rng(6)
     reps, alpha, confidence = 200, 0.05, 0.9
@@ -172,6 +173,7 @@ def test_accuracy_as_primary_criterion() -> None:
     assert decision.candidate_auc is not None and decision.candidate_auc > (decision.champion_auc or 1.0)
 
 
+@pytest.mark.slow
 def test_accuracy_primary_keeps_false_promotions_at_alpha() -> None:
     rng = np.random.default_rng(8)
     settings = GateSettings(metric="accuracy", n_bootstrap=100)
@@ -274,6 +276,7 @@ def _tilts(x: np.ndarray, shift: float) -> list[StressScenario]:
     return out
 
 
+@pytest.mark.slow
 def test_stress_fails_a_candidate_much_more_fragile_than_the_champion() -> None:
     rng = np.random.default_rng(13)
     labels, cand, champ, x = _fragile_case(rng)

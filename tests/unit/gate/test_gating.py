@@ -106,6 +106,7 @@ def test_resampled_aucs_equal_sklearn_on_the_resampled_rows() -> None:
         assert aucs[row] == pytest.approx(roc_auc_score(labels[rows], scores[rows]), abs=1e-12)
 
 
+@pytest.mark.slow
 def test_bootstrap_interval_reaches_nominal_coverage() -> None:
     # Binormal truth: positives ~ N(mu, 1), negatives ~ N(0, 1) give AUC = Phi(mu / sqrt(2)).
     rng = np.random.default_rng(7)
@@ -128,6 +129,7 @@ def test_bootstrap_interval_reaches_nominal_coverage() -> None:
     assert abs(coverage - confidence) <= 3 * mc_error, coverage
 
 
+@pytest.mark.slow
 def test_bootstrap_interval_agrees_with_delong_on_large_data() -> None:
     rng = np.random.default_rng(8)
     labels, a, b = _latent_pair(rng, 20_000, 1.0, 1.2)

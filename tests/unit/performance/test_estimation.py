@@ -61,6 +61,7 @@ def _stationary_batches(scored: Scored, n: int) -> list[pl.DataFrame]:
     return [scored.pool[i * BATCH_ROWS : (i + 1) * BATCH_ROWS] for i in range(n)]
 
 
+@pytest.mark.slow
 def test_estimator_is_fitted_on_the_reference(scored: Scored) -> None:
     estimator = scored.estimator
     labels = scored.reference.get_column("repaid").to_numpy()
@@ -71,6 +72,7 @@ def test_estimator_is_fitted_on_the_reference(scored: Scored) -> None:
     assert estimator.lower_threshold < estimator.reference_value < estimator.upper_threshold
 
 
+@pytest.mark.slow
 def test_estimate_on_stationary_batches_tracks_realized_auc(scored: Scored) -> None:
     errors, sampling_errors = [], []
     for batch in _stationary_batches(scored, 10):
@@ -89,6 +91,7 @@ def test_estimate_on_stationary_batches_tracks_realized_auc(scored: Scored) -> N
     assert np.mean(errors) < 0.01
 
 
+@pytest.mark.slow
 def test_estimate_drops_and_alerts_when_predictions_lose_confidence(scored: Scored) -> None:
     proba = scored.analysis.get_column("y_pred_proba").to_numpy()
     weights = np.exp(-12 * np.abs(proba - 0.5))
@@ -107,6 +110,7 @@ def test_estimate_drops_and_alerts_when_predictions_lose_confidence(scored: Scor
     assert abs(estimate.value - realized.value) < 0.05  # CBPE still tracks the realized value
 
 
+@pytest.mark.slow
 def test_estimate_reports_window_and_skips_unscored_rows(scored: Scored) -> None:
     batch = _stationary_batches(scored, 1)[0]
     batch = batch.with_columns(
@@ -119,6 +123,7 @@ def test_estimate_reports_window_and_skips_unscored_rows(scored: Scored) -> None
     assert realized_performance(batch, scored.contract).value is None  # no labels yet
 
 
+@pytest.mark.slow
 def test_realized_performance_uses_labelled_rows_only(scored: Scored) -> None:
     batch = scored.analysis[:3000].with_columns(
         pl.when(pl.int_range(pl.len()) % 3 == 0).then(None).otherwise(pl.col("repaid")).alias("repaid")
@@ -142,6 +147,7 @@ def test_realized_performance_uses_labelled_rows_only(scored: Scored) -> None:
     assert nothing.value is None and nothing.rows_labelled == 0 and nothing.rows == 3000
 
 
+@pytest.mark.slow
 def test_estimator_with_an_explicit_prediction_column(scored: Scored) -> None:
     reference = scored.reference.with_columns((pl.col("y_pred_proba") >= 0.5).cast(pl.Int8).alias("y_pred"))
     estimator = fit_estimator(reference, scored.contract, metric="accuracy", chunk_size=BATCH_ROWS)
@@ -156,6 +162,7 @@ def test_estimator_with_an_explicit_prediction_column(scored: Scored) -> None:
 
 
 # --- typed errors (raised before NannyML is touched) --------------------------------------------
+@pytest.mark.slow
 def test_missing_probability_column_is_named(scored: Scored) -> None:
     with pytest.raises(EstimationError, match="'y_pred_proba'"):
         fit_estimator(scored.reference.drop("y_pred_proba"), scored.contract)
@@ -165,11 +172,13 @@ def test_missing_probability_column_is_named(scored: Scored) -> None:
         realized_performance(scored.pool.drop("y_pred_proba"), scored.contract)
 
 
+@pytest.mark.slow
 def test_missing_target_in_reference_is_named(scored: Scored) -> None:
     with pytest.raises(EstimationError, match="'repaid'"):
         fit_estimator(scored.reference.drop("repaid"), scored.contract)
 
 
+@pytest.mark.slow
 def test_probabilities_outside_unit_interval(scored: Scored) -> None:
     bad = scored.reference.with_columns((pl.col("y_pred_proba") * 1.5).alias("y_pred_proba"))
     with pytest.raises(ProbabilityRangeError) as info:
@@ -179,6 +188,7 @@ def test_probabilities_outside_unit_interval(scored: Scored) -> None:
         estimate_performance(scored.estimator, bad, scored.contract)
 
 
+@pytest.mark.slow
 def test_single_class_reference(scored: Scored) -> None:
     one_class = scored.reference.filter(pl.col("repaid") == 0)
     with pytest.raises(SingleClassError) as info:
@@ -186,6 +196,7 @@ def test_single_class_reference(scored: Scored) -> None:
     assert info.value.column == "repaid"
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_typed(scored: Scored) -> None:
     with pytest.raises(EstimationError, match="'mae'"):
         fit_estimator(scored.reference, scored.contract, metric="mae")
@@ -205,6 +216,7 @@ def sliced(scored: Scored) -> tuple[ModelContract, PerformanceEstimator]:
     return contract, fit_estimator(scored.reference, contract, chunk_size=BATCH_ROWS)
 
 
+@pytest.mark.slow
 def test_slice_reference_values_are_the_metric_on_each_slice(
     scored: Scored, sliced: tuple[ModelContract, PerformanceEstimator]
 ) -> None:
@@ -218,6 +230,7 @@ def test_slice_reference_values_are_the_metric_on_each_slice(
     assert estimator.reference_value == pytest.approx(scored.estimator.reference_value)
 
 
+@pytest.mark.slow
 def test_slices_are_estimated_in_the_same_call(scored: Scored, sliced: tuple[ModelContract, PerformanceEstimator]):
     contract, estimator = sliced
     batch = _stationary_batches(scored, 1)[0]
@@ -243,6 +256,7 @@ def test_slices_are_estimated_in_the_same_call(scored: Scored, sliced: tuple[Mod
         assert abs(item.drop - realized_drop) < 5 * (item.sampling_error or 0), item
 
 
+@pytest.mark.slow
 def test_a_slice_that_loses_confidence_shows_its_own_drop(
     scored: Scored, sliced: tuple[ModelContract, PerformanceEstimator]
 ) -> None:
@@ -264,6 +278,7 @@ def test_a_slice_that_loses_confidence_shows_its_own_drop(
 
 
 # --- the generic API on the binary problem: every metric, chunk by chunk ---------------------------------
+@pytest.mark.slow
 def test_binary_metrics_chunk_by_chunk_track_realized(scored: Scored) -> None:
     from tasks.performance.metrics import ModelOutputs, estimate_metrics, fit_metric_estimator
 

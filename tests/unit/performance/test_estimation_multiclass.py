@@ -44,6 +44,7 @@ def estimator(data: tuple[pl.DataFrame, pl.DataFrame]) -> MetricEstimator:
     return fit_metric_estimator(data[0], OUTPUTS, chunk_size=CHUNK)
 
 
+@pytest.mark.slow
 def test_reference_values_are_the_macro_metrics(data: tuple[pl.DataFrame, pl.DataFrame], estimator: MetricEstimator):
     reference = data[0]
     y, yhat = reference.get_column("y_true").to_numpy(), reference.get_column("y_pred").to_numpy()
@@ -67,6 +68,7 @@ def test_reference_values_are_the_macro_metrics(data: tuple[pl.DataFrame, pl.Dat
         assert low is not None and high is not None and low < estimator.reference_values[metric] < high
 
 
+@pytest.mark.slow
 def test_estimates_track_realized_before_the_concept_shift(
     data: tuple[pl.DataFrame, pl.DataFrame], estimator: MetricEstimator
 ) -> None:
@@ -91,6 +93,7 @@ def test_estimates_track_realized_before_the_concept_shift(
     assert chunks[0].estimates["roc_auc"].window_start is not None
 
 
+@pytest.mark.slow
 def test_cbpe_cannot_see_the_concept_shift_that_realized_performance_shows(
     data: tuple[pl.DataFrame, pl.DataFrame], estimator: MetricEstimator
 ) -> None:
@@ -121,6 +124,7 @@ def test_realized_metrics_without_and_with_labels(data: tuple[pl.DataFrame, pl.D
 
 
 # --- typed errors --------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_bad_multiclass_inputs_are_typed(data: tuple[pl.DataFrame, pl.DataFrame], estimator: MetricEstimator) -> None:
     reference, analysis = data
     with pytest.raises(EstimationError, match="y_pred_proba_upmarket_card"):

@@ -71,7 +71,7 @@ def assert_equal(ours: PerformanceEstimate, theirs: PerformanceEstimate) -> None
     [
         ("calibrated", 0, 1000),
         pytest.param("calibrated", 1, 2500, marks=pytest.mark.slow),
-        ("overconfident", 2, 1000),
+        pytest.param("overconfident", 2, 1000, marks=pytest.mark.slow),
         pytest.param("overconfident", 3, 2500, marks=pytest.mark.slow),
         # chunk_size = reference.height // 3, as prepare_context does for small references
         pytest.param("overconfident", 4, 3333, marks=pytest.mark.slow),

@@ -20,7 +20,8 @@ from tests.support.s3 import S3StandIn, s3_credentials, s3_stand_in
 
 __all__ = ["s3_credentials", "s3_stand_in"]  # fixtures
 
-KINDS = ["folder", "memory", "s3"]
+# The S3 stand-in (a local moto server) in the slow tier; the inner loop keeps it through the two homes sharing a lake.
+KINDS = ["folder", "memory", pytest.param("s3", marks=pytest.mark.slow)]
 Opener = Callable[[], ObjectStore]  # a new store on the same location: another worker's view
 
 

@@ -53,7 +53,9 @@ def _workspace(home: Home, texts: dict[str, str], canary_model: str) -> Iterator
 # --- routing ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("share", [0.01, 0.1, 0.5])
+@pytest.mark.parametrize(
+    "share", [pytest.param(0.01, marks=pytest.mark.slow), 0.1, pytest.param(0.5, marks=pytest.mark.slow)]
+)
 def test_canary_share_is_within_one_point_on_100k_ids(share: float) -> None:
     ids = range(100_000)
     routed = canary_mask(ids, share, "toy:v7").mean()
@@ -274,6 +276,7 @@ def test_judge_canary_aborts_on_any_missed_threshold_waits_in_the_window_then_pr
     assert judge_audit(None, settings, alpha=ALPHA).passed is True
 
 
+@pytest.mark.slow
 def test_realized_rule_false_alarm_rate_stays_at_alpha_and_catches_a_real_drop() -> None:
     """Two equally good models on 400 labelled rows: the paired rule aborts in at most alpha of the runs."""
     rng = np.random.default_rng(2024)
