@@ -138,17 +138,7 @@ class LocalRegistry(LedgerWriter):
                 )
                 os.rename(staging, self._inside(model_dir / version))
                 fsync_dir(model_dir)
-                self._append(
-                    model_dir,
-                    state,
-                    model=model,
-                    action="register",
-                    moves=moves,
-                    actor=actor,
-                    reason=reason,
-                    evidence=None,
-                    extra={"version": version, "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest()},
-                )
+                self._append_register(model_dir, state, moves, version, manifest_bytes, actor=actor, reason=reason)
                 registered = self.get(model, version)
                 if self.mirror is not None:
                     self._publish(model_dir, state, registered, [m.alias for m in moves], actor=actor)
@@ -156,6 +146,30 @@ class LocalRegistry(LedgerWriter):
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return registered
+
+    def _append_register(
+        self,
+        model_dir: Path,
+        state: LedgerState,
+        moves: Sequence[AliasMove],
+        version: str,
+        manifest: bytes,
+        *,
+        actor: str,
+        reason: str,
+    ) -> LedgerEntry:
+        """The ``register`` entry: the version's aliases, and the sha256 of its manifest (checked by ``verify``)."""
+        return self._append(
+            model_dir,
+            state,
+            model=model_dir.name,
+            action="register",
+            moves=moves,
+            actor=actor,
+            reason=reason,
+            evidence=None,
+            extra={"version": version, "manifest_sha256": hashlib.sha256(manifest).hexdigest()},
+        )
 
     def _register_request(
         self, model: str, files: Mapping[str, Path | bytes], metadata: Mapping[str, Any], aliases: Sequence[str]

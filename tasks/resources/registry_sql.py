@@ -335,17 +335,7 @@ class SqlRegistry(LocalRegistry):
             registered = parse_manifest(model, f"v{index}", model_dir / f"v{index}", manifest, self._label(model))
             moves = [AliasMove(alias, state.aliases().get(alias), registered.version) for alias in requested]
             self._check_mirror(model_dir, state, model=model, moves=moves, actor=actor, reason=reason, evidence=None)
-            self._append(
-                model_dir,
-                state,
-                model=model,
-                action="register",
-                moves=moves,
-                actor=actor,
-                reason=reason,
-                evidence=None,
-                extra={"version": registered.version, "manifest_sha256": hashlib.sha256(manifest).hexdigest()},
-            )
+            self._append_register(model_dir, state, moves, registered.version, manifest, actor=actor, reason=reason)
             conn.execute(
                 insert(versions).values(
                     model=model,
