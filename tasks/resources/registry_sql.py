@@ -460,6 +460,35 @@ class SqlRegistry(LocalRegistry):
         problems += [f"{model}: the ledger names {v} but its row is missing" for v in missing]
         return problems
 
+    # drills --------------------------------------------------------------------------------
+    def sandbox(self, model: str, root: Path) -> SqlRegistry:
+        """A copy of ``model``'s rows in a new SQLite database under ``root``, sharing the (content-addressed) blobs:
+        where a rollback drill rehearses without moving anything here. Never mirrored. The ledger is copied first
+        (so every version it names is copied) and the copy's head is made from the copied ledger (this one may
+        have moved on meanwhile); the caller checks this ledger's chain before copying."""
+        from sqlalchemy import insert, select, update
+        from sqlalchemy.exc import SQLAlchemyError
+
+        target = SqlRegistry(f"sqlite:///{Path(root) / 'registry.db'}", self.objects, Path(root))
+        try:
+            with self._reading(f"copying {model!r}") as source, target.db.engine().begin() as dest:
+                for name in (LEDGER, MODELS, VERSIONS, ANNOTATIONS):
+                    table = self.db.table(name)
+                    rows = [dict(r._mapping) for r in source.execute(select(table).where(table.c.model == model))]
+                    if rows:
+                        dest.execute(insert(target.db.table(name)), rows)
+                ledger, models = target.db.table(LEDGER), target.db.table(MODELS)
+                last = dest.execute(
+                    select(ledger.c.seq, ledger.c.entry).where(ledger.c.model == model).order_by(ledger.c.seq.desc())
+                ).first()
+                if last is not None:
+                    head = {"head_seq": last.seq, "head_digest": line_digest(str(last.entry).encode())}
+                    dest.execute(update(models).where(models.c.model == model).values(**head))
+        except SQLAlchemyError as exc:
+            target.close()
+            raise self._failed(f"copying {model!r} to a sandbox", exc) from exc
+        return target
+
     # annotations -----------------------------------------------------------------------
     def annotate(self, model: str, version: str, key: str, value: Any) -> None:
         from sqlalchemy.exc import SQLAlchemyError
