@@ -261,3 +261,28 @@ def test_registry_storage_selects_the_sql_registry_and_files_stay_the_default(tm
     assert isinstance(again, SqlRegistry)
     reg.close()
     again.close()
+
+
+def test_threads_of_one_process_registering_and_moving_at_once_stay_consistent(reg: SqlRegistry) -> None:
+    import threading
+
+    _register(reg, 0)
+    errors: list[BaseException] = []
+
+    def work(tag: int) -> None:
+        try:
+            for i in range(3):
+                _register(reg, 10 * tag + i)
+            reg.move_alias(MODEL, f"t{tag}", "v0", expected=None, actor="t", reason="own alias")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(tag,)) for tag in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    assert [v.version for v in reg.versions(MODEL)] == [f"v{i}" for i in range(13)]
+    assert {a: v for a, v in reg.aliases(MODEL).items() if a.startswith("t")} == {f"t{i}": "v0" for i in range(4)}
+    assert reg.check(MODEL) == []
