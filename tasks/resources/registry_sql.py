@@ -466,7 +466,7 @@ class SqlRegistry(LocalRegistry):
         where a rollback drill rehearses without moving anything here. Never mirrored. The ledger is copied first
         (so every version it names is copied) and the copy's head is made from the copied ledger (this one may
         have moved on meanwhile); the caller checks this ledger's chain before copying."""
-        from sqlalchemy import insert, select, update
+        from sqlalchemy import insert, select
         from sqlalchemy.exc import SQLAlchemyError
 
         target = SqlRegistry(f"sqlite:///{Path(root) / 'registry.db'}", self.objects, Path(root))
@@ -477,17 +477,77 @@ class SqlRegistry(LocalRegistry):
                     rows = [dict(r._mapping) for r in source.execute(select(table).where(table.c.model == model))]
                     if rows:
                         dest.execute(insert(target.db.table(name)), rows)
-                ledger, models = target.db.table(LEDGER), target.db.table(MODELS)
+                ledger = target.db.table(LEDGER)
                 last = dest.execute(
                     select(ledger.c.seq, ledger.c.entry).where(ledger.c.model == model).order_by(ledger.c.seq.desc())
                 ).first()
                 if last is not None:
-                    head = {"head_seq": last.seq, "head_digest": line_digest(str(last.entry).encode())}
-                    dest.execute(update(models).where(models.c.model == model).values(**head))
+                    target._move_head(dest, model, last.seq, line_digest(str(last.entry).encode()))
         except SQLAlchemyError as exc:
             target.close()
             raise self._failed(f"copying {model!r} to a sandbox", exc) from exc
         return target
+
+    # migration -------------------------------------------------------------------------
+    def import_collection(self, model_dir: Path) -> int:
+        """Copy a file registry's collection (``<home>/registry/<model>``) into this empty model, byte for byte: the
+        ledger lines become rows unchanged (so the hash chain and the manifests' recorded sha256 still hold), the
+        files become blobs, the manifests rows. Refused when the source ledger is broken, a version fails
+        verification, or the model here already has entries. Returns the number of ledger entries copied. Run it
+        while no one writes the source."""
+        from sqlalchemy import insert
+
+        from tasks.registry.ledger import read_ledger
+        from tasks.registry.model import LEDGER_NAME
+        from tasks.registry.versions import scan_versions, verify_version
+
+        model_dir = Path(model_dir)
+        source = read_ledger(model_dir / LEDGER_NAME)  # chain and anchor checked: a broken ledger is not imported
+        lines = (model_dir / LEDGER_NAME).read_bytes()[: source.valid_bytes].split(b"\n")
+        bodies = [line for line in lines if line.strip()]
+        versions = scan_versions(model_dir)
+        recorded = {r.version: r.manifest_sha256 for r in source.records if r.entry.action == "register"}
+        for version in versions:
+            verify_version(version, recorded.get(version.version))  # a tampered version is not imported
+            for name in sorted(version.digests):
+                self._put_blob(version.model, (version.path / name).read_bytes())
+        versions_table, ledger = self.db.table(VERSIONS), self.db.table(LEDGER)
+        with self._locked(self._model_dir(model_dir.name)) as state:
+            if state.records:
+                raise RegistryError(f"model {model_dir.name!r} already has a ledger in {self.db.masked_url}")
+            conn = self._conn()
+            previous = GENESIS
+            for record, body in zip(source.records, bodies, strict=True):
+                conn.execute(
+                    insert(ledger).values(
+                        model=record.entry.model,
+                        seq=record.entry.seq,
+                        entry=body.decode(),
+                        digest=record.digest,
+                        prev_digest=record.prev or previous,
+                        at=record.entry.at,
+                    )
+                )
+                previous = record.digest
+            for version in versions:
+                manifest = (version.path / MANIFEST_NAME).read_bytes()
+                conn.execute(
+                    insert(versions_table).values(
+                        model=version.model,
+                        version=version.version,
+                        idx=version.index,
+                        manifest=manifest.decode(),
+                        created_at=version.created_at,
+                    )
+                )
+            self._move_head(conn, model_dir.name, source.last_seq, source.last_digest)
+        return len(source.records)
+
+    def _move_head(self, conn: Connection, model: str, seq: int, digest: str) -> None:
+        from sqlalchemy import update
+
+        models = self.db.table(MODELS)
+        conn.execute(update(models).where(models.c.model == model).values(head_seq=seq, head_digest=digest))
 
     # annotations -----------------------------------------------------------------------
     def annotate(self, model: str, version: str, key: str, value: Any) -> None:

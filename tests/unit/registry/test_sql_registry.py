@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tasks.core.errors import AliasConflictError, IntegrityError, LedgerIntegrityError
+from tasks.core.errors import AliasConflictError, IntegrityError, LedgerIntegrityError, RegistryError
 from tasks.core.faults import FAULT_ENV, KILLED_EXIT_CODE
 from tasks.core.settings import DriftgateSettings
 from tasks.registry.local import LocalRegistry
@@ -286,3 +286,44 @@ def test_threads_of_one_process_registering_and_moving_at_once_stay_consistent(r
     assert [v.version for v in reg.versions(MODEL)] == [f"v{i}" for i in range(13)]
     assert {a: v for a, v in reg.aliases(MODEL).items() if a.startswith("t")} == {f"t{i}": "v0" for i in range(4)}
     assert reg.check(MODEL) == []
+
+
+# --- migration from a file registry -------------------------------------------------------------------------------
+
+
+def test_a_file_registry_is_imported_byte_for_byte_with_its_chain_and_history(reg: SqlRegistry, tmp_path: Path) -> None:
+    files = LocalRegistry(tmp_path / "file-registry")
+    for tag in range(3):
+        _register(files, tag)
+    files.promote(MODEL, "v0", actor="gate", reason="first", expected_production=None)
+    files.promote(MODEL, "v1", actor="gate", reason="second")
+    files.move_alias(MODEL, STAGING, "v2", expected=None, actor="ann", reason="stage")
+    with pytest.raises(AliasConflictError):
+        files.move_alias(MODEL, STAGING, "v0", expected=None, actor="bob", reason="stale")
+    files.rollback(MODEL, actor="ops", reason="bad day")
+
+    assert reg.import_collection(files.root / MODEL) == len(files.ledger(MODEL))
+    assert reg.ledger(MODEL) == files.ledger(MODEL)
+    assert [e.digest for e in reg.ledger(MODEL)] == [e.digest for e in files.ledger(MODEL)]
+    assert reg.aliases(MODEL) == files.aliases(MODEL)
+    at = files.ledger(MODEL)[4].at
+    assert reg.aliases_at(MODEL, at) == files.aliases_at(MODEL, at)
+    assert [(v.version, v.digests, v.metadata) for v in reg.versions(MODEL)] == [
+        (v.version, v.digests, v.metadata) for v in files.versions(MODEL)
+    ]
+    for version in reg.versions(MODEL):
+        reg.verify(version)
+    assert reg.check(MODEL) == []
+    assert _register(reg, 3).version == "v3"  # and it goes on from there
+    with pytest.raises(RegistryError, match="already has a ledger"):
+        reg.import_collection(files.root / MODEL)
+
+
+def test_a_tampered_file_registry_is_not_imported(reg: SqlRegistry, tmp_path: Path) -> None:
+    files = LocalRegistry(tmp_path / "file-registry")
+    v0 = _register(files, 0)
+    os.chmod(v0.path / "model.txt", 0o644)
+    (v0.path / "model.txt").write_bytes(b"tampered")
+    with pytest.raises(IntegrityError, match="tampered or truncated"):
+        reg.import_collection(files.root / MODEL)
+    assert reg.versions(MODEL) == []
