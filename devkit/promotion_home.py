@@ -20,7 +20,7 @@ from tasks.core.settings import DriftgateSettings, load_settings
 from tasks.data.contract import FeatureSpec, ModelContract, feature_matrix
 from tasks.registry.local import LocalRegistry
 from tasks.registry.model import ModelVersion
-from tasks.resources.workspace import CONTRACT_FILE, MODEL_FILE, REFERENCE_FILE
+from tasks.resources.workspace import CONTRACT_FILE, MODEL_FILE, REFERENCE_FILE, make_registry
 
 MODEL = "toy"
 REGIONS = ["north", "south", "east"]
@@ -92,7 +92,7 @@ class Home:
 
     @property
     def registry(self) -> LocalRegistry:
-        return LocalRegistry(self.settings.registry_dir)
+        return make_registry(self.settings)
 
     def register(
         self, text: str, *, gate_passed: bool = True, reference_rows: int = 1500, seed: int = 11

@@ -302,6 +302,12 @@ class DriftgateSettings(BaseSettings):
     registry_backend: Literal["local", "wandb"] = Field(
         "local", description="local registry, or local ledger mirrored to the W&B Registry (needs WANDB_API_KEY)"
     )
+    registry_storage: Literal["files", "sql"] = Field(
+        "files",
+        description="where the registry keeps its state: files (folders, a ledger file and flock in the home), or sql "
+        "(versions, aliases and the ledger in the store_url database, model files content-addressed in the "
+        "artifact store under <url>/registry/), for workers on several machines",
+    )
     tracking_mode: Literal["offline", "online", "disabled"] = "offline"
     wandb_project: str = "driftgate"
     wandb_entity: str | None = None
@@ -400,6 +406,18 @@ class DriftgateSettings(BaseSettings):
     @property
     def registry_dir(self) -> Path:
         return self.home / "registry"
+
+    @property
+    def registry_objects(self) -> str:
+        """Where ``registry_storage: sql`` keeps model files: ``<artifact_store>/registry``, else a home folder."""
+        if self.artifact_store:
+            return f"{self.artifact_store.rstrip('/')}/registry"
+        return str(self.home / "registry-objects")
+
+    @property
+    def registry_copies_dir(self) -> Path:
+        """The verified local copies of versions a ``registry_storage: sql`` registry hands out as folders."""
+        return self.home / "registry-copies"
 
     @property
     def reports_dir(self) -> Path:

@@ -375,9 +375,15 @@ def check_ledger(path: Path) -> LedgerState:
     return LedgerState(records, valid_bytes, len(raw), missing_newline, chain_start, anchor, tuple(chain_problems))
 
 
-def read_ledger(path: Path) -> LedgerState:
-    """Parse and check a ledger; a broken chain or anchor is a :class:`LedgerIntegrityError` naming the entry."""
-    state = check_ledger(path)
+def check_records(records: list[Record], anchor: Anchor | None) -> LedgerState:
+    """The state of a ledger kept elsewhere than a file (rows of a table: no bytes, no torn tail), chain checked
+    against ``anchor`` as :func:`check_ledger` does; problems in ``state.problems``."""
+    chain_start, problems = _check_chain(records, anchor)
+    return LedgerState(records, 0, 0, False, chain_start, anchor, tuple(problems))
+
+
+def refuse_broken(where: str, state: LedgerState) -> LedgerState:
+    """``state`` if its chain holds, else a :class:`LedgerIntegrityError` naming the first broken entry."""
     if state.problems:
         first = state.problems[0]
         more = (
@@ -386,6 +392,11 @@ def read_ledger(path: Path) -> LedgerState:
             else ""
         )
         raise LedgerIntegrityError(
-            f"ledger {path}: {first}{more}; refusing to act on a broken ledger", seq=first.seq, problem=first.problem
+            f"ledger {where}: {first}{more}; refusing to act on a broken ledger", seq=first.seq, problem=first.problem
         )
     return state
+
+
+def read_ledger(path: Path) -> LedgerState:
+    """Parse and check a ledger; a broken chain or anchor is a :class:`LedgerIntegrityError` naming the entry."""
+    return refuse_broken(str(path), check_ledger(path))

@@ -35,7 +35,7 @@ import secrets
 import shutil
 import socket
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -51,7 +51,6 @@ from tasks.registry.ledger import (
     check_ledger,
     fsync_dir,
     json_text,
-    read_ledger,
     write_durably,
 )
 from tasks.registry.model import (
@@ -61,7 +60,6 @@ from tasks.registry.model import (
     CANDIDATE,
     LATEST,
     LEDGER_NAME,
-    MANIFEST_FORMAT,
     MANIFEST_NAME,
     NOTE_ACTIONS,
     PREVIOUS_PRODUCTION,
@@ -79,7 +77,9 @@ from tasks.registry.model import (
 from tasks.registry.versions import (
     VERSION_RE,
     check_file_name,
+    check_model,
     load_version,
+    manifest_json,
     read_version_file,
     remove_abandoned_staging,
     scan_versions,
@@ -117,6 +117,65 @@ class LocalRegistry(LedgerWriter):
         aliases: Sequence[str] = (CANDIDATE,),
     ) -> ModelVersion:
         model_dir = self._model_dir(model)
+        requested, metadata_dict = self._register_request(model, files, metadata, aliases)
+        self._inside(model_dir)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        staging = model_dir / f"{STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+        staging.mkdir()
+        try:
+            # Heavy copying happens before taking the lock, so concurrent alias moves are not held up.
+            digests = {name: write_durably(staging / name, source, model) for name, source in sorted(files.items())}
+            with self._locked(model_dir) as state:
+                remove_abandoned_staging(model_dir, keep=staging)
+                index = 1 + max((v.index for v in scan_versions(model_dir)), default=-1)
+                version = f"v{index}"
+                manifest_bytes = manifest_json(model, index, digests, metadata_dict)
+                write_durably(staging / MANIFEST_NAME, manifest_bytes, model)
+                fsync_dir(staging)
+                moves = [AliasMove(alias, state.aliases().get(alias), version) for alias in requested]
+                self._check_mirror(
+                    model_dir, state, model=model, moves=moves, actor=actor, reason=reason, evidence=None
+                )
+                os.rename(staging, self._inside(model_dir / version))
+                fsync_dir(model_dir)
+                self._append_register(model_dir, state, moves, version, manifest_bytes, actor=actor, reason=reason)
+                registered = self.get(model, version)
+                if self.mirror is not None:
+                    self._publish(model_dir, state, registered, [m.alias for m in moves], actor=actor)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return registered
+
+    def _append_register(
+        self,
+        model_dir: Path,
+        state: LedgerState,
+        moves: Sequence[AliasMove],
+        version: str,
+        manifest: bytes,
+        *,
+        actor: str,
+        reason: str,
+    ) -> LedgerEntry:
+        """The ``register`` entry: the version's aliases, and the sha256 of its manifest (checked by ``verify``)."""
+        return self._append(
+            model_dir,
+            state,
+            model=model_dir.name,
+            action="register",
+            moves=moves,
+            actor=actor,
+            reason=reason,
+            evidence=None,
+            extra={"version": version, "manifest_sha256": hashlib.sha256(manifest).hexdigest()},
+        )
+
+    def _register_request(
+        self, model: str, files: Mapping[str, Path | bytes], metadata: Mapping[str, Any], aliases: Sequence[str]
+    ) -> tuple[list[str], dict[str, Any]]:
+        """The aliases a registration sets (``latest`` first) and its metadata as JSON, or the reason it is refused."""
+        check_model(model)
         if not files:
             raise RegistryError(f"register {model!r}: no files given")
         for name in files:
@@ -129,57 +188,7 @@ class LocalRegistry(LedgerWriter):
             raise RegistryError(
                 f"register {model!r} cannot set {sorted(blocked)}: use promote(), which keeps previous-production"
             )
-        metadata_dict = json.loads(json_text(dict(metadata), f"metadata of model {model!r}"))
-
-        self._inside(model_dir)
-        model_dir.mkdir(parents=True, exist_ok=True)
-        staging = model_dir / f"{STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
-        staging.mkdir()
-        try:
-            # Heavy copying happens before taking the lock, so concurrent alias moves are not held up.
-            digests = {name: write_durably(staging / name, source, model) for name, source in sorted(files.items())}
-            with self._locked(model_dir) as state:
-                remove_abandoned_staging(model_dir, keep=staging)
-                index = 1 + max((v.index for v in scan_versions(model_dir)), default=-1)
-                version = f"v{index}"
-                created_at = datetime.now(UTC)
-                manifest = {
-                    "format": MANIFEST_FORMAT,
-                    "model": model,
-                    "version": version,
-                    "index": index,
-                    "created_at": created_at.isoformat(),
-                    "files": {name: {"sha256": digests[name]} for name in sorted(digests)},
-                    "metadata": metadata_dict,
-                }
-                manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
-                write_durably(staging / MANIFEST_NAME, manifest_bytes, model)
-                fsync_dir(staging)
-                current = state.aliases()
-                moves = [AliasMove(alias, current.get(alias), version) for alias in requested]
-                self._check_mirror(
-                    model_dir, state, model=model, moves=moves, actor=actor, reason=reason, evidence=None
-                )
-                os.rename(staging, self._inside(model_dir / version))
-                fsync_dir(model_dir)
-                self._append(
-                    model_dir,
-                    state,
-                    model=model,
-                    action="register",
-                    moves=moves,
-                    actor=actor,
-                    reason=reason,
-                    evidence=None,
-                    extra={"version": version, "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest()},
-                )
-                registered = self.get(model, version)
-                if self.mirror is not None:
-                    self._publish(model_dir, state, registered, [m.alias for m in moves], actor=actor)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return registered
+        return requested, json.loads(json_text(dict(metadata), f"metadata of model {model!r}"))
 
     def versions(self, model: str) -> list[ModelVersion]:
         return scan_versions(self._model_dir(model))
@@ -196,19 +205,19 @@ class LocalRegistry(LedgerWriter):
 
     # aliases -------------------------------------------------------------------------
     def aliases(self, model: str) -> dict[str, str]:
-        return read_ledger(self._model_dir(model) / LEDGER_NAME).aliases()
+        return self._read_state(self._model_dir(model)).aliases()
 
     def resolve(self, model: str, alias: str) -> ModelVersion | None:
         version = self.aliases(model).get(alias)
         return None if version is None else self.get(model, version)
 
     def ledger(self, model: str) -> list[LedgerEntry]:
-        return [r.entry for r in read_ledger(self._model_dir(model) / LEDGER_NAME).records]
+        return [r.entry for r in self._read_state(self._model_dir(model)).records]
 
     def aliases_at(self, model: str, at: datetime) -> dict[str, str]:
         if at.tzinfo is None:
             raise RegistryError(f"aliases_at({model!r}, {at.isoformat()}) needs a timezone-aware datetime")
-        return read_ledger(self._model_dir(model) / LEDGER_NAME).aliases(until=at)
+        return self._read_state(self._model_dir(model)).aliases(until=at)
 
     def _reject(
         self,
@@ -388,7 +397,7 @@ class LocalRegistry(LedgerWriter):
 
     def open_lease(self, model: str) -> Lease | None:
         """The promotion lease open now, if any."""
-        return read_ledger(self._model_dir(model) / LEDGER_NAME).open_lease
+        return self._read_state(self._model_dir(model)).open_lease
 
     def hand_over(self, model: str, lease: Lease, *, holder: str = "watch", actor: str, reason: str) -> Lease:
         """Pass an open lease to ``holder`` (no process: it is never settled as dead), e.g. `driftgate watch`."""
@@ -530,7 +539,7 @@ class LocalRegistry(LedgerWriter):
     def verify(self, version: ModelVersion) -> None:
         recorded = {
             r.version: r.manifest_sha256
-            for r in read_ledger(version.path.parent / LEDGER_NAME).records
+            for r in self._read_state(self._model_dir(version.model)).records
             if r.entry.action == "register"
         }.get(version.version)
         verify_version(version, recorded)

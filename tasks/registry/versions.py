@@ -13,13 +13,15 @@ import hashlib
 import json
 import re
 import shutil
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from tasks.core.errors import IntegrityError, RegistryError
 from tasks.core.timeutil import parse_utc
 from tasks.registry.ledger import pid_alive, sha256_file
-from tasks.registry.model import MANIFEST_NAME, STAGING_PREFIX, ModelVersion
+from tasks.registry.model import MANIFEST_FORMAT, MANIFEST_NAME, STAGING_PREFIX, ModelVersion
 
 VERSION_RE: Final = re.compile(r"^v(0|[1-9][0-9]*)$")
 NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -53,10 +55,33 @@ def scan_versions(model_dir: Path) -> list[ModelVersion]:
     return sorted(found, key=lambda v: v.index)
 
 
+def manifest_json(model: str, index: int, digests: Mapping[str, str], metadata: Mapping[str, Any]) -> bytes:
+    """The manifest of version ``v<index>`` as stored (its sha256 goes into the ledger's register entry)."""
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "model": model,
+        "version": f"v{index}",
+        "index": index,
+        "created_at": datetime.now(UTC).isoformat(),
+        "files": {name: {"sha256": digests[name]} for name in sorted(digests)},
+        "metadata": dict(metadata),
+    }
+    return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+
+
 def load_version(model: str, version: str, path: Path) -> ModelVersion:
     manifest_path = path / MANIFEST_NAME
     try:
-        manifest = json.loads(manifest_path.read_bytes())
+        raw = manifest_path.read_bytes()
+    except OSError as exc:
+        raise IntegrityError(f"manifest {manifest_path} of {model}:{version} is unreadable: {exc}") from exc
+    return parse_manifest(model, version, path, raw, str(manifest_path))
+
+
+def parse_manifest(model: str, version: str, path: Path, raw: bytes, manifest_path: str) -> ModelVersion:
+    """The version a manifest describes (``manifest_path`` names where it was read, for messages)."""
+    try:
+        manifest = json.loads(raw)
         loaded = ModelVersion(
             model=model,
             version=version,
@@ -66,7 +91,7 @@ def load_version(model: str, version: str, path: Path) -> ModelVersion:
             metadata=dict(manifest["metadata"]),
             digests={name: str(spec["sha256"]) for name, spec in manifest["files"].items()},
         )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:
         raise IntegrityError(f"manifest {manifest_path} of {model}:{version} is unreadable: {exc}") from exc
     if manifest.get("model") != model or manifest.get("version") != version or loaded.index != int(version[1:]):
         raise IntegrityError(
@@ -88,10 +113,16 @@ def read_version_file(version: ModelVersion, name: str) -> bytes:
         data = path.read_bytes()
     except FileNotFoundError as exc:
         raise IntegrityError(f"file {name!r} of {version.model}:{version.version} is missing ({path})") from exc
+    return checked_bytes(version, name, data, str(path))
+
+
+def checked_bytes(version: ModelVersion, name: str, data: bytes, where: str) -> bytes:
+    """``data`` (file ``name`` of ``version``, read from ``where``) if it hashes to the manifest's digest."""
     actual = hashlib.sha256(data).hexdigest()
+    expected = version.digests[name]
     if actual != expected:
         raise IntegrityError(
-            f"file {name!r} of {version.model}:{version.version} ({path}) has sha256 {actual}, "
+            f"file {name!r} of {version.model}:{version.version} ({where}) has sha256 {actual}, "
             f"manifest says {expected}: tampered or truncated"
         )
     return data

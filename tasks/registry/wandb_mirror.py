@@ -81,6 +81,16 @@ class WandbMirror:
         self.api_timeout = api_timeout
         self._api: Any = None
 
+    @classmethod
+    def from_settings(cls, settings: DriftgateSettings) -> WandbMirror:
+        return cls(
+            registry=settings.wandb_registry,
+            project=settings.wandb_project,
+            entity=settings.wandb_entity,
+            directory=settings.wandb_dir,
+            artifact_rows=settings.wandb_artifact_rows,
+        )
+
     @property
     def name(self) -> str:
         return f"the W&B Registry ({registry_path(self.registry, '<model>')})"
@@ -173,13 +183,4 @@ class WandbRegistry(LocalRegistry):
 
     @classmethod
     def from_settings(cls, settings: DriftgateSettings) -> WandbRegistry:
-        return cls(
-            settings.registry_dir,
-            WandbMirror(
-                registry=settings.wandb_registry,
-                project=settings.wandb_project,
-                entity=settings.wandb_entity,
-                directory=settings.wandb_dir,
-                artifact_rows=settings.wandb_artifact_rows,
-            ),
-        )
+        return cls(settings.registry_dir, WandbMirror.from_settings(settings))

@@ -163,7 +163,16 @@ class LedgerWriter:
             evidence=None,
             extra={"ends_lease": lease.seq, "settled": True},
         )
+        return self._read_state(model_dir)
+
+    # storage of the ledger: a file here; subclasses keep it elsewhere (a SQL table) ---------------
+    def _read_state(self, model_dir: Path) -> LedgerState:
+        """The model's ledger as it stands, chain checked (a broken one raises)."""
         return read_ledger(model_dir / LEDGER_NAME)
+
+    def _scan_versions(self, model_dir: Path) -> list[ModelVersion]:
+        """Every version of the model, with its files readable at ``version.path`` (the mirror uploads them)."""
+        return scan_versions(model_dir)
 
     def _append(
         self,
@@ -202,6 +211,13 @@ class LedgerWriter:
         body = json.dumps(
             entry_to_json(entry, {**(extra or {}), "prev": state.last_digest}), separators=(",", ":")
         ).encode()
+        digest = self._store_entry(model_dir, state, entry, body)
+        return dataclasses.replace(entry, digest=digest, chained=True)
+
+    def _store_entry(self, model_dir: Path, state: LedgerState, entry: LedgerEntry, body: bytes) -> str:
+        """Make ``body`` (the entry's compact JSON, ``prev`` included) the next line of the ledger, durably, under
+        the lock; returns its digest. Here: one O_APPEND write + fsync, then the anchor."""
+        action = entry.action
         line = (b"\n" if state.missing_newline else b"") + body + b"\n"
         ledger_path = model_dir / LEDGER_NAME
         is_new = not ledger_path.exists()
@@ -225,7 +241,7 @@ class LedgerWriter:
         digest = line_digest(body)
         write_anchor(model_dir, entry.seq, digest)
         fault_point(action, "after_anchor")
-        return dataclasses.replace(entry, digest=digest, chained=True)
+        return digest
 
     def _commit(
         self,
@@ -354,7 +370,7 @@ class LedgerWriter:
         except Exception as exc:  # the mirror's client raises its own network/HTTP errors
             self._append(
                 model_dir,
-                read_ledger(model_dir / LEDGER_NAME),
+                self._read_state(model_dir),
                 model=version.model,
                 action="mirror",
                 moves=(),
@@ -378,7 +394,7 @@ class LedgerWriter:
             changes: list[str] = []
             try:
                 published = self.mirror.versions(model)
-                for version in scan_versions(model_dir):
+                for version in self._scan_versions(model_dir):
                     if version.version not in published:
                         held = sorted(a for a, v in local.items() if v == version.version and a not in UNMIRRORED)
                         self.mirror.publish(version, held)

@@ -143,6 +143,10 @@ class SqlDatabase:
                     raise self._error("creating tables", exc) from exc
         self._tables = tables
 
+    def engine(self) -> Engine:
+        """The engine, created (with the tables) on first use: for callers that hold their own transactions."""
+        return self._ready()
+
     def table(self, name: str) -> Table:
         self._ready()
         return self._tables[name]

@@ -117,6 +117,10 @@ class Workspace:
     def close(self) -> None:
         if "store" in self.__dict__:
             self.store.close()
+        if "registry" in self.__dict__:
+            closer = getattr(self.registry, "close", None)
+            if closer is not None:
+                closer()
 
 
 @contextmanager
@@ -139,9 +143,12 @@ def open_workspace(settings: DriftgateSettings) -> Workspace:
 
 
 def make_registry(settings: DriftgateSettings) -> LocalRegistry:
-    """The registry chosen by ``settings.registry_backend``: the local ledger, mirrored to W&B for ``wandb``."""
+    """The registry chosen by ``settings.registry_storage`` (files in the home, or SQL + the artifact store) and
+    ``settings.registry_backend`` (mirrored to W&B for ``wandb``)."""
     from tasks.registry.local import LocalRegistry
 
+    if settings.registry_storage == "sql":
+        return make_sql_registry(settings)
     if settings.registry_backend == "local":
         return LocalRegistry(settings.registry_dir)
     if settings.registry_backend == "wandb":
@@ -149,3 +156,17 @@ def make_registry(settings: DriftgateSettings) -> LocalRegistry:
 
         return WandbRegistry.from_settings(settings)
     raise ConfigError(f"DRIFTGATE_REGISTRY_BACKEND={settings.registry_backend!r} is not one of ['local', 'wandb']")
+
+
+def make_sql_registry(settings: DriftgateSettings) -> LocalRegistry:
+    """Metadata in the store's database (``store_url``), files in ``settings.registry_objects``."""
+    from tasks.resources.objects import open_store
+    from tasks.resources.registry_sql import SqlRegistry
+
+    mirror = None
+    if settings.registry_backend == "wandb":
+        from tasks.registry.wandb_mirror import WandbMirror
+
+        mirror = WandbMirror.from_settings(settings)
+    objects = open_store(settings.registry_objects, settings.artifact_store_options)
+    return SqlRegistry(settings.resolved_store_url, objects, settings.registry_copies_dir, mirror=mirror)

@@ -187,12 +187,17 @@ def run_drill(ws: Workspace, *, keep_sandbox: bool = False, now: datetime | None
     from tasks.registry.local import LocalRegistry
     from tasks.report.markdown import write_report
     from tasks.report.publish import artifact_key, publish
+    from tasks.resources.registry_sql import SqlRegistry
 
     now = now or datetime.now(UTC)
     ws.registry.ledger(ws.model)  # a broken hash chain (LedgerIntegrityError) stops the drill before any copy
     sandbox_root = ws.settings.home / "drills" / f"{ws.model}-{now:%Y%m%dT%H%M%S%f}"
-    copy_collection(ws.settings.registry_dir, ws.model, sandbox_root)
-    sandbox = LocalRegistry(sandbox_root)  # never mirrored: a drill must not touch W&B
+    real = ws.registry
+    if isinstance(real, SqlRegistry):
+        sandbox: LocalRegistry = real.sandbox(ws.model, sandbox_root)  # never mirrored either
+    else:
+        copy_collection(ws.settings.registry_dir, ws.model, sandbox_root)
+        sandbox = LocalRegistry(sandbox_root)  # never mirrored: a drill must not touch W&B
     aliases = sandbox.aliases(ws.model)
     try:
         steps, problems = rehearse(sandbox, ws.model, num_threads=ws.settings.num_threads)
@@ -204,6 +209,8 @@ def run_drill(ws: Workspace, *, keep_sandbox: bool = False, now: datetime | None
             except DriftgateError as exc:
                 problems.append(f"{version.version}: {exc}")
     finally:
+        if isinstance(sandbox, SqlRegistry):
+            sandbox.close()
         if not keep_sandbox:
             shutil.rmtree(sandbox_root, ignore_errors=True)
     result = DrillResult(

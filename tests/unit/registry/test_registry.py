@@ -32,7 +32,12 @@ from tasks.registry.model import (
     last_known_good,
     replay_aliases,
 )
+from tasks.resources.registry_sql import SqlRegistry, blob_key
 from tests.support.mirror import BOOSTER_TEXT, MODEL, MemoryMirror
+from tests.support.s3 import s3_credentials, s3_stand_in
+from tests.support.sql_registry import SQL_KINDS, sql_registry
+
+__all__ = ["s3_credentials", "s3_stand_in"]  # fixtures
 
 
 def _register(reg: LocalRegistry, tag: int, **kwargs: object) -> ModelVersion:
@@ -468,14 +473,19 @@ def test_sigkill_mid_churn_leaves_aliases_on_complete_versions(reg: LocalRegistr
 # --- the registry contract: every implementation ---------------------------------------------------
 
 
-@pytest.fixture(params=["local", "mirrored", "wandb-stand-in", "wandb"])
+@pytest.fixture(params=["local", "mirrored", "wandb-stand-in", "wandb", *SQL_KINDS, "sql-mirrored"])
 def contract_registry(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[LocalRegistry, str]:
     """(registry, model) for each implementation of the Registry interface: the W&B adapter runs against an
-    in-process stand-in of the W&B calls it makes, and against W&B itself only with WANDB_API_KEY."""
+    in-process stand-in of the W&B calls it makes, and against W&B itself only with WANDB_API_KEY; the SQL
+    registry on SQLite + a folder and on PostgreSQL + an S3-API stand-in (and mirrored, on SQLite)."""
     if request.param == "local":
         return LocalRegistry(tmp_path / "registry"), MODEL
+    if request.param in SQL_KINDS:
+        return sql_registry(request, tmp_path, request.param), MODEL
+    if request.param == "sql-mirrored":
+        return sql_registry(request, tmp_path, "sqlite+folder", MemoryMirror()), MODEL
     if request.param == "mirrored":
         return LocalRegistry(tmp_path / "registry", mirror=MemoryMirror()), MODEL
     if request.param == "wandb-stand-in":
@@ -498,6 +508,15 @@ def contract_registry(
     return WandbRegistry(tmp_path / "registry", mirror), f"contract-{os.getpid()}-{time.time_ns()}"
 
 
+def tamper(reg: LocalRegistry, version: ModelVersion, name: str, data: bytes) -> None:
+    """Overwrite a stored file of ``version`` behind the registry's back (its folder, or its blob)."""
+    if isinstance(reg, SqlRegistry):
+        reg.objects.write(blob_key(version.digests[name]), data)
+        return
+    os.chmod(version.path / name, 0o644)
+    (version.path / name).write_bytes(data)
+
+
 def _mirror_agrees(reg: LocalRegistry, model: str) -> None:
     if reg.mirror is not None:
         expected = {a: v for a, v in reg.aliases(model).items() if a != "latest"}
@@ -513,8 +532,7 @@ def test_contract_versions_are_immutable_and_verified(contract_registry: tuple[L
     assert v0.digests["model.txt"] == hashlib.sha256(BOOSTER_TEXT).hexdigest()
     assert reg.aliases(model) == {"latest": "v1", "candidate": "v1"}
     _mirror_agrees(reg, model)
-    os.chmod(v1.path / "model.txt", 0o644)
-    (v1.path / "model.txt").write_bytes(b"tampered")
+    tamper(reg, v1, "model.txt", b"tampered")
     with pytest.raises(IntegrityError, match="tampered or truncated"):
         reg.read_file(v1, "model.txt")
     with pytest.raises(IntegrityError, match=f"'model.txt' of {model}:v1"):

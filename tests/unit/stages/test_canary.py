@@ -143,8 +143,9 @@ def test_a_canary_that_cannot_score_is_answered_by_production_and_counted(
 # --- automatic rollback and the audit -----------------------------------------------------------
 
 
-def test_automatic_rollback_fires_on_a_degraded_canary(tmp_path: Path, texts: dict[str, str]) -> None:
-    home = make_home(tmp_path / "home")
+@pytest.mark.parametrize("storage", ["files", "sql"])
+def test_automatic_rollback_fires_on_a_degraded_canary(tmp_path: Path, texts: dict[str, str], storage: str) -> None:
+    home = make_home(tmp_path / "home", registry_storage=storage)
     batch, labels = home.batch("day-1", 3000, seed=23, first_id=3_000_000)
     for ws in _workspace(home, texts, "degraded"):
         canary.score_file(ws, str(batch))
@@ -177,10 +178,11 @@ def test_automatic_rollback_fires_on_a_degraded_canary(tmp_path: Path, texts: di
         assert decision["outcome"] == "canary_aborted" and decision["version"] == "v1"
 
 
+@pytest.mark.parametrize("storage", ["files", "sql"])
 def test_a_good_canary_is_promoted_and_audited_against_the_previous_production(
-    tmp_path: Path, texts: dict[str, str]
+    tmp_path: Path, texts: dict[str, str], storage: str
 ) -> None:
-    home = make_home(tmp_path / "home")
+    home = make_home(tmp_path / "home", registry_storage=storage)
     batch, labels = home.batch("day-1", 3000, seed=24, first_id=4_000_000)
     for ws in _workspace(home, texts, "good2"):
         canary.score_file(ws, str(batch))

@@ -94,3 +94,31 @@ def test_sandbox_copy_is_consistent_and_served_like_production(tmp_path: Path, t
     model_file.write_text("tree\n")
     with pytest.raises(IntegrityError, match="toy:v0"):
         serve_once(lone.registry, MODEL)
+
+
+def test_drill_on_the_sql_registry_rehearses_on_a_sandbox_database(tmp_path: Path, texts: dict[str, str]) -> None:
+    from tasks.resources.registry_sql import SqlRegistry
+
+    home = make_home(tmp_path / "home", registry_storage="sql")
+    home.register(texts["good"])
+    home.register(texts["good2"])
+    real = home.registry
+    assert isinstance(real, SqlRegistry)
+    real.promote(MODEL, "v0", actor="gate", reason="first", expected_production=None)
+    real.promote(MODEL, "v1", actor="gate", reason="second")
+    before = real.aliases(MODEL)
+    ws = open_workspace(home.settings)
+    try:
+        result = run_drill(ws)
+    finally:
+        ws.close()
+    assert result.ok, result.problems
+    assert [(s.name, s.from_version, s.to_version) for s in result.steps] == [
+        ("rollback", "v1", "v0"),
+        ("roll-forward", "v0", "v1"),
+    ]
+    assert result.versions_verified == 2
+    assert real.aliases(MODEL) == before and real.ledger(MODEL)[-1].action == "drill"
+    assert real.check(MODEL) == []
+    assert not Path(result.sandbox).exists()
+    real.close()
