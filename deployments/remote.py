@@ -20,7 +20,9 @@ the rendered file with deployments.validate and checks it keeps prefect.yaml's t
   blocks ``wandb-api-key`` and ``driftgate-store-url``, resolved when a run starts and never written in a file.
 - **shared state**: ``DRIFTGATE_STORE_URL`` (PostgreSQL: audit store and Optuna studies), ``DRIFTGATE_ARTIFACT_STORE``
   (the Prefect variable ``driftgate_artifact_store``: the batch lake at an object-store URL) and
-  ``DRIFTGATE_HOME`` (the variable ``driftgate_home``: the registry and reports, on a volume every worker mounts).
+  ``DRIFTGATE_HOME`` (the variable ``driftgate_home``: the contract, the kept reference and reports, on a volume
+  every worker mounts). ``DRIFTGATE_REGISTRY_STORAGE=sql`` keeps the registry in the store's database and its
+  model files in the artifact store.
 """
 
 from __future__ import annotations
@@ -65,6 +67,9 @@ def render(
     ]
     env = {"WANDB_API_KEY": WANDB_KEY, "DRIFTGATE_STORE_URL": STORE_URL, "DRIFTGATE_ARTIFACT_STORE": ARTIFACT_STORE}
     env["DRIFTGATE_HOME"] = HOME
+    # Versions, aliases and the ledger in the store's database, model files in the artifact store: workers on
+    # several machines share the registry without a shared folder (tasks/resources/registry_sql.py).
+    env["DRIFTGATE_REGISTRY_STORAGE"] = "sql"
     pools = [dep.get("work_pool") or {} for dep in data["deployments"]]
     pools.append(((data.get("definitions") or {}).get("work_pool")) or {})
     for pool in pools:
