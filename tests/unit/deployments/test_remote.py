@@ -41,6 +41,7 @@ def test_the_remote_file_keeps_the_topology_and_validates(
     for dep in data["deployments"]:
         variables = dep["work_pool"]["job_variables"]
         assert variables["env"]["WANDB_API_KEY"] == WANDB_KEY and variables["env"]["DRIFTGATE_STORE_URL"] == STORE_URL
+        assert variables["env"]["DRIFTGATE_REGISTRY_STORAGE"] == "sql"
         assert variables["env"]["DO_NOT_TRACK"] == "1"  # prefect.yaml's own settings are kept
         assert (variables.get("image") == "registry.example/driftgate:1.0") == (pool == "docker")
 
