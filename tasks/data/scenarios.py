@@ -31,14 +31,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import Any, Literal, get_args
 
 from tasks.core.errors import ConfigError
 from tasks.data.files import STATIONARY, Shift
 from tasks.data.populations import Population
-
-if TYPE_CHECKING:
-    pass
 
 Expected = Literal["NONE", "ALERT", "RETRAIN", "BLOCK"]
 
@@ -162,14 +159,7 @@ class Scenario:
             "to repay mostly default and vice versa (labels flipped with p = 0.9). P(y|x) changes, P(x) does not: "
             "neither drift nor CBPE can see it; only labels (late ones, under a delay) reveal it.",
             stationary,
-            Phase(
-                "concept",
-                changed,
-                Shift(concept_flip=("salary_range", "60K+ €", 0.9)),
-                degraded=True,
-                retrain_helps=True,
-                expected="RETRAIN",
-            ),
+            _salary_concept_flip(changed),
         )
 
     @classmethod
@@ -260,14 +250,7 @@ class Scenario:
             "rate, so 'any feature drifts' fires on many quiet batches unless it is controlled per batch "
             "(profiling.batch_correction); the degraded stretch must still be caught from labels.",
             stationary,
-            Phase(
-                "concept",
-                changed,
-                Shift(concept_flip=("salary_range", "60K+ €", 0.9)),
-                degraded=True,
-                retrain_helps=True,
-                expected="RETRAIN",
-            ),
+            _salary_concept_flip(changed),
             extra_features=30,
         )
 
@@ -322,6 +305,18 @@ class Scenario:
             lines.append(f"  {span} ({phase.name}): {phase.describe()}")
             first = last + 1
         return "\n".join(lines)
+
+
+def _salary_concept_flip(changed: int) -> Phase:
+    """The concept change of ``concept`` and ``wide``: labels of the 60K+ € slice flipped with p = 0.9."""
+    return Phase(
+        "concept",
+        changed,
+        Shift(concept_flip=("salary_range", "60K+ €", 0.9)),
+        degraded=True,
+        retrain_helps=True,
+        expected="RETRAIN",
+    )
 
 
 def _phases(make: Callable[[int], Phase], batches: int) -> tuple[Phase, ...]:
