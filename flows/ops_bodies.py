@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 def score_body(
     run: Runner,
-    batches: list[str],
+    batches: list[str] | None,
     labels: list[str] | None = None,
     home: str | None = None,
     config: str | None = None,
@@ -33,7 +33,8 @@ def score_body(
         routing = canary.resolve_routing(ws)
         route = f"canary {routing.canary.version} at {routing.share:.0%}" if routing.canary else "no canary"
         run.banner(f"score with production {routing.production.version}, {route}")
-        results = [asdict(run.steps.score_file(ws, str(path), routing=routing)) for path in expand_paths(batches)]
+        paths = expand_paths(batches or ws.settings.inbox_pattern)  # no batches: the home's inbox
+        results = [asdict(run.steps.score_file(ws, str(path), routing=routing)) for path in paths]
         if labels:
             run.steps.attach_prediction_labels(ws, labels)
         return results
