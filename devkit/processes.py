@@ -28,7 +28,7 @@ def long_tailed_shares(levels: int = LONG_TAIL_LEVELS, exponent: float = LONG_TA
 def shifted_shares(shares: np.ndarray, rank: int, points: float) -> np.ndarray:
     """``shares`` with the level at 0-based ``rank`` raised by ``points`` (0.02 = two points), the others scaled
     down in proportion so the shares still sum to one."""
-    out = np.asarray(shares, dtype=np.float64) * (1.0 - points) / (1.0 - shares[rank])
+    out = np.asarray(shares, dtype=np.float64) * (1.0 - shares[rank] - points) / (1.0 - shares[rank])
     out[rank] = shares[rank] + points
     return out / out.sum()  # exact to rounding: numpy's multinomial rejects shares summing above one
 

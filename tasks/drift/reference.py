@@ -685,7 +685,6 @@ def _reference_replicates(ref: NumericReference, replicates: int) -> tuple[np.nd
 def _categorical_null(
     ref: CategoricalReference, size: int, replicates: int, rng: np.random.Generator
 ) -> dict[str, np.ndarray]:
-    """Distance statistics of two samples drawn from the reference's shares smoothed for being a sample."""
     import numpy as np
 
     shares = two_sample_null_shares(np.asarray(ref.counts, dtype=np.float64))
@@ -693,7 +692,7 @@ def _categorical_null(
     reference_counts = multinomial_draws(rng, ref.count, shares, replicates)
     chunk_share = chunk_counts / size
     reference_share = reference_counts / ref.count
-    return {  # no head_tail: its p-value is exact
+    return {
         "jensen_shannon": jensen_shannon(reference_share, chunk_share),
         "hellinger": hellinger(reference_share, chunk_share),
         "chi2": chi2_statistic(reference_counts, chunk_counts)[0],
