@@ -127,7 +127,7 @@ def _load() -> str:
 def batch_section(quick: bool, batches: int, process: str | None, seed: int) -> None:
     process = process or ("mixed" if quick else "both")
     names = list(PROCESSES) if process == "both" else [process]
-    plan = {10: 60, 25: 40, 100: 15} if quick else dict.fromkeys((10, 25, 100), batches)
+    plan = {10: 150, 25: 100, 100: 40} if quick else dict.fromkeys((10, 25, 100), batches)
     level = ProfilingSettings().batch_alpha
     print(f"## batch: reference {REFERENCE_ROWS:,} rows, batches {BATCH_ROWS:,} rows, batch_alpha {level}\n")
     print(
@@ -215,7 +215,7 @@ class Tally:
 def statistics_section(quick: bool, seed: int) -> None:
     chunk = 1_000
     plan = (
-        {1_000: (6, 60), 10_000: (3, 60), 50_000: (2, 60)}
+        {1_000: (15, 100), 10_000: (6, 100), 50_000: (4, 100)}
         if quick
         else {1_000: (40, 250), 10_000: (20, 250), 50_000: (10, 250)}
     )
@@ -257,7 +257,7 @@ POWER_CASES = ("normal mean +0.05 sd", "long-tailed head +2 pt", "long-tailed ta
 
 def power_section(quick: bool, seed: int) -> None:
     reference_rows = 50_000
-    batches = 100 if quick else 1_000
+    batches = 150 if quick else 1_000
     print(f"## power: reference {reference_rows:,} rows, {batches} shifted batches per row\n")
     print("| shift | batch rows | method | alerts | drifts alone (alerts, p <= 0.005) | load |")
     print("|---|---:|---|---:|---:|---:|")
@@ -277,7 +277,7 @@ def power_section(quick: bool, seed: int) -> None:
 
 def gate_section(quick: bool, seed: int) -> None:
     rows = 10_000 if quick else 50_000
-    null_pairs, pairs = (60, 40) if quick else (1_000, 250)
+    null_pairs, pairs = (150, 80) if quick else (1_000, 250)
     effect = 0.02 if quick else 0.01
     alpha = 0.05
     print(f"## gate: {rows:,} holdout rows per pair, champion AUC 0.8, score correlation 0.5, alpha {alpha}\n")
