@@ -257,7 +257,7 @@ POWER_CASES = ("normal mean +0.05 sd", "long-tailed head +2 pt", "long-tailed ta
 
 def power_section(quick: bool, seed: int) -> None:
     reference_rows = 50_000
-    batches = 150 if quick else 1_000
+    batches = 200 if quick else 1_000
     print(f"## power: reference {reference_rows:,} rows, {batches} shifted batches per row\n")
     print("| shift | batch rows | method | alerts | drifts alone (alerts, p <= 0.005) | load |")
     print("|---|---:|---|---:|---:|---:|")
