@@ -31,7 +31,9 @@ alone" (alerts and p <= 0.005, i.e. it would reach ``drifted_features`` as the o
 
 ``gate``: the promotion gate (``benchmarks.gate_calibration.promotion_rates``, the gate as shipped) at
 prevalences 0.5, 0.1 and 0.02: its false-promotion rate on null pairs (target <= alpha = 0.05) and its power at
-an AUC gain, beside the power it predicts for itself (``tasks.gate.power``, mean over pairs).
+an AUC gain, beside the power it predicts for itself (``tasks.gate.power``, mean over pairs). The prediction is
+the superiority test's alone; a promotion also needs every other blocking rule, so a measured power well below
+it points at them (at prevalence 0.1 mostly the per-slice non-inferiority rule, in a 30-pair look).
 
 The data-generating processes live in ``devkit/processes.py``, shared with ``tests/statistical``. Error of a
 rate r over N independent trials: sqrt(r (1 - r) / N). The machine's load is printed with each table: the
