@@ -42,6 +42,9 @@ class Row:
     naive: float
     accuracy_gate: float | None
     seconds: float
+    # Mean over pairs of the power the gate predicts for itself at this effect (tasks.gate.power, from each
+    # pair's DeLong standard error); None at effect 0, where power is the false-promotion rate.
+    predicted: float | None = None
 
 
 def simulate_pair(
@@ -72,7 +75,8 @@ def promotion_rates(
     with_accuracy: bool = False,
 ) -> Row:
     """Promotion rates of driftgate's gate and of the naive rule over ``pairs`` simulated pairs."""
-    settings = GateSettings(alpha=alpha, n_bootstrap=100, min_effect=0.0)
+    # The gate states its power at target_effect: set to the simulated effect, its prediction is comparable.
+    settings = GateSettings(alpha=alpha, n_bootstrap=100, min_effect=0.0, target_effect=effect or 0.01)
     accuracy_settings = settings.model_copy(update={"metric": "accuracy"})
     # Bayes threshold of the champion's binormal scores: a score above it is more likely positive. Scores
     # are mapped through Phi(score - threshold) so that the gate's 0.5 threshold is this one.
@@ -80,11 +84,13 @@ def promotion_rates(
     threshold = mu_champion / 2.0 + math.log((1.0 - prevalence) / prevalence) / mu_champion
     rng = np.random.default_rng(seed)
     gate_hits = naive_hits = accuracy_hits = 0
+    predicted = 0.0
     started = time.perf_counter()
     for pair in range(pairs):
         labels, candidate, champion, segment = simulate_pair(rng, rows, auc, effect, rho, prevalence)
         decision = evaluate_gate(labels, candidate, champion, {"segment": segment}, settings, seed=pair)
         gate_hits += decision.passed
+        predicted += decision.power.power if decision.power is not None else math.nan
         naive_hits += (decision.candidate_auc or 0.0) > (decision.champion_auc or 0.0)
         if with_accuracy:
             accuracy = evaluate_gate(
@@ -103,6 +109,7 @@ def promotion_rates(
         naive=naive_hits / pairs,
         accuracy_gate=accuracy_hits / pairs if with_accuracy else None,
         seconds=time.perf_counter() - started,
+        predicted=predicted / pairs if effect > 0 else None,
     )
 
 

@@ -25,7 +25,9 @@ Statistics (unit tests compare each with scipy and with NannyML 0.13's ``Univari
   one bin, which gives the same value because a bin empty in the reference adds linearly),
   ``chi2``: statistic and p-value of the 2 x k contingency table reference vs batch (equals
   ``scipy.stats.chi2_contingency``, Yates-corrected when dof = 1), ``l_infinity``: max |proportion_batch
-  - proportion_reference|.
+  - proportion_reference|,
+  ``head_tail``: -log10 of an exact two-sample p-value (per-category Fisher tests, head and tail categories
+  combined by weighted Bonferroni; :mod:`tasks.drift.categorical`), no NannyML counterpart.
 
 Where driftgate and NannyML differ (binning choices, documented and tested):
 - NannyML computes KS and Wasserstein *exactly* only for references under 10,000 rows (or with
@@ -36,10 +38,11 @@ Where driftgate and NannyML differ (binning choices, documented and tested):
   statistics for KS and Wasserstein (ECDF within 1/MAX_REFERENCE_SAMPLE of the full one);
   the histograms, deciles, counts and ranges always use every reference value.
 
-The primary (alerting) method is ``ks`` for numeric features and the prediction, ``jensen_shannon``
-for categorical and boolean features, ``l_infinity`` for the label. Every method gets its own
-calibrated threshold and its own ``alert`` flag; a feature *alerts* when its primary method alerts, and
-*drifts* (what the policy acts on) when that alert also survives the batch-level control
+The primary (alerting) method is ``ks`` for numeric features and the prediction, ``head_tail`` for
+categorical and boolean features and the label (it sees a few points' shift of a large category, which
+Jensen-Shannon mostly misses, as well as a rare category's rise; :mod:`tasks.drift.categorical`). Every
+method gets its own calibrated threshold and its own ``alert`` flag; a feature *alerts* when its primary
+method alerts, and *drifts* (what the policy acts on) when that alert also survives the batch-level control
 (:mod:`tasks.drift.batch_control`: Holm across the features' primary tests and the multivariate test at
 ``profiling.batch_alpha``, so a stationary batch gives any drift evidence at most that often).
 A multivariate row (PCA reconstruction error, :mod:`tasks.drift.multivariate`) is added when the profile
@@ -52,13 +55,15 @@ reference are two samples of the reference's distribution; the threshold is the
 ``false_alarm_quantile`` of the statistic under that null (floored at a tiny positive value):
 
 - binned and categorical statistics (JS, Hellinger, PSI, chi2, L-infinity): ``replicates`` pairs of a
-  bootstrap chunk of m rows and a bootstrap replicate of the reference's n rows, drawn as
+  bootstrap chunk of m rows and a bootstrap replicate of the reference's n rows (categorical: both from the
+  reference's shares smoothed for unseen categories, ``tasks.drift.categorical.two_sample_null_shares``), drawn as
   multinomial counts over the bins or categories (conditional binomials; those with a variance of
   ``NORMAL_DRAW_VARIANCE`` or more from their normal approximation, the others exact; cost independent of m);
 - KS and Wasserstein: the ECDF gap of such a pair is sqrt(1/m + 1/n) times a Brownian bridge in the
   reference's CDF scale (Donsker), so the fit simulates that bridge on the reference's distinct values
   (ties respected; merged into at most ``CALIBRATION_ATOMS`` equal-mass atoms; columns with the same
-  atom masses share one simulation) and scales its quantile to each batch size.
+  atom masses share one simulation) and scales its quantile to each batch size;
+- ``head_tail``: its p-value is exact, so its threshold is -log10(1 - ``false_alarm_quantile``).
 
 Why not literal reference chunks compared with the full reference: a chunk is part of the
 reference, so its distance to it has variance ~(1/m - 1/n) instead of (1/m + 1/n) for a new batch
@@ -113,6 +118,7 @@ from tasks.core.settings import ProfilingSettings
 from tasks.core.timeutil import time_span
 from tasks.data.contract import ModelContract
 from tasks.drift.batch_control import control_batch
+from tasks.drift.categorical import head_tail_p_value, surprise
 from tasks.drift.quality import _widened_range, check_quality, check_schema, far_range, non_finite_statistics
 from tasks.drift.reference import (
     CategoricalReference,
@@ -196,11 +202,13 @@ def categorical_drift(
     statistic, dof = chi2_statistic(reference_counts, batch_counts)
     distance = float(jensen_shannon(reference_share, batch_share))
     n_reference, n_batch = int(reference_counts.sum()), int(batch_counts.sum())
+    head_tail = head_tail_p_value(reference_counts, batch_counts)
     return {
         "jensen_shannon": (distance, jensen_shannon_p_value(distance, n_reference, n_batch, len(union))),
         "hellinger": (float(hellinger(reference_share, batch_share)), None),
         "chi2": (float(statistic), chi2_p_value(float(statistic), int(dof))),
         "l_infinity": (float(np.abs(batch_share - reference_share).max()), None),
+        "head_tail": (surprise(head_tail), head_tail),
     }
 
 

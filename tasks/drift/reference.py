@@ -21,6 +21,7 @@ from tasks.core.errors import (
 from tasks.core.parallel import WORKER_THREAD_PREFIX, parallel_map
 from tasks.core.settings import ProfilingSettings
 from tasks.data.contract import FeatureSpec, ModelContract, validate_batch
+from tasks.drift.categorical import surprise_threshold, two_sample_null_shares
 from tasks.drift.results import (
     CALIBRATION_ATOMS,
     CALIBRATION_SEED,
@@ -628,7 +629,7 @@ def calibrate_column(ref: ColumnReference, size: int, quantile: float, replicate
         }
     else:
         null = _categorical_null(ref, size, replicates, rng)
-        thresholds = {}
+        thresholds = {"head_tail": surprise_threshold(quantile)}  # an exact p-value: no simulation
     for method, values in null.items():
         thresholds[method] = max(float(np.quantile(values, quantile)), THRESHOLD_FLOOR)
     return thresholds
@@ -686,7 +687,7 @@ def _categorical_null(
 ) -> dict[str, np.ndarray]:
     import numpy as np
 
-    shares = np.asarray(ref.counts, dtype=np.float64) / ref.count
+    shares = two_sample_null_shares(np.asarray(ref.counts, dtype=np.float64))
     chunk_counts = multinomial_draws(rng, size, shares, replicates)
     reference_counts = multinomial_draws(rng, ref.count, shares, replicates)
     chunk_share = chunk_counts / size

@@ -12,17 +12,18 @@ if TYPE_CHECKING:
 
 
 NUMERIC_METHODS = ("ks", "wasserstein", "jensen_shannon", "hellinger", "psi")
-CATEGORICAL_METHODS = ("jensen_shannon", "hellinger", "chi2", "l_infinity")
+# head_tail: exact two-sample per-category tests, head and tail combined (tasks/drift/categorical.py).
+CATEGORICAL_METHODS = ("jensen_shannon", "hellinger", "chi2", "l_infinity", "head_tail")
 PRIMARY_METHOD = {
     "numeric": "ks",
     "prediction": "ks",
-    "categorical": "jensen_shannon",
-    "boolean": "jensen_shannon",
-    "label": "l_infinity",
+    "categorical": "head_tail",
+    "boolean": "head_tail",
+    "label": "head_tail",
 }
 
 
-# driftgate method -> NannyML 0.13 method key (PSI has none).
+# driftgate method -> NannyML 0.13 method key (PSI and head_tail have none).
 NANNYML_METHODS = {
     "ks": "kolmogorov_smirnov",
     "wasserstein": "wasserstein",
@@ -45,7 +46,7 @@ CALIBRATION_SEED = 20_240_601
 RANGE_WIDENING = 0.10
 OUT_OF_RANGE_SHARE = 0.01
 UNSEEN_FAIL_SHARE = 0.05
-PROFILE_FORMAT = "driftgate.reference-profile/2"
+PROFILE_FORMAT = "driftgate.reference-profile/3"
 
 
 @dataclass(frozen=True)

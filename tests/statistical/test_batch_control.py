@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from devkit import processes
 from tasks.core.settings import ProfilingSettings
 from tasks.data.contract import ModelContract, infer_contract, validate_batch
 from tasks.drift.batch_control import holm
@@ -46,20 +47,7 @@ def correlated_normal(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]
 
 def mixed(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     """25 features cycling through t3, zero-inflated lognormal, Poisson, a categorical with a 1 % category, boolean."""
-    columns: dict[str, np.ndarray] = {}
-    for j in range(FEATURES):
-        kind = j % 5
-        if kind == 0:
-            columns[f"x{j}"] = rng.standard_t(3, n)
-        elif kind == 1:
-            columns[f"x{j}"] = np.where(rng.random(n) < 0.6, 0.0, rng.lognormal(0.0, 1.0, n))
-        elif kind == 2:
-            columns[f"x{j}"] = rng.poisson(2.0, n).astype(np.float64)
-        elif kind == 3:
-            columns[f"x{j}"] = rng.choice(np.array(["a", "b", "c", "d", "rare"]), n, p=[0.4, 0.3, 0.2, 0.09, 0.01])
-        else:
-            columns[f"x{j}"] = rng.random(n) < 0.3
-    return columns
+    return processes.mixed(rng, n, FEATURES)
 
 
 PROCESSES: dict[str, Draw] = {"correlated normal": correlated_normal, "mixed": mixed}

@@ -284,8 +284,9 @@ def test_categorical_frequency_shift_is_caught(contract: ModelContract, profile:
     result = profile_batch(profile, batch, contract, SETTINGS)
     assert result.drifted_features == ["segment"]
     assert result.drift_share == pytest.approx(1 / 5)
-    primary = _row(result, "segment", "jensen_shannon")
+    primary = _row(result, "segment", "head_tail")
     assert primary.primary and primary.alert and primary.statistic > primary.threshold
+    assert primary.p_value is not None and primary.statistic == pytest.approx(-np.log10(primary.p_value))
 
 
 def test_prediction_and_label_drift(contract: ModelContract, profile: ReferenceProfile) -> None:
@@ -297,8 +298,8 @@ def test_prediction_and_label_drift(contract: ModelContract, profile: ReferenceP
     prediction_rows = [result.prediction_drift for result in calm]
     label_rows = [result.label_drift for result in calm]
     assert all(row is not None and row.method == "ks" for row in prediction_rows)
-    assert all(row is not None and row.method == "l_infinity" for row in label_rows)
-    # A 1% false-alarm rate: at most one calm batch of five may alert (it does, once, for the label).
+    assert all(row is not None and row.method == "head_tail" for row in label_rows)
+    # A 1% false-alarm rate: at most one calm batch of five may alert.
     assert sum(row.alert for row in prediction_rows + label_rows if row is not None) <= 1
 
     moved = synthetic(2_000, rng, first_id=2 * 10**6, positive_rate=0.5, score_alpha=2.6)
@@ -306,7 +307,8 @@ def test_prediction_and_label_drift(contract: ModelContract, profile: ReferenceP
     assert result.prediction_drift is not None and result.prediction_drift.alert
     assert result.label_drift is not None and result.label_drift.alert
     positive_rate = float(moved.get_column("y").cast(pl.Float64).to_numpy().mean())
-    assert result.label_drift.statistic == pytest.approx(abs(positive_rate - 0.4), abs=0.01)
+    assert _row(result, "y", "l_infinity").statistic == pytest.approx(abs(positive_rate - 0.4), abs=0.01)
+    assert result.label_drift.p_value is not None and result.label_drift.p_value < 1e-10
     # Prediction and label drift never count as drifted features.
     assert result.drifted_features == []
 
@@ -473,8 +475,8 @@ def test_frame_dict_and_profile_round_trip(contract: ModelContract, profile: Ref
     result = profile_batch(profile, batch, contract, SETTINGS)
 
     frame = result.to_frame()
-    # 3 numeric x 5 methods, 2 categorical x 4, the prediction (5), the label (4), the multivariate row.
-    assert frame.height == len(result.drift) == 3 * 5 + 2 * 4 + 5 + 4 + 1
+    # 3 numeric x 5 methods, 2 categorical x 5, the prediction (5), the label (5), the multivariate row.
+    assert frame.height == len(result.drift) == 3 * 5 + 2 * 5 + 5 + 5 + 1
     assert frame.filter(pl.col("primary")).height == 8
     assert frame.select(pl.struct("feature", "method").is_unique().all()).item()
 

@@ -120,7 +120,8 @@ def test_history_frame_turns_audit_signals_into_heatmap_rows(results: pl.DataFra
     assert frame.get_column("chunk_key").unique(maintain_order=True).to_list() == ["day-1", "day-2"]
     # The primary method of each feature only (and the multivariate row, which the heat map leaves out).
     assert frame.filter(pl.col("chunk_key") == "day-1").height == 5
-    assert set(frame.get_column("method")) == {"ks", "jensen_shannon", "pca_reconstruction"}
+    # Categorical features' primary is head_tail (tasks/drift/categorical.py).
+    assert set(frame.get_column("method")) == {"ks", "head_tail", "pca_reconstruction"}
     assert len(heatmap_matrix(frame)[0]) == 4
     with pytest.raises(DataError, match="lack columns"):
         heatmap_matrix(frame.drop("threshold"))
