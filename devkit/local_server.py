@@ -98,6 +98,20 @@ class ManagedProcess:
         self._log.close()
         return self.process.returncode
 
+    def kill(self, timeout: float = 15.0) -> list[int]:
+        """SIGKILL the process group and every descendant at once (a machine that died: no cleanup, no
+        goodbye to the server); returns the PIDs killed besides the process itself."""
+        descendants = _descendants(self.pid)
+        _signal_group(self.pid, signal.SIGKILL)
+        for pid in descendants:
+            _signal_pid(pid, signal.SIGKILL)
+        self.process.wait(timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while any(_alive(pid) for pid in descendants) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self._log.close()
+        return descendants
+
 
 def _descendants(pid: int) -> list[int]:
     try:
@@ -275,10 +289,14 @@ class LocalPrefect:
         query_seconds: float = 1.0,
         prefetch_seconds: float = 2.0,
         name: str | None = None,
+        limit: int | None = None,
     ) -> ManagedProcess:
-        """Start a process worker polling `pool` every `query_seconds` (Prefect's default is 10 s)."""
+        """Start a process worker polling `pool` every `query_seconds` (Prefect's default is 10 s), running at
+        most `limit` flow runs at once (default: no limit)."""
         worker_name = name or f"{pool}-worker-{len(self.workers) + 1}"
         command = [*prefect_cli(), "worker", "start", "--pool", pool, "--type", "process", "--name", worker_name]
+        if limit is not None:
+            command += ["--limit", str(limit)]
         worker_env = self.env(
             {
                 "PREFECT_WORKER_QUERY_SECONDS": str(query_seconds),

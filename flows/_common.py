@@ -82,9 +82,13 @@ def retrain_slot(name: str | None) -> Iterator[float | None]:
         return
     started = time.monotonic()
     with concurrency(name, occupy=1, strict=True):
-        waited = time.monotonic() - started
+        held = time.monotonic()
+        waited = held - started
         logger.info("holding the retrain slot %r (waited %.1f s)", name, waited)
-        yield waited
+        try:
+            yield waited
+        finally:  # with the line above, the run's logs show when it held the slot
+            logger.info("releasing the retrain slot %r (held %.1f s)", name, time.monotonic() - held)
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:

@@ -294,11 +294,13 @@ class AuditStore(SqlDatabase):
                 )
                 delivered += int(c.execute(statement).rowcount)
 
-    def claim(self, idempotency_key: str, *, purpose: str, model: str | None = None) -> bool:
+    def claim(self, idempotency_key: str, *, purpose: str, model: str | None = None, holder: str | None = None) -> bool:
         """Insert-if-absent on a unique key, in its own committed transaction.
 
         True for exactly one caller per key, across threads and processes: the unique constraint decides,
         and the losers see an IntegrityError. Used so that a repeated event never starts a second retrain.
+        A ``holder`` (default: host and pid) that already holds the key gets True again: a Prefect flow run
+        retried after its worker was killed keeps its id, and is the same request, not a duplicate.
         """
         from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -308,7 +310,7 @@ class AuditStore(SqlDatabase):
             "idempotency_key": idempotency_key,
             "purpose": purpose,
             "model": model,
-            "holder": f"{socket.gethostname()}:{os.getpid()}",
+            "holder": holder or f"{socket.gethostname()}:{os.getpid()}",
             "claimed_at": _now(),
         }
         try:
@@ -317,7 +319,15 @@ class AuditStore(SqlDatabase):
                 with conn.begin():
                     conn.execute(table.insert().values(**values))
         except IntegrityError:
-            return False
+            if holder is None:
+                return False
+            query = table.select().where(table.c.idempotency_key == idempotency_key)
+            try:
+                with engine.connect() as conn:
+                    row = conn.execute(query).first()
+            except SQLAlchemyError as exc:
+                raise self._error(f"reading the claim {idempotency_key!r}", exc) from exc
+            return row is not None and row._mapping["holder"] == holder
         except SQLAlchemyError as exc:
             raise self._error(f"claiming {idempotency_key!r} for {purpose}", exc) from exc
         return True

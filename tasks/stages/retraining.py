@@ -65,8 +65,22 @@ class Judgement:
 
 
 def claim(ws: Workspace, key: str | None) -> bool:
-    """Exactly one retrain per idempotency key, however often the event arrives."""
-    return True if key is None else ws.store.claim(key, purpose="retrain")
+    """Exactly one retrain per idempotency key, however often the event arrives.
+
+    Inside a Prefect flow run the claim is held by the run's id, so the same run retried (after its worker
+    was killed mid-retrain, say) claims its key again instead of ending as a duplicate of itself.
+    """
+    return True if key is None else ws.store.claim(key, purpose="retrain", holder=flow_run_holder())
+
+
+def flow_run_holder() -> str | None:
+    """``flow-run:<id>`` of the Prefect flow run this code runs in; None outside one (or without Prefect loaded)."""
+    import sys
+
+    context = sys.modules.get("prefect.context")  # direct mode never imports Prefect: nothing to ask then
+    run_context = context.FlowRunContext.get() if context is not None else None
+    flow_run = run_context.flow_run if run_context is not None else None
+    return f"flow-run:{flow_run.id}" if flow_run is not None else None
 
 
 DUPLICATE_REASON = "duplicate request: this window, with the labelled rows it holds, was already retrained"

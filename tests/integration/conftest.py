@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from uuid import UUID
 
 import pytest
@@ -34,6 +34,13 @@ MODEL = "car-loan"
 REFERENCE_ROWS = 8000
 
 T = TypeVar("T")
+
+
+class HasPrefect(Protocol):
+    """A fixture holding a LocalPrefect, whose logs a timed-out `poll` shows."""
+
+    @property
+    def prefect(self) -> LocalPrefect: ...
 
 
 @dataclass(frozen=True)
@@ -96,7 +103,7 @@ class Stack:
             ws.close()
 
 
-def poll(probe: Callable[[], T | None], timeout: float, what: str, stack: Stack | None = None) -> T:
+def poll(probe: Callable[[], T | None], timeout: float, what: str, stack: HasPrefect | None = None) -> T:
     """Call `probe` every 0.2 s until it returns something other than None; fail with the server logs."""
     started = time.monotonic()
     probes, slowest = 0, 0.0
@@ -118,8 +125,11 @@ def _final_or_none(run: FlowRun) -> FlowRun | None:
     return run if run.state is not None and run.state.is_final() else None
 
 
-def write_home(home: Path, store_url: str | None = None) -> tuple[Path, Path, pl.DataFrame]:
-    """Contract, labelled reference and settings of a small driftgate home; returns (config, reference, analysis)."""
+def write_home(
+    home: Path, store_url: str | None = None, extra: dict[str, Any] | None = None
+) -> tuple[Path, Path, pl.DataFrame]:
+    """Contract, labelled reference and settings (plus `extra` top-level ones) of a small driftgate home;
+    returns (config, reference, analysis)."""
     from tasks.data.contract import infer_contract
     from tasks.data.files import load_car_loan
 
@@ -144,6 +154,7 @@ def write_home(home: Path, store_url: str | None = None) -> tuple[Path, Path, pl
     }
     if store_url is not None:
         settings["store_url"] = store_url
+    settings.update(extra or {})
     config = home / "driftgate.yaml"
     config.write_text(yaml.safe_dump(settings, sort_keys=False))
     return config, reference_path, analysis

@@ -202,6 +202,16 @@ def test_claim_is_exactly_once_in_one_process(store: AuditStore) -> None:
     assert store.counts(MODEL)["claims"] == 1
 
 
+def test_a_claim_holder_claims_its_key_again_and_no_one_else_does(store: AuditStore) -> None:
+    """A flow run retried after its worker was killed mid-retrain keeps its id: its claim is its own, not a
+    duplicate request (before, the retried run ended as 'duplicate request' and the window was never retrained)."""
+    assert store.claim("retrain-w1", purpose="retrain", model=MODEL, holder="flow-run:a")
+    assert store.claim("retrain-w1", purpose="retrain", model=MODEL, holder="flow-run:a")  # the retried run
+    assert not store.claim("retrain-w1", purpose="retrain", model=MODEL, holder="flow-run:b")  # another request
+    assert not store.claim("retrain-w1", purpose="retrain", model=MODEL)  # a caller without a holder
+    assert store.counts(MODEL)["claims"] == 1
+
+
 def _race_claims(url: str, keys: list[str], barrier, results) -> None:
     store = AuditStore(url)
     store.claim("warm-up-" + str(multiprocessing.current_process().pid), purpose="test")

@@ -167,3 +167,33 @@ def test_a_manual_retrain_gets_a_study_per_data_window(tmp_path: Path) -> None:
     assert one.startswith("churn-manual-") and one != study_for(ws, window(100), None)  # type: ignore[arg-type]
     assert study_for(ws, window(0), "retrain-abc") == "churn-retrain-abc"  # type: ignore[arg-type]
     assert study_for(ws, window(0), "retrain-abc", "mine") == "mine"  # type: ignore[arg-type]
+
+
+def test_a_flow_run_retried_after_a_kill_claims_its_window_again(tmp_path: Path) -> None:
+    """The claim of a retrain request is held by its flow run: the same run retried (its worker was killed
+    mid-retrain) retrains the window, another run for the same window is a duplicate."""
+    import uuid
+    from types import SimpleNamespace
+
+    from prefect.context import FlowRunContext
+
+    from tasks.resources.store import AuditStore
+
+    def in_run(run_id: uuid.UUID) -> FlowRunContext:
+        return FlowRunContext.model_construct(flow_run=SimpleNamespace(id=run_id))  # type: ignore[call-arg, arg-type]
+
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    ws = SimpleNamespace(store=store)
+    first, second = uuid.uuid4(), uuid.uuid4()
+    try:
+        assert retraining.flow_run_holder() is None
+        with in_run(first):
+            assert retraining.flow_run_holder() == f"flow-run:{first}"
+            assert retraining.claim(ws, "retrain-w1")  # type: ignore[arg-type]
+        with in_run(first):  # the killed run, retried
+            assert retraining.claim(ws, "retrain-w1")  # type: ignore[arg-type]
+        with in_run(second):  # a second request
+            assert not retraining.claim(ws, "retrain-w1")  # type: ignore[arg-type]
+        assert not retraining.claim(ws, "retrain-w1")  # type: ignore[arg-type]
+    finally:
+        store.close()
