@@ -21,6 +21,7 @@ from tasks.core.errors import (
 from tasks.core.parallel import WORKER_THREAD_PREFIX, parallel_map
 from tasks.core.settings import ProfilingSettings
 from tasks.data.contract import FeatureSpec, ModelContract, validate_batch
+from tasks.drift.null import resampled_null, uses_resampled_null
 from tasks.drift.results import (
     CALIBRATION_ATOMS,
     CALIBRATION_SEED,
@@ -631,6 +632,10 @@ def calibrate_column(ref: ColumnReference, size: int, quantile: float, replicate
         thresholds = {}
     for method, values in null.items():
         thresholds[method] = max(float(np.quantile(values, quantile)), THRESHOLD_FLOOR)
+    if isinstance(ref, NumericReference) and uses_resampled_null(ref.count, size, ref.sample.size):
+        # Pairs binned as batches are (tasks/drift/null.py): each threshold is the larger of the two nulls'.
+        for method, values in resampled_null(ref.sample, ref.count, size, replicates, ref.name).items():
+            thresholds[method] = max(thresholds[method], float(np.quantile(values, quantile)))
     return thresholds
 
 

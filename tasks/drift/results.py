@@ -45,7 +45,7 @@ CALIBRATION_SEED = 20_240_601
 RANGE_WIDENING = 0.10
 OUT_OF_RANGE_SHARE = 0.01
 UNSEEN_FAIL_SHARE = 0.05
-PROFILE_FORMAT = "driftgate.reference-profile/2"
+PROFILE_FORMAT = "driftgate.reference-profile/3"
 
 
 @dataclass(frozen=True)
