@@ -389,8 +389,8 @@ def brownian_bridges(steps: np.ndarray, masses: np.ndarray) -> np.ndarray:
 
 @njit(cache=True, nogil=True)
 def _sorted_draws(rng, sample: np.ndarray, out: np.ndarray) -> None:  # type: ignore[no-untyped-def]
-    """Fill ``out`` with sorted draws from the interpolated quantile function of sorted ``sample`` (see
-    tasks.drift.null): sorted uniform positions from normalised exponential spacings, then interpolated."""
+    """Fill ``out`` with sorted draws from the quantile function of sorted ``sample``, interpolated between
+    values seen once (see tasks.drift.null): sorted uniform positions from normalised exponential spacings."""
     k = out.size
     top = sample.size - 1
     running = 0.0
@@ -401,7 +401,16 @@ def _sorted_draws(rng, sample: np.ndarray, out: np.ndarray) -> None:  # type: ig
     for i in range(k):
         position = (out[i] / total) * top
         j = min(int(position), top - 1)
-        out[i] = sample[j] + (position - j) * (sample[j + 1] - sample[j])
+        fraction = position - j
+        low = sample[j]
+        high = sample[j + 1]
+        # Between two values seen once: interpolated. Next to a tied value (an atom): the nearer of the two,
+        # so atoms keep their exact values and no draw falls between them.
+        tied = (j > 0 and sample[j - 1] == low) or low == high or (j + 2 <= top and sample[j + 2] == high)
+        if tied:
+            out[i] = low if fraction < 0.5 else high
+        else:
+            out[i] = low + fraction * (high - low)
 
 
 @njit(cache=True, nogil=True)

@@ -1,6 +1,7 @@
 """Compiled inner loops of drift profiling: a radix sort of float64 values (with the moments behind the
 histogram bins in its own passes), the exact KS/Wasserstein merge, the calibration's multinomial
-draws, binned distances and Brownian bridges, and a counter of short strings.
+draws, binned distances, Brownian bridges and resampled reference/chunk pairs (:mod:`tasks.drift.null`),
+and a counter of short strings.
 
 Sorting every numeric column of every chunk and merging it with the reference's sorted sample is
 most of profiling's work. polars' comparison sort costs about 26 ns per value at 100k values; numpy
@@ -285,7 +286,13 @@ def _numpy_sorted_draws(rng: np.random.Generator, sample: np.ndarray, size: int)
     running = np.cumsum(rng.standard_exponential(size + 1))  # sequential, as the kernel's loop
     position = (running[:size] / running[size]) * top
     j = np.minimum(position.astype(np.int64), top - 1)
-    return np.asarray(sample[j] + (position - j) * (sample[j + 1] - sample[j]))
+    fraction = position - j
+    low, high = sample[j], sample[j + 1]
+    # A value equal to a neighbour is an atom: draws next to one snap to the nearer value (as the kernel).
+    before = np.concatenate(([np.nan], sample))[j]  # sample[j - 1], none at j = 0
+    after = np.concatenate((sample, [np.nan]))[j + 2]  # sample[j + 2], none past the top
+    tied = (before == low) | (low == high) | (after == high)
+    return np.asarray(np.where(tied, np.where(fraction < 0.5, low, high), low + fraction * (high - low)))
 
 
 def _numpy_resampled_distances(

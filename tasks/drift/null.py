@@ -19,19 +19,24 @@ probability 1/(n + 1), as under the real null) instead of resampling them exactl
 drawn already sorted (normalised exponential spacings are sorted uniforms), so a replicate is a few
 linear passes: the numba kernel ``resampled_distances`` (numpy twin in :mod:`tasks.drift.kernels`).
 
-Cost bound. A replicate costs about 12 ns per simulated value, so sides are simulated at most
-``NULL_MAX_SIDE`` values and the quantiles scaled to the real sizes by sqrt(1/n + 1/m) (PSI by its
-square), the statistics' sampling scale. The resampled null matters where the reference's own sampling
-does, so it runs only when the reference is at most ``NULL_REFERENCE_RATIO`` times the batch; beyond
-that the reference is nearly fixed and the bridge (KS, Wasserstein) and multinomial (binned) nulls,
-which are exact in the many-values limit on the real bins, stand alone. Where both run, each method's
-threshold is the larger of the two quantiles, so neither approximation lowers it.
+Cost bound. A replicate costs about a dozen nanoseconds per simulated value, so a side is simulated
+at most ``NULL_MAX_SIDE`` values and the quantiles are scaled to the real sizes by sqrt(1/n + 1/m) (PSI
+by its square), the statistics' sampling scale; the outside-bin and empty-bin terms scale the same way
+(a chunk value lands beyond the reference with probability ~1/n). The simulation runs once per column,
+at the fit's chunk size, and is kept as unit-size quantiles on the column (``resampled_null_unit``):
+batches of other sizes scale them, so judging a batch costs no simulation and a one-batch ``driftgate
+monitor`` never loads numba. It matters where the reference's own sampling does, so it applies only
+while the reference holds at most ``NULL_REFERENCE_RATIO`` times the batch's values; beyond that the
+reference is nearly fixed, and the bridge (KS, Wasserstein) and multinomial (binned) nulls, exact in the
+many-values limit on the real bins and computed at every size, stand alone. Where both apply, each
+method's threshold is the larger of the two, so neither approximation lowers it.
 """
 
 from __future__ import annotations
 
 import math
 import zlib
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from tasks.drift.results import CALIBRATION_SEED, N_BINS, PSI_EPSILON
@@ -39,12 +44,15 @@ from tasks.drift.results import CALIBRATION_SEED, N_BINS, PSI_EPSILON
 if TYPE_CHECKING:
     import numpy as np
 
+    from tasks.drift.reference import NumericReference
+
 # Values simulated per side of a pair: the reference/chunk sizes the null is exact at (beyond, scaled).
 NULL_MAX_SIDE = 2_000
 # The resampled null runs while the reference holds at most this many times the batch's values: beyond,
 # the reference's sampling adds under a ninth of the statistics' variance.
 NULL_REFERENCE_RATIO = 8
-# Methods and the power of the sqrt(1/n + 1/m) scale their null quantiles grow with.
+# The methods the kernel returns, in its order, and the power of sqrt(1/n + 1/m) their null quantiles scale with.
+RESAMPLED_METHODS = ("ks", "wasserstein", "jensen_shannon", "hellinger", "psi")
 SCALE_POWER = {"ks": 1, "wasserstein": 1, "jensen_shannon": 1, "hellinger": 1, "psi": 2}
 
 
@@ -54,8 +62,12 @@ def simulated_sizes(reference_size: int, size: int) -> tuple[int, int]:
 
 
 def uses_resampled_null(reference_size: int, size: int, sample_size: int) -> bool:
-    """Whether the resampled null runs for a batch of ``size`` values (see the module doc)."""
+    """Whether the resampled null applies to a batch of ``size`` values (see the module doc)."""
     return sample_size >= 2 and size >= 1 and reference_size <= NULL_REFERENCE_RATIO * size
+
+
+def _scale(reference_size: int, size: int) -> float:
+    return math.sqrt(1.0 / reference_size + 1.0 / size)
 
 
 def resampled_null(
@@ -73,8 +85,34 @@ def resampled_null(
     n, m = simulated_sizes(reference_size, size)
     rng = np.random.default_rng([CALIBRATION_SEED, zlib.crc32(name.encode()), size, 3])
     statistics = resampled_distances(rng, sample, n, m, replicates, PSI_EPSILON, N_BINS)
-    scale = math.sqrt((1.0 / reference_size + 1.0 / size) / (1.0 / n + 1.0 / m))
+    scale = _scale(reference_size, size) / _scale(n, m)
+    return {method: statistics[row] * scale ** SCALE_POWER[method] for row, method in enumerate(RESAMPLED_METHODS)}
+
+
+def attach_resampled_null(ref: NumericReference, size: int, quantile: float, replicates: int) -> NumericReference:
+    """``ref`` with the resampled null's quantiles at batch ``size`` (the fit's chunk size), in unit-size terms.
+
+    Simulated once, at the fit: a batch of another size scales them (``resampled_thresholds``), so judging
+    a batch costs no simulation (a one-batch ``driftgate monitor`` stays without numba).
+    """
+    import numpy as np
+
+    if not uses_resampled_null(ref.count, size, ref.sample.size):
+        return ref
+    null = resampled_null(ref.sample, ref.count, size, replicates, ref.name)
+    scale = _scale(ref.count, size)
+    units = tuple(
+        float(np.quantile(null[method], quantile)) / scale ** SCALE_POWER[method] for method in RESAMPLED_METHODS
+    )
+    return replace(ref, resampled_null_unit=units)
+
+
+def resampled_thresholds(ref: NumericReference, size: int) -> dict[str, float]:
+    """The resampled null's threshold of each method for a batch of ``size`` values; {} where it does not apply."""
+    if not ref.resampled_null_unit or not uses_resampled_null(ref.count, size, ref.sample.size):
+        return {}
+    scale = _scale(ref.count, size)
     return {
-        method: statistics[row] * scale ** SCALE_POWER[method]
-        for row, method in enumerate(("ks", "wasserstein", "jensen_shannon", "hellinger", "psi"))
+        method: unit * scale ** SCALE_POWER[method]
+        for method, unit in zip(RESAMPLED_METHODS, ref.resampled_null_unit, strict=True)
     }

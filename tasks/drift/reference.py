@@ -21,7 +21,7 @@ from tasks.core.errors import (
 from tasks.core.parallel import WORKER_THREAD_PREFIX, parallel_map
 from tasks.core.settings import ProfilingSettings
 from tasks.data.contract import FeatureSpec, ModelContract, validate_batch
-from tasks.drift.null import resampled_null, uses_resampled_null
+from tasks.drift.null import attach_resampled_null, resampled_thresholds
 from tasks.drift.results import (
     CALIBRATION_ATOMS,
     CALIBRATION_SEED,
@@ -75,6 +75,8 @@ class NumericReference:
     # Null quantiles of KS and Wasserstein for unit sizes: thresholds are these times sqrt(1/m + 1/n).
     ks_null_unit: float = 0.0
     wasserstein_null_unit: float = 0.0
+    # The resampled null's unit quantiles (tasks/drift/null.py), one per RESAMPLED_METHODS; () when not simulated.
+    resampled_null_unit: tuple[float, ...] = ()
 
     @cached_property
     def atoms(self) -> tuple[np.ndarray, np.ndarray]:
@@ -114,6 +116,7 @@ class NumericReference:
             "histogram_proportions": list(self.histogram_proportions),
             "ks_null_unit": self.ks_null_unit,
             "wasserstein_null_unit": self.wasserstein_null_unit,
+            "resampled_null_unit": list(self.resampled_null_unit),
         }
 
     @classmethod
@@ -135,6 +138,7 @@ class NumericReference:
             histogram_proportions=tuple(float(p) for p in data["histogram_proportions"]),
             ks_null_unit=float(data["ks_null_unit"]),
             wasserstein_null_unit=float(data["wasserstein_null_unit"]),
+            resampled_null_unit=tuple(float(u) for u in data["resampled_null_unit"]),
         )
 
 
@@ -418,12 +422,14 @@ def fit_reference_profile(
                 )
             if spec.kind == "numeric":
                 ref = bridges.attach(_numeric_reference(series, name, "numeric", source=source))
+                ref = attach_resampled_null(ref, calibration_size(settings.chunk_size), quantile, replicates)
             else:
                 ref = _categorical_reference(series, name, spec.kind, spec.categories or [])
         elif nulls == rows:
             return None, 1.0, {}
         elif name == contract.probability:
             ref = bridges.attach(_numeric_reference(series, name, "prediction", source=source))
+            ref = attach_resampled_null(ref, calibration_size(settings.chunk_size), quantile, replicates)
         else:
             ref = _categorical_reference(series, name, "label", [])
         thresholds = calibrate_column(ref, calibration_size(settings.chunk_size), quantile, replicates)
@@ -632,10 +638,10 @@ def calibrate_column(ref: ColumnReference, size: int, quantile: float, replicate
         thresholds = {}
     for method, values in null.items():
         thresholds[method] = max(float(np.quantile(values, quantile)), THRESHOLD_FLOOR)
-    if isinstance(ref, NumericReference) and uses_resampled_null(ref.count, size, ref.sample.size):
+    if isinstance(ref, NumericReference):
         # Pairs binned as batches are (tasks/drift/null.py): each threshold is the larger of the two nulls'.
-        for method, values in resampled_null(ref.sample, ref.count, size, replicates, ref.name).items():
-            thresholds[method] = max(thresholds[method], float(np.quantile(values, quantile)))
+        for method, threshold in resampled_thresholds(ref, size).items():
+            thresholds[method] = max(thresholds[method], threshold)
     return thresholds
 
 

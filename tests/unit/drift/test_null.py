@@ -11,7 +11,9 @@ from tasks.drift import kernels
 from tasks.drift.null import (
     NULL_MAX_SIDE,
     NULL_REFERENCE_RATIO,
+    attach_resampled_null,
     resampled_null,
+    resampled_thresholds,
     simulated_sizes,
     uses_resampled_null,
 )
@@ -120,15 +122,39 @@ def test_the_null_is_deterministic_and_scaled_beyond_the_simulated_sizes() -> No
     assert not uses_resampled_null(2_000, 2_000, 1), "a single value has no spread to resample"
 
 
-def test_calibration_takes_the_larger_null_and_is_reproducible() -> None:
+def test_calibration_takes_the_larger_null_and_scales_it_to_other_sizes() -> None:
     values = np.random.default_rng(13).standard_t(3, 600)
     bridges = _BridgeNulls(0.99, 200)
-    ref = bridges.attach(_numeric_reference(pl.Series(values), "t3", "numeric"))
+    plain = bridges.attach(_numeric_reference(pl.Series(values), "t3", "numeric"))
+    ref = attach_resampled_null(plain, 600, 0.99, 200)
+    assert len(ref.resampled_null_unit) == len(METHODS)
+    assert attach_resampled_null(plain, 600, 0.99, 200).resampled_null_unit == ref.resampled_null_unit
     thresholds = calibrate_column(ref, 600, 0.99, 200)
     assert thresholds == calibrate_column(ref, 600, 0.99, 200)
     null = resampled_null(ref.sample, ref.count, 600, 200, "t3")
     for method in METHODS:
-        assert thresholds[method] >= float(np.quantile(null[method], 0.99))
-    # The statistic of the reference against itself is far below every threshold.
+        assert thresholds[method] >= float(np.quantile(null[method], 0.99)) * (1 - 1e-12)
+        assert thresholds[method] >= calibrate_column(plain, 600, 0.99, 200)[method]
+    at_half = resampled_thresholds(ref, 300)
+    ratio = np.sqrt((1 / 600 + 1 / 300) / (1 / 600 + 1 / 600))
+    assert at_half["hellinger"] == pytest.approx(resampled_thresholds(ref, 600)["hellinger"] * ratio)
+    assert at_half["psi"] == pytest.approx(resampled_thresholds(ref, 600)["psi"] * ratio**2)
+    assert resampled_thresholds(ref, 600 // (NULL_REFERENCE_RATIO + 1)) == {}, "a reference far larger: fixed"
+    assert resampled_thresholds(plain, 600) == {}, "never simulated: nothing to add"
+    # The profile keeps the unit quantiles.
+    assert type(ref).from_dict(ref.to_dict()).resampled_null_unit == ref.resampled_null_unit
+    # The reference against itself is far below every threshold.
     drift = numeric_drift(ref, ref.sample)
     assert all(drift[method][0] < thresholds[method] for method in METHODS)
+
+
+def test_tied_values_are_drawn_exactly() -> None:
+    sample = np.sort(np.random.default_rng(14).poisson(3.0, 500).astype(np.float64))
+    draws = kernels._numpy_sorted_draws(np.random.default_rng(15), sample, 5_000)
+    values, counts = np.unique(sample, return_counts=True)
+    # Up to the last tied value every draw is a sample value; the tail's single values are smoothed.
+    within = draws[draws <= values[counts > 1].max()]
+    assert set(np.unique(within)) <= set(values), "no draw falls between two tied integers"
+    continuous = _heavy(500)
+    smooth = kernels._numpy_sorted_draws(np.random.default_rng(16), continuous, 2_000)
+    assert np.unique(smooth).size == smooth.size, "values seen once are smoothed, not repeated"
