@@ -1,4 +1,5 @@
-"""The null of the numeric drift statistics, simulated the way batches are binned (issue 16).
+"""The simulated nulls of the numeric drift statistics: the Brownian bridge behind KS and Wasserstein
+(``BridgeNulls``, see its doc) and the resampled null, pairs binned the way batches are (issue 16).
 
 A batch is judged against a reference that is itself a sample: the JS/Hellinger histogram edges come
 from the reference's range and moments (numpy's "doane" rule), a batch value beyond that range falls
@@ -36,15 +37,13 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from tasks.drift.results import CALIBRATION_SEED, N_BINS, PSI_EPSILON
+from tasks.core.parallel import WORKER_THREAD_PREFIX
+from tasks.drift.results import CALIBRATION_ATOMS, CALIBRATION_SEED, N_BINS, PSI_EPSILON
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from tasks.drift.reference import NumericReference
 
 # Values simulated per side of a pair: the reference/chunk sizes the null is exact at (beyond, scaled).
 NULL_MAX_SIDE = 2_000
@@ -89,30 +88,90 @@ def resampled_null(
     return {method: statistics[row] * scale ** SCALE_POWER[method] for row, method in enumerate(RESAMPLED_METHODS)}
 
 
-def attach_resampled_null(ref: NumericReference, size: int, quantile: float, replicates: int) -> NumericReference:
-    """``ref`` with the resampled null's quantiles at batch ``size`` (the fit's chunk size), in unit-size terms.
+def resampled_null_units(
+    sample: np.ndarray, reference_size: int, name: str, size: int, quantile: float, replicates: int
+) -> tuple[float, ...]:
+    """The resampled null's ``quantile`` of each of RESAMPLED_METHODS at batch ``size`` (the fit's chunk
+    size), in unit-size terms; () where it does not apply.
 
     Simulated once, at the fit: a batch of another size scales them (``resampled_thresholds``), so judging
     a batch costs no simulation (a one-batch ``driftgate monitor`` stays without numba).
     """
     import numpy as np
 
-    if not uses_resampled_null(ref.count, size, ref.sample.size):
-        return ref
-    null = resampled_null(ref.sample, ref.count, size, replicates, ref.name)
-    scale = _scale(ref.count, size)
-    units = tuple(
+    if not uses_resampled_null(reference_size, size, sample.size):
+        return ()
+    null = resampled_null(sample, reference_size, size, replicates, name)
+    scale = _scale(reference_size, size)
+    return tuple(
         float(np.quantile(null[method], quantile)) / scale ** SCALE_POWER[method] for method in RESAMPLED_METHODS
     )
-    return replace(ref, resampled_null_unit=units)
 
 
-def resampled_thresholds(ref: NumericReference, size: int) -> dict[str, float]:
+def resampled_thresholds(units: tuple[float, ...], reference_size: int, size: int) -> dict[str, float]:
     """The resampled null's threshold of each method for a batch of ``size`` values; {} where it does not apply."""
-    if not ref.resampled_null_unit or not uses_resampled_null(ref.count, size, ref.sample.size):
+    if not units or not uses_resampled_null(reference_size, size, 2):
         return {}
-    scale = _scale(ref.count, size)
-    return {
-        method: unit * scale ** SCALE_POWER[method]
-        for method, unit in zip(RESAMPLED_METHODS, ref.resampled_null_unit, strict=True)
-    }
+    scale = _scale(reference_size, size)
+    return {method: unit * scale ** SCALE_POWER[method] for method, unit in zip(RESAMPLED_METHODS, units, strict=True)}
+
+
+class BridgeNulls:
+    """KS/Wasserstein unit null quantiles; columns with the same atom masses share one bridge simulation.
+
+    By Donsker's theorem the ECDF of m draws from the reference's distribution deviates from it by
+    B(F(x)) / sqrt(m) for a Brownian bridge B; the gap between a batch's and the reference's ECDF is then
+    sqrt(1/m + 1/n) B. Ties are respected because B is only evaluated at the atoms. Columns are fitted
+    in parallel threads, so a simulation is made once under a lock and then shared.
+    """
+
+    def __init__(self, quantile: float, replicates: int) -> None:
+        import threading
+
+        self.quantile = quantile
+        self.replicates = replicates
+        self._lock = threading.Lock()
+        self._bridges: dict[bytes, tuple[np.ndarray, float]] = {}
+        self._early: threading.Thread | None = None
+
+    def start_continuous(self) -> None:
+        """Simulate the bridge of continuous columns (CALIBRATION_ATOMS equal atoms) in a background thread.
+
+        It depends on no data, so it runs while the reference is still being read.
+        """
+        import threading
+
+        import numpy as np
+
+        uniform = np.full(CALIBRATION_ATOMS, 1.0 / CALIBRATION_ATOMS)
+        self._early = threading.Thread(target=self._bridge, args=(uniform,), name=f"{WORKER_THREAD_PREFIX}-bridge")
+        self._early.start()
+
+    def join(self) -> None:
+        if self._early is not None:
+            self._early.join()
+
+    def _bridge(self, masses: np.ndarray) -> tuple[np.ndarray, float]:
+        import numpy as np
+
+        from tasks.drift.kernels import brownian_bridges
+
+        key = masses.tobytes()
+        with self._lock:
+            if key not in self._bridges:
+                rng = np.random.default_rng([CALIBRATION_SEED, zlib.crc32(key), masses.size])
+                # float32 halves the cost; the quantiles need three digits, not fifteen.
+                bridge = rng.standard_normal((self.replicates, masses.size), dtype=np.float32)
+                largest = brownian_bridges(bridge, masses)  # in place: the steps become |B| at the atoms
+                self._bridges[key] = (bridge, float(np.quantile(largest, self.quantile)))
+            return self._bridges[key]
+
+    def unit_quantiles(self, values: np.ndarray, masses: np.ndarray) -> tuple[float, float]:
+        """(KS, Wasserstein) null quantiles at unit sizes of a column with these atoms (values, masses)."""
+        import numpy as np
+
+        bridge, ks_unit = self._bridge(masses)
+        gaps = np.append(np.diff(values), 0.0).astype(np.float32)
+        # Not `bridge @ gaps`: BLAS threads spin against the column threads this runs in.
+        wasserstein = np.einsum("ij,j->i", bridge, gaps) if values.size else np.zeros(self.replicates)
+        return ks_unit, float(np.quantile(wasserstein, self.quantile))

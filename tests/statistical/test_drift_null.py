@@ -6,9 +6,18 @@ streams are the ones that broke the old multinomial null (issue 16): heavy tails
 zero-inflated lognormal (60 % zeros) and tied integers (Poisson). Each reference is judged on several
 chunks (clustered trials), so the bound is nominal + 3 Monte-Carlo standard errors of the cluster means.
 
-Measured at N = 2,000, 60 references x 10 chunks, nominal 0.01 (print the table with
+Measured at N = 2,000, 100 references x 6 chunks (600 trials), nominal 0.01 (print the table with
     uv run --frozen pytest tests/statistical/test_drift_null.py -m slow -s -q):
-old null  t3 JS 0.072 Hellinger 0.085; zero-inflated JS 0.062 Hellinger 0.073 (see the commit message)
+
+    stream          null        KS     Wasserstein  JS     Hellinger  PSI
+    t3              multinomial 0.008  0.013        0.068  0.092      0.007
+                    resampled   0.007  0.012        0.010  0.015      0.007
+    zero-inflated   multinomial 0.010  0.020        0.070  0.092      0.013
+                    resampled   0.008  0.018        0.012  0.013      0.010
+    Poisson(3)      multinomial 0.008  0.005        0.008  0.010      0.010
+                    resampled   0.007  0.003        0.008  0.008      0.010
+
+("multinomial": the bridge and multinomial nulls alone, as before tasks/drift/null.py.)
 """
 
 from __future__ import annotations
@@ -20,9 +29,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from tasks.drift.null import attach_resampled_null
+from tasks.drift.null import BridgeNulls
 from tasks.drift.profiling import numeric_drift
-from tasks.drift.reference import _BridgeNulls, _numeric_reference, calibrate_column
+from tasks.drift.reference import _numeric_reference, attach_nulls, calibrate_column
 
 QUANTILE = 0.99
 REPLICATES = 2_000
@@ -54,13 +63,12 @@ STREAMS: dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
 def false_alert_rates(draw: Callable[[np.random.Generator, int], np.ndarray], seed: int) -> dict[str, np.ndarray]:
     """Per reference, the share of its CHUNKS stationary chunks on which each method alerts."""
     rng = np.random.default_rng(seed)
-    bridges = _BridgeNulls(QUANTILE, REPLICATES)
+    bridges = BridgeNulls(QUANTILE, REPLICATES)
     rates = {method: np.zeros(REFERENCES) for method in METHODS}
     for r in range(REFERENCES):
         # Each reference gets its own name: calibration is seeded by it, as different columns are.
-        # As the fit does it: the bridge, then the resampled null at the chunk size.
-        ref = bridges.attach(_numeric_reference(pl.Series(draw(rng, SIZE)), f"x{r}", "numeric"))
-        ref = attach_resampled_null(ref, SIZE, QUANTILE, REPLICATES)
+        # As the fit does it: the bridge and the resampled null at the chunk size.
+        ref = attach_nulls(_numeric_reference(pl.Series(draw(rng, SIZE)), f"x{r}", "numeric"), bridges, SIZE)
         thresholds = calibrate_column(ref, SIZE, QUANTILE, REPLICATES)
         for _ in range(CHUNKS):
             drift = numeric_drift(ref, np.sort(draw(rng, SIZE)))

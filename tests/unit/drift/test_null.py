@@ -11,14 +11,15 @@ from tasks.drift import kernels
 from tasks.drift.null import (
     NULL_MAX_SIDE,
     NULL_REFERENCE_RATIO,
-    attach_resampled_null,
+    BridgeNulls,
     resampled_null,
+    resampled_null_units,
     resampled_thresholds,
     simulated_sizes,
     uses_resampled_null,
 )
 from tasks.drift.profiling import numeric_drift
-from tasks.drift.reference import _BridgeNulls, _numeric_reference, calibrate_column
+from tasks.drift.reference import NumericReference, _numeric_reference, attach_nulls, calibrate_column
 from tasks.drift.statistics import (
     _bin_counts,
     _histogram_counts,
@@ -124,25 +125,25 @@ def test_the_null_is_deterministic_and_scaled_beyond_the_simulated_sizes() -> No
 
 def test_calibration_takes_the_larger_null_and_scales_it_to_other_sizes() -> None:
     values = np.random.default_rng(13).standard_t(3, 600)
-    bridges = _BridgeNulls(0.99, 200)
-    plain = bridges.attach(_numeric_reference(pl.Series(values), "t3", "numeric"))
-    ref = attach_resampled_null(plain, 600, 0.99, 200)
-    assert len(ref.resampled_null_unit) == len(METHODS)
-    assert attach_resampled_null(plain, 600, 0.99, 200).resampled_null_unit == ref.resampled_null_unit
+    bridges = BridgeNulls(0.99, 200)
+    ref = attach_nulls(_numeric_reference(pl.Series(values), "t3", "numeric"), bridges, 600)
+    plain = attach_nulls(ref, bridges, 600 // (NULL_REFERENCE_RATIO + 1))  # a reference far larger: not simulated
+    assert len(ref.resampled_null_unit) == len(METHODS) and plain.resampled_null_unit == ()
+    assert resampled_null_units(ref.sample, 600, "t3", 600, 0.99, 200) == ref.resampled_null_unit
     thresholds = calibrate_column(ref, 600, 0.99, 200)
     assert thresholds == calibrate_column(ref, 600, 0.99, 200)
     null = resampled_null(ref.sample, ref.count, 600, 200, "t3")
     for method in METHODS:
         assert thresholds[method] >= float(np.quantile(null[method], 0.99)) * (1 - 1e-12)
         assert thresholds[method] >= calibrate_column(plain, 600, 0.99, 200)[method]
-    at_half = resampled_thresholds(ref, 300)
+    units = ref.resampled_null_unit
+    at_half = resampled_thresholds(units, 600, 300)
     ratio = np.sqrt((1 / 600 + 1 / 300) / (1 / 600 + 1 / 600))
-    assert at_half["hellinger"] == pytest.approx(resampled_thresholds(ref, 600)["hellinger"] * ratio)
-    assert at_half["psi"] == pytest.approx(resampled_thresholds(ref, 600)["psi"] * ratio**2)
-    assert resampled_thresholds(ref, 600 // (NULL_REFERENCE_RATIO + 1)) == {}, "a reference far larger: fixed"
-    assert resampled_thresholds(plain, 600) == {}, "never simulated: nothing to add"
-    # The profile keeps the unit quantiles.
-    assert type(ref).from_dict(ref.to_dict()).resampled_null_unit == ref.resampled_null_unit
+    assert at_half["hellinger"] == pytest.approx(resampled_thresholds(units, 600, 600)["hellinger"] * ratio)
+    assert at_half["psi"] == pytest.approx(resampled_thresholds(units, 600, 600)["psi"] * ratio**2)
+    assert resampled_thresholds(units, 600, 600 // (NULL_REFERENCE_RATIO + 1)) == {}, "a reference far larger"
+    assert resampled_thresholds((), 600, 600) == {}, "never simulated: nothing to add"
+    assert NumericReference.from_dict(ref.to_dict()).resampled_null_unit == units, "the profile keeps them"
     # The reference against itself is far below every threshold.
     drift = numeric_drift(ref, ref.sample)
     assert all(drift[method][0] < thresholds[method] for method in METHODS)
