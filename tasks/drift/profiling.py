@@ -58,13 +58,7 @@ reference are two samples of the reference's distribution; the threshold is the
 - KS and Wasserstein: the ECDF gap of such a pair is sqrt(1/m + 1/n) times a Brownian bridge in the
   reference's CDF scale (Donsker), so the fit simulates that bridge on the reference's distinct values
   (ties respected; merged into at most ``CALIBRATION_ATOMS`` equal-mass atoms; columns with the same
-  atom masses share one simulation) and scales its quantile to each batch size;
-- numeric columns, all five methods, when the reference holds at most ``NULL_REFERENCE_RATIO`` times
-  the batch's values: the resampled null of :mod:`tasks.drift.null`, pairs drawn from the reference
-  sample and binned as batches are (edges fitted on the simulated reference, the outside bin and
-  empty bins reached), simulated once at the fit's chunk size and scaled to other sizes; each
-  threshold is the larger of it and the one above (with a reference as small as the chunk, the
-  multinomial null alone let Hellinger alert on 9 % of stationary heavy-tailed chunks at a nominal 1 %).
+  atom masses share one simulation) and scales its quantile to each batch size.
 
 Why not literal reference chunks compared with the full reference: a chunk is part of the
 reference, so its distance to it has variance ~(1/m - 1/n) instead of (1/m + 1/n) for a new batch
@@ -79,6 +73,13 @@ fit calibrates ``settings.chunk_size`` eagerly; other sizes are calibrated on fi
 column) and cached in the profile, which ``to_dict`` keeps. The iid null models sampling noise only:
 slow, genuine variation inside the reference period is not treated as normal, so a reference that
 itself drifts will make later batches alert.
+
+Numeric columns whose reference holds at most ``NULL_REFERENCE_RATIO`` times the batch's values also
+get the resampled null (:mod:`tasks.drift.null`, all five methods): reference/chunk pairs drawn from the
+reference sample and binned as batches are (edges fitted on the simulated reference, the outside bin
+and empty bins reached), simulated once at the fit's chunk size and scaled to other sizes; each
+threshold is the larger of the two nulls' (with a reference as small as the chunk, the multinomial null
+alone let Hellinger alert on 9 % of stationary heavy-tailed chunks at a nominal 1 %).
 
 Data quality (a failing check blocks retraining in the policy): schema against the reference
 (extra columns, missing optional columns, dtype changes: a change of dtype family of a feature fails,
