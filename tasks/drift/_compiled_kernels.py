@@ -387,6 +387,154 @@ def brownian_bridges(steps: np.ndarray, masses: np.ndarray) -> np.ndarray:
     return largest
 
 
+@njit(cache=True, nogil=True)
+def _sorted_draws(rng, sample: np.ndarray, out: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    """Fill ``out`` with sorted draws from the quantile function of sorted ``sample``, interpolated between
+    values seen once (see tasks.drift.null): sorted uniform positions from normalised exponential spacings."""
+    k = out.size
+    top = sample.size - 1
+    running = 0.0
+    for i in range(k):
+        running += rng.standard_exponential()
+        out[i] = running
+    total = running + rng.standard_exponential()
+    for i in range(k):
+        position = (out[i] / total) * top
+        j = min(int(position), top - 1)
+        fraction = position - j
+        low = sample[j]
+        high = sample[j + 1]
+        # Between two values seen once: interpolated. Next to a tied value (an atom): the nearer of the two,
+        # so atoms keep their exact values and no draw falls between them.
+        tied = (j > 0 and sample[j - 1] == low) or low == high or (j + 2 <= top and sample[j + 2] == high)
+        if tied:
+            out[i] = low if fraction < 0.5 else high
+        else:
+            out[i] = low + fraction * (high - low)
+
+
+@njit(cache=True, nogil=True)
+def _doane_bins(values: np.ndarray) -> tuple[float, float, int]:
+    """(first edge, last edge, bins) of numpy's "doane" histogram of sorted ``values`` (as statistics.doane_edges)."""
+    n = values.size
+    first = values[0]
+    last = values[n - 1]
+    total = 0.0
+    for i in range(n):
+        total += values[i]
+    mean = total / n
+    second = 0.0
+    third = 0.0
+    for i in range(n):
+        deviation = values[i] - mean
+        square = deviation * deviation
+        second += square
+        third += square * deviation
+    width = 0.0
+    if n > 2:
+        std = np.sqrt(second / n)
+        if std > 0.0:
+            skewness = (third / n) / (std * std * std)
+            sg1 = np.sqrt(6.0 * (n - 2) / ((n + 1.0) * (n + 3)))
+            width = (last - first) / (1.0 + np.log2(n) + np.log2(1.0 + abs(skewness) / sg1))
+    if first == last:
+        first = first - 0.5
+        last = last + 0.5
+    bins = int(np.ceil((last - first) / width)) if width != 0.0 else 1
+    return first, last, bins
+
+
+@njit(cache=True, nogil=True)
+def _histogram(values: np.ndarray, edges: np.ndarray, counts: np.ndarray) -> None:
+    """Counts of sorted ``values`` on ``edges`` (numpy.histogram: last bin closed), those outside them last."""
+    bins = edges.size - 1
+    counts[:] = 0
+    j = 0
+    for i in range(values.size):
+        value = values[i]
+        if value < edges[0] or value > edges[bins]:
+            counts[bins] += 1
+            continue
+        while j < bins - 1 and value >= edges[j + 1]:
+            j += 1
+        counts[j] += 1
+
+
+@njit(cache=True, nogil=True)
+def _decile_counts(values: np.ndarray, edges: np.ndarray, ne: int, counts: np.ndarray) -> None:
+    """Counts of sorted ``values`` in the bins of the first ``ne`` interior ``edges``: bin j holds
+    edges[j-1] <= x < edges[j], as statistics._bin_counts."""
+    counts[:] = 0
+    d = 0
+    for i in range(values.size):
+        value = values[i]
+        while d < ne and value >= edges[d]:
+            d += 1
+        counts[d] += 1
+
+
+@njit(cache=True, nogil=True)
+def resampled_distances(  # type: ignore[no-untyped-def]
+    rng, sample: np.ndarray, n: int, m: int, replicates: int, psi_epsilon: float, deciles: int
+) -> np.ndarray:
+    """(KS, Wasserstein, Jensen-Shannon, Hellinger, PSI) x replicates of reference/chunk pairs of n and m sorted
+    draws from ``sample``, each pair binned as a batch is binned against a reference fitted on the first."""
+    out = np.zeros((5, replicates))
+    reference = np.empty(n)
+    batch = np.empty(m)
+    decile_edges = np.empty(deciles - 1)
+    reference_deciles = np.zeros(deciles, dtype=np.int64)
+    batch_deciles = np.zeros(deciles, dtype=np.int64)
+    log2 = np.log(2.0)
+    for r in range(replicates):
+        _sorted_draws(rng, sample, reference)
+        _sorted_draws(rng, sample, batch)
+        ks, wasserstein = merge(reference, batch)
+        out[0, r] = ks
+        out[1, r] = wasserstein
+        first, last, bins = _doane_bins(reference)
+        edges = np.empty(bins + 1)
+        step = (last - first) / bins
+        for j in range(bins):
+            edges[j] = first + j * step
+        edges[bins] = last
+        reference_counts = np.zeros(bins + 1, dtype=np.int64)
+        batch_counts = np.zeros(bins + 1, dtype=np.int64)
+        _histogram(reference, edges, reference_counts)
+        _histogram(batch, edges, batch_counts)
+        divergence = 0.0
+        squares = 0.0
+        for j in range(bins + 1):
+            p = reference_counts[j] / n
+            q = batch_counts[j] / m
+            mid = (p + q) / 2.0
+            if p > 0.0:
+                divergence += p * np.log(p / mid)
+            if q > 0.0:
+                divergence += q * np.log(q / mid)
+            root_gap = np.sqrt(p) - np.sqrt(q)
+            squares += root_gap * root_gap
+        out[2, r] = np.sqrt(max(divergence / 2.0, 0.0) / log2)
+        out[3, r] = np.sqrt(squares) / np.sqrt(2.0)
+        # Decile edges: the reference's quantiles above its minimum, distinct (they are sorted already).
+        ne = 0
+        for k in range(1, deciles):
+            rank = min(max(int(np.ceil(n * (k / deciles))) - 1, 0), n - 1)
+            value = reference[rank]
+            if value > reference[0] and (ne == 0 or value > decile_edges[ne - 1]):
+                decile_edges[ne] = value
+                ne += 1
+        _decile_counts(reference, decile_edges, ne, reference_deciles)
+        _decile_counts(batch, decile_edges, ne, batch_deciles)
+        index = 0.0
+        for j in range(ne + 1):
+            floor_p = max(reference_deciles[j] / n, psi_epsilon)
+            floor_q = max(batch_deciles[j] / m, psi_epsilon)
+            index += (floor_q - floor_p) * np.log(floor_q / floor_p)
+        out[4, r] = index
+    return out
+
+
 # --- category counts ------------------------------------------------------------------------------
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing's multiplier

@@ -1,6 +1,7 @@
 """Compiled inner loops of drift profiling: a radix sort of float64 values (with the moments behind the
 histogram bins in its own passes), the exact KS/Wasserstein merge, the calibration's multinomial
-draws, binned distances and Brownian bridges, and a counter of short strings.
+draws, binned distances, Brownian bridges and resampled reference/chunk pairs (:mod:`tasks.drift.null`),
+and a counter of short strings.
 
 Sorting every numeric column of every chunk and merging it with the reference's sorted sample is
 most of profiling's work. polars' comparison sort costs about 26 ns per value at 100k values; numpy
@@ -262,6 +263,105 @@ def _numpy_binned_distances(
     return js, distance, psi
 
 
+def resampled_distances(
+    rng: np.random.Generator, sample: np.ndarray, n: int, m: int, replicates: int, psi_epsilon: float, deciles: int
+) -> np.ndarray:
+    """(KS, Wasserstein, Jensen-Shannon, Hellinger, PSI) x ``replicates`` of simulated reference/chunk pairs of
+    ``n`` and ``m`` values drawn from sorted ``sample`` and binned as batches are (see :mod:`tasks.drift.null`)."""
+    import numpy as np
+
+    sample = np.ascontiguousarray(sample, dtype=np.float64)
+    if not _use_compiled(replicates * (n + m)):
+        return _numpy_resampled_distances(rng, sample, n, m, replicates, psi_epsilon, deciles)
+    return np.asarray(
+        _kernels()["resampled_distances"](rng, sample, int(n), int(m), int(replicates), float(psi_epsilon), deciles)
+    )
+
+
+def _numpy_sorted_draws(rng: np.random.Generator, sample: np.ndarray, size: int) -> np.ndarray:
+    """The numpy twin of the kernel's sorted draws: the same generator calls in the same order."""
+    import numpy as np
+
+    top = sample.size - 1
+    running = np.cumsum(rng.standard_exponential(size + 1))  # sequential, as the kernel's loop
+    position = (running[:size] / running[size]) * top
+    j = np.minimum(position.astype(np.int64), top - 1)
+    fraction = position - j
+    low, high = sample[j], sample[j + 1]
+    # A value equal to a neighbour is an atom: draws next to one snap to the nearer value (as the kernel).
+    before = np.concatenate(([np.nan], sample))[j]  # sample[j - 1], none at j = 0
+    after = np.concatenate((sample, [np.nan]))[j + 2]  # sample[j + 2], none past the top
+    tied = (before == low) | (low == high) | (after == high)
+    return np.asarray(np.where(tied, np.where(fraction < 0.5, low, high), low + fraction * (high - low)))
+
+
+def _numpy_resampled_distances(
+    rng: np.random.Generator, sample: np.ndarray, n: int, m: int, replicates: int, psi_epsilon: float, deciles: int
+) -> np.ndarray:
+    """The numpy twin of ``resampled_distances``, replicate by replicate (it draws what the kernel draws)."""
+    import numpy as np
+
+    from tasks.drift.statistics import ecdf_statistics, hellinger, jensen_shannon
+
+    out = np.zeros((5, replicates))
+    ranks = np.clip(np.ceil(n * (np.arange(1, deciles) / deciles)).astype(np.int64) - 1, 0, n - 1)
+    for r in range(replicates):
+        reference = _numpy_sorted_draws(rng, sample, n)
+        batch = _numpy_sorted_draws(rng, sample, m)
+        out[0, r], out[1, r] = ecdf_statistics(reference, batch)
+        edges = _numpy_doane_edges(reference)
+        reference_counts = _numpy_histogram(reference, edges)
+        batch_counts = _numpy_histogram(batch, edges)
+        p, q = reference_counts / n, batch_counts / m
+        out[2, r], out[3, r] = jensen_shannon(p, q), hellinger(p, q)
+        quantiles = reference[ranks]
+        decile_edges = np.unique(quantiles[quantiles > reference[0]])
+        floor_p = np.maximum(
+            np.bincount(np.searchsorted(decile_edges, reference, "right"), minlength=deciles) / n, psi_epsilon
+        )
+        floor_q = np.maximum(
+            np.bincount(np.searchsorted(decile_edges, batch, "right"), minlength=deciles) / m, psi_epsilon
+        )
+        # Bins past the last distinct edge hold nothing in either sample: 0 * log(1), as the kernel leaves them out.
+        out[4, r] = ((floor_q - floor_p) * np.log(floor_q / floor_p)).sum()
+    return out
+
+
+def _numpy_doane_edges(values: np.ndarray) -> np.ndarray:
+    """The kernel's doane edges of sorted ``values``: sequential sums, ``first + j * step``, the last edge exact."""
+    import numpy as np
+
+    n = values.size
+    first, last = float(values[0]), float(values[-1])
+    mean = float(np.cumsum(values)[-1]) / n
+    deviation = values - mean
+    square = deviation * deviation
+    second, third = float(np.cumsum(square)[-1]), float(np.cumsum(square * deviation)[-1])
+    width = 0.0
+    if n > 2:
+        std = math.sqrt(second / n)
+        if std > 0.0:
+            skewness = (third / n) / (std * std * std)
+            sg1 = math.sqrt(6.0 * (n - 2) / ((n + 1.0) * (n + 3)))
+            width = (last - first) / (1.0 + math.log2(n) + math.log2(1.0 + abs(skewness) / sg1))
+    if first == last:
+        first, last = first - 0.5, last + 0.5
+    bins = math.ceil((last - first) / width) if width != 0.0 else 1
+    edges = first + np.arange(bins + 1) * ((last - first) / bins)
+    edges[bins] = last
+    return np.asarray(edges)
+
+
+def _numpy_histogram(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Counts on ``edges`` (last bin closed), then the count outside them."""
+    import numpy as np
+
+    bins = edges.size - 1
+    inside = (values >= edges[0]) & (values <= edges[-1])
+    index = np.minimum(np.searchsorted(edges, values[inside], "right") - 1, bins - 1)
+    return np.asarray(np.append(np.bincount(index, minlength=bins), values.size - int(inside.sum())))
+
+
 def brownian_bridges(steps: np.ndarray, masses: np.ndarray) -> np.ndarray:
     """|B(F)| at the atoms' cumulative masses from standard normal ``steps`` (replicates x atoms, float32),
     computed in place; returns each replicate's maximum."""
@@ -336,6 +436,7 @@ def _kernels() -> dict[str, Any]:
             multinomial_counts=_compiled_kernels.multinomial_counts,
             binned_distances=_compiled_kernels.binned_distances,
             brownian_bridges=_compiled_kernels.brownian_bridges,
+            resampled_distances=_compiled_kernels.resampled_distances,
             count_views=_compiled_kernels.count_views,
         )
     return _compiled

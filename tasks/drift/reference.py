@@ -18,7 +18,7 @@ from tasks.core.errors import (
     NonFiniteError,
     ProbabilityRangeError,
 )
-from tasks.core.parallel import WORKER_THREAD_PREFIX, parallel_map
+from tasks.core.parallel import parallel_map
 from tasks.core.settings import ProfilingSettings
 from tasks.data.contract import FeatureSpec, ModelContract, validate_batch
 from tasks.drift.categorical import surprise_threshold, two_sample_null_shares
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from tasks.drift.multivariate import PcaReference
+    from tasks.drift.null import BridgeNulls
 
 
 # A LazyFrame reference up to this many cells (about 256 MB of 8-byte values) is read in one pass;
@@ -75,6 +76,8 @@ class NumericReference:
     # Null quantiles of KS and Wasserstein for unit sizes: thresholds are these times sqrt(1/m + 1/n).
     ks_null_unit: float = 0.0
     wasserstein_null_unit: float = 0.0
+    # The resampled null's unit quantiles (tasks/drift/null.py), one per RESAMPLED_METHODS; () when not simulated.
+    resampled_null_unit: tuple[float, ...] = ()
 
     @cached_property
     def atoms(self) -> tuple[np.ndarray, np.ndarray]:
@@ -114,6 +117,7 @@ class NumericReference:
             "histogram_proportions": list(self.histogram_proportions),
             "ks_null_unit": self.ks_null_unit,
             "wasserstein_null_unit": self.wasserstein_null_unit,
+            "resampled_null_unit": list(self.resampled_null_unit),
         }
 
     @classmethod
@@ -135,6 +139,7 @@ class NumericReference:
             histogram_proportions=tuple(float(p) for p in data["histogram_proportions"]),
             ks_null_unit=float(data["ks_null_unit"]),
             wasserstein_null_unit=float(data["wasserstein_null_unit"]),
+            resampled_null_unit=tuple(float(u) for u in data["resampled_null_unit"]),
         )
 
 
@@ -392,9 +397,10 @@ def fit_reference_profile(
     A LazyFrame is read one column at a time (peak memory: one column), a DataFrame is validated once.
     """
     from tasks.drift.multivariate import fit_pca_reference
+    from tasks.drift.null import BridgeNulls
 
     quantile, replicates = settings.false_alarm_quantile, replicates_for(settings)
-    bridges = _BridgeNulls(quantile, replicates)
+    bridges, size = BridgeNulls(quantile, replicates), calibration_size(settings.chunk_size)
     if any(spec.kind == "numeric" for spec in contract.features):
         bridges.start_continuous()
     try:
@@ -417,13 +423,13 @@ def fit_reference_profile(
                     "feature is entirely null in the reference; it cannot be profiled", source=source, column=name
                 )
             if spec.kind == "numeric":
-                ref = bridges.attach(_numeric_reference(series, name, "numeric", source=source))
+                ref = attach_nulls(_numeric_reference(series, name, "numeric", source=source), bridges, size)
             else:
                 ref = _categorical_reference(series, name, spec.kind, spec.categories or [])
         elif nulls == rows:
             return None, 1.0, {}
         elif name == contract.probability:
-            ref = bridges.attach(_numeric_reference(series, name, "prediction", source=source))
+            ref = attach_nulls(_numeric_reference(series, name, "prediction", source=source), bridges, size)
         else:
             ref = _categorical_reference(series, name, "label", [])
         thresholds = calibrate_column(ref, calibration_size(settings.chunk_size), quantile, replicates)
@@ -515,65 +521,14 @@ def _numeric_reference(column: pl.Series, name: str, kind: str, *, source: str =
     )
 
 
-class _BridgeNulls:
-    """KS/Wasserstein unit null quantiles; columns with the same atom masses share one bridge simulation.
+def attach_nulls(ref: NumericReference, bridges: BridgeNulls, size: int) -> NumericReference:
+    """``ref`` with its simulated nulls (tasks/drift/null.py): the bridge's KS/Wasserstein unit quantiles and
+    the resampled null's at batch ``size`` (the fit's chunk size)."""
+    from tasks.drift.null import resampled_null_units
 
-    By Donsker's theorem the ECDF of m draws from the reference's distribution deviates from it by
-    B(F(x)) / sqrt(m) for a Brownian bridge B; the gap between a batch's and the reference's ECDF is then
-    sqrt(1/m + 1/n) B. Ties are respected because B is only evaluated at the atoms. Columns are fitted
-    in parallel threads, so a simulation is made once under a lock and then shared.
-    """
-
-    def __init__(self, quantile: float, replicates: int) -> None:
-        import threading
-
-        self.quantile = quantile
-        self.replicates = replicates
-        self._lock = threading.Lock()
-        self._bridges: dict[bytes, tuple[np.ndarray, float]] = {}
-        self._early: threading.Thread | None = None
-
-    def start_continuous(self) -> None:
-        """Simulate the bridge of continuous columns (CALIBRATION_ATOMS equal atoms) in a background thread.
-
-        It depends on no data, so it runs while the reference is still being read.
-        """
-        import threading
-
-        import numpy as np
-
-        uniform = np.full(CALIBRATION_ATOMS, 1.0 / CALIBRATION_ATOMS)
-        self._early = threading.Thread(target=self._bridge, args=(uniform,), name=f"{WORKER_THREAD_PREFIX}-bridge")
-        self._early.start()
-
-    def join(self) -> None:
-        if self._early is not None:
-            self._early.join()
-
-    def _bridge(self, masses: np.ndarray) -> tuple[np.ndarray, float]:
-        import numpy as np
-
-        from tasks.drift.kernels import brownian_bridges
-
-        key = masses.tobytes()
-        with self._lock:
-            if key not in self._bridges:
-                rng = np.random.default_rng([CALIBRATION_SEED, zlib.crc32(key), masses.size])
-                # float32 halves the cost; the quantiles need three digits, not fifteen.
-                bridge = rng.standard_normal((self.replicates, masses.size), dtype=np.float32)
-                largest = brownian_bridges(bridge, masses)  # in place: the steps become |B| at the atoms
-                self._bridges[key] = (bridge, float(np.quantile(largest, self.quantile)))
-            return self._bridges[key]
-
-    def attach(self, ref: NumericReference) -> NumericReference:
-        import numpy as np
-
-        values, masses = ref.atoms
-        bridge, ks_unit = self._bridge(masses)
-        gaps = np.append(np.diff(values), 0.0).astype(np.float32)
-        # Not `bridge @ gaps`: BLAS threads spin against the column threads this runs in.
-        wasserstein = np.einsum("ij,j->i", bridge, gaps) if values.size else np.zeros(self.replicates)
-        return replace(ref, ks_null_unit=ks_unit, wasserstein_null_unit=float(np.quantile(wasserstein, self.quantile)))
+    ks_unit, wasserstein_unit = bridges.unit_quantiles(*ref.atoms)
+    units = resampled_null_units(ref.sample, ref.count, ref.name, size, bridges.quantile, bridges.replicates)
+    return replace(ref, ks_null_unit=ks_unit, wasserstein_null_unit=wasserstein_unit, resampled_null_unit=units)
 
 
 def _categorical_reference(column: pl.Series, name: str, kind: str, known: list[str]) -> CategoricalReference:
@@ -632,6 +587,12 @@ def calibrate_column(ref: ColumnReference, size: int, quantile: float, replicate
         thresholds = {"head_tail": surprise_threshold(quantile)}  # an exact p-value: no simulation
     for method, values in null.items():
         thresholds[method] = max(float(np.quantile(values, quantile)), THRESHOLD_FLOOR)
+    if isinstance(ref, NumericReference):
+        from tasks.drift.null import resampled_thresholds
+
+        # Pairs binned as batches are (tasks/drift/null.py): each threshold is the larger of the two nulls'.
+        for method, threshold in resampled_thresholds(ref.resampled_null_unit, ref.count, size).items():
+            thresholds[method] = max(thresholds[method], threshold)
     return thresholds
 
 
