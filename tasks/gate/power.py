@@ -119,8 +119,9 @@ class PowerCheck:
 
     def need(self) -> str:
         """Why a failed verdict is inconclusive, and what would settle it."""
+        whose = "the gate's power (superiority x slices)" if self.slices_judged else "power"
         return (
-            f"inconclusive, not 'no better': power {self.power:.2f} < {self.min_power:g} for a gain of "
+            f"inconclusive, not 'no better': {whose} {self.power:.2f} < {self.min_power:g} for a gain of "
             f"{self.effect:+g}; need about {self.more_rows} more labelled rows (~{self.more_positives} more positives)"
         )
 
