@@ -43,8 +43,14 @@ class Row:
     accuracy_gate: float | None
     seconds: float
     # Mean over pairs of the power the gate predicts for itself at this effect (tasks.gate.power, from each
-    # pair's DeLong standard error); None at effect 0, where power is the false-promotion rate.
+    # pair's DeLong standard errors: the whole gate's, superiority x slices); None at effect 0, where power is the
+    # false-promotion rate.
     predicted: float | None = None
+    superiority: float = 0.0  # share of pairs whose superiority test passes (the rule alone)
+    predicted_superiority: float | None = None  # mean predicted power of the superiority test alone
+    inconclusive: float = 0.0  # share of pairs whose gate failed as inconclusive (underpowered)
+    predicted_sd: float = 0.0  # spread over pairs of the predictions (their mean's MC error: sd / sqrt(pairs))
+    predicted_superiority_sd: float = 0.0
 
 
 def simulate_pair(
@@ -83,14 +89,19 @@ def promotion_rates(
     mu_champion = math.sqrt(2.0) * float(norm.ppf(auc))
     threshold = mu_champion / 2.0 + math.log((1.0 - prevalence) / prevalence) / mu_champion
     rng = np.random.default_rng(seed)
-    gate_hits = naive_hits = accuracy_hits = 0
-    predicted = 0.0
+    gate_hits = naive_hits = accuracy_hits = superiority_hits = inconclusive_hits = 0
+    predicted: list[float] = []
+    predicted_superiority: list[float] = []
     started = time.perf_counter()
     for pair in range(pairs):
         labels, candidate, champion, segment = simulate_pair(rng, rows, auc, effect, rho, prevalence)
         decision = evaluate_gate(labels, candidate, champion, {"segment": segment}, settings, seed=pair)
         gate_hits += decision.passed
-        predicted += decision.power.power if decision.power is not None else math.nan
+        superiority = decision.rule("superiority")
+        superiority_hits += superiority is not None and superiority.verdict == "pass"
+        inconclusive_hits += decision.inconclusive
+        predicted.append(decision.power.power if decision.power is not None else math.nan)
+        predicted_superiority.append(decision.power.superiority if decision.power is not None else math.nan)
         naive_hits += (decision.candidate_auc or 0.0) > (decision.champion_auc or 0.0)
         if with_accuracy:
             accuracy = evaluate_gate(
@@ -109,7 +120,12 @@ def promotion_rates(
         naive=naive_hits / pairs,
         accuracy_gate=accuracy_hits / pairs if with_accuracy else None,
         seconds=time.perf_counter() - started,
-        predicted=predicted / pairs if effect > 0 else None,
+        predicted=float(np.mean(predicted)) if effect > 0 else None,
+        superiority=superiority_hits / pairs,
+        predicted_superiority=float(np.mean(predicted_superiority)) if effect > 0 else None,
+        inconclusive=inconclusive_hits / pairs,
+        predicted_sd=float(np.std(predicted)),
+        predicted_superiority_sd=float(np.std(predicted_superiority)),
     )
 
 

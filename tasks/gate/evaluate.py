@@ -23,10 +23,12 @@ Rules (all paired: both models are scored on the same rows):
 
 A first model (no champion) is judged against absolute floors only; the other rules are reported.
 
-*Power* (reported, :mod:`tasks.gate.power`): the superiority test's power at ``gate.target_effect`` on this
-holdout. A gate that fails only on superiority while its power is below ``gate.min_power`` is *inconclusive*
-(``GateDecision.inconclusive``): the summary says how many more labelled rows (and positives) would settle it.
-It still does not promote.
+*Power* (reported, :mod:`tasks.gate.power`): the whole gate's power at ``gate.target_effect`` on this holdout --
+the superiority test's times the per-slice non-inferiority rule's (each judged slice's standard error and
+``gate.slice_margin``), both stated. A gate that fails only on those two rules, each failed one short of
+``gate.min_power`` on its own, while the whole gate's power is below it too, is *inconclusive*
+(``GateDecision.inconclusive``): the summary says how many more labelled rows (and positives) would give the
+whole gate that power. It still does not promote.
 
 Why the false-promotion rate stays at or below alpha with several rules: the gate promotes only if
 *every* blocking rule passes, so the promotion event is the intersection of the rules' pass events.
@@ -291,17 +293,35 @@ def evaluate_gate(
             min_power=settings.min_power,
             rows=n_rows,
             positives=positives,
+            slices=[
+                standard_error_from_interval(r.ci_low, r.ci_high, settings.alpha) or 0.0
+                for r in slice_results
+                if r.verdict in ("pass", "fail")
+            ],
+            slice_margin=settings.slice_margin,
+            # the slices are judged in ROC AUC: the target gain carries over only when it is an AUC gain
+            slice_effect=settings.target_effect if primary == "roc_auc" else 0.0,
         )
         rules.append(RuleResult.reported("power", power.describe(), _power_numbers(power)))
     passed = all(r.verdict != "fail" for r in rules if r.blocking)
-    # Only the superiority test is about evidence size; a slice, back-test or budget failure is conclusive.
+    # Superiority and slice non-inferiority can fail for lack of evidence; a back-test, stress or budget failure is
+    # conclusive. A failure is inconclusive when only those two rules failed, each of them short of min_power on its
+    # own (a well-powered failure settles the question), and the whole gate is short of it too. A slice shown
+    # inferior (its upper bound below -gate.slice_margin: the mirror test rejects at alpha) settles it as well.
+    slice_rule = next((r for r in rules if r.rule == "slices" and r.blocking), None)
+    own_power = {id(superiority): power.superiority if power else 1.0}
+    shown_inferior = any(
+        r.verdict == "fail" and r.ci_high is not None and r.ci_high < -settings.slice_margin for r in slice_results
+    )
+    if slice_rule is not None and not shown_inferior:
+        own_power[id(slice_rule)] = power.slice_power if power else 1.0
+    failed = [r for r in rules if r.blocking and r.verdict == Verdict.FAIL]
     inconclusive = bool(
         not passed
         and power is not None
         and power.underpowered
         and power.rows_needed is not None
-        and superiority.verdict == Verdict.FAIL
-        and all(r.verdict != Verdict.FAIL for r in rules if r.blocking and r is not superiority)
+        and all(id(r) in own_power and own_power[id(r)] < settings.min_power for r in failed)
     )
     return _decision(
         passed=passed,
@@ -330,6 +350,9 @@ def evaluate_gate(
 def _power_numbers(power: PowerCheck) -> dict[str, Number]:
     return {
         "power": power.power,
+        "superiority_power": power.superiority,
+        "slice_power": power.slice_power,
+        "slices_judged": power.slices_judged,
         "target_effect": power.effect,
         "detectable": power.detectable,
         "standard_error": power.standard_error,

@@ -173,7 +173,7 @@ class GateDecision:
     backtest: BacktestResult | None = None
     stress: tuple[StressResult, ...] = ()
     inference: InferenceResult | None = None
-    power: PowerCheck | None = None  # the primary test's power at gate.target_effect (None for a first model)
+    power: PowerCheck | None = None  # the whole gate's power at gate.target_effect (superiority x slices)
     # failed while underpowered: the holdout could not tell, which is not evidence the candidate is no better
     inconclusive: bool = False
 

@@ -15,7 +15,7 @@ from scipy.stats import norm
 from tasks.core.settings import GateSettings
 from tasks.gate.evaluate import evaluate_gate
 from tasks.gate.paired_tests import _delong_pair, one_sided_p
-from tasks.gate.power import PowerCheck, power_check, standard_error_from_interval
+from tasks.gate.power import PowerCheck, power_check, slice_rule_power, standard_error_from_interval
 
 
 def _binormal(
@@ -116,13 +116,62 @@ def test_a_well_powered_failure_is_a_real_no() -> None:
     assert "inconclusive" not in decision.reasons[-1]
 
 
-def test_a_slice_failure_is_conclusive_whatever_the_power() -> None:
+def test_a_slice_shown_inferior_is_conclusive_whatever_the_power() -> None:
     rng = np.random.default_rng(7)
     labels, cand, champ = _binormal(rng, 5_000, 0.3, 0.0)
     segment = np.where(rng.random(5_000) < 0.5, "a", "b")
     cand = np.where(segment == "b", rng.normal(size=5_000), cand)  # the candidate is useless on slice b
     decision = evaluate_gate(labels, cand, champ, {"segment": segment}, GateSettings(n_bootstrap=200))
     assert not decision.passed and not decision.inconclusive
+
+
+def test_slice_rule_power_matches_holm_in_closed_form() -> None:
+    """One slice: the one-sided z-test's power. Two independent equal slices: Holm passes both when both clear
+    z(1 - alpha/2), or one clears it and the other clears z(1 - alpha) only."""
+    alpha, gain, se = 0.05, 0.04, 0.02
+    one = norm.cdf(gain / se - norm.ppf(1 - alpha))
+    assert slice_rule_power([se], effect=0.02, margin=0.02, alpha=alpha) == pytest.approx(one, abs=0.01)
+    q1, q2 = norm.sf(norm.ppf(1 - alpha) - gain / se), norm.sf(norm.ppf(1 - alpha / 2) - gain / se)
+    two = q2 * q2 + 2 * (q1 - q2) * q2
+    assert slice_rule_power([se, se], effect=0.02, margin=0.02, alpha=alpha) == pytest.approx(two, abs=0.01)
+    assert slice_rule_power([], effect=0.02, margin=0.02, alpha=alpha) == 1.0
+    # a pure function: the same inputs, the same power
+    assert slice_rule_power([se, 0.03], effect=0.01, margin=0.02, alpha=alpha) == slice_rule_power(
+        [se, 0.03], effect=0.01, margin=0.02, alpha=alpha
+    )
+
+
+def test_the_stated_power_is_the_whole_gates_and_its_rows_reach_it() -> None:
+    common = {"metric": "roc_auc", "effect": 0.02, "bound": 0.0, "alpha": 0.05, "min_power": 0.8, "rows": 10_000}
+    check = power_check(standard_error=0.0159, positives=200, slices=[0.032] * 4, slice_margin=0.02, **common)
+    alone = power_check(standard_error=0.0159, positives=200, **common)
+    assert check.superiority == pytest.approx(alone.power) and check.slice_power < 0.05
+    assert check.power == pytest.approx(check.superiority * check.slice_power)
+    assert check.underpowered and check.rows_needed is not None and check.rows_needed > alone.rows_needed
+    assert "slice non-inferiority over 4 slices" in check.describe()
+    scale = math.sqrt(check.rows / check.rows_needed)  # every standard error shrinks as 1/sqrt(rows)
+    there = power_check(
+        standard_error=0.0159 * scale, positives=200, slices=[0.032 * scale] * 4, slice_margin=0.02, **common
+    )
+    assert there.power == pytest.approx(0.8, abs=0.015)
+
+
+def test_a_low_prevalence_gate_short_of_slice_power_is_inconclusive_not_no() -> None:
+    """10k rows at 2 % positives, 4 slices of ~50 positives, a real +0.02 AUC gain: superiority passes (seed 0),
+    but no slice can show non-inferiority within 0.02; the gate says how many labels would settle it."""
+    from benchmarks.gate_calibration import simulate_pair
+
+    labels, cand, champ, segment = simulate_pair(np.random.default_rng(0), 10_000, 0.8, 0.02, 0.5, 0.02)
+    decision = evaluate_gate(
+        labels, cand, champ, {"segment": segment}, GateSettings(n_bootstrap=100, target_effect=0.02)
+    )
+    assert decision.rule("superiority").verdict == "pass" and decision.rule("slices").verdict == "fail"
+    assert not decision.passed and decision.inconclusive
+    power = decision.power
+    assert power is not None and power.slice_power < 0.05 and power.power < power.superiority
+    assert power.more_rows > 50_000 and power.more_positives > 1_000
+    assert f"{power.more_rows} more labelled rows" in decision.reasons[-1]
+    assert decision.awaiting_labels(0.3) == math.ceil(power.more_rows / 0.3)
 
 
 def test_standard_error_read_off_an_interval() -> None:
