@@ -32,8 +32,9 @@ The row's statistic is the p-value's surprise ``-log10 p`` (larger is more drift
 statistic) and its threshold is ``-log10(1 - false_alarm_quantile)``: the p-value is exact, so no
 simulation is needed for a false-alarm rate of at most ``1 - false_alarm_quantile``.
 
-Cost: the hypergeometric probabilities are summed over the support within 20 sqrt(t_i) of the mean (by
-Hoeffding's bound for sampling without replacement the mass beyond is below e^-800), at most
+Cost: the hypergeometric probabilities are summed over the support within 10 sqrt(t_i) of the mean (by
+Hoeffding's bound for sampling without replacement the mass beyond is below 2 e^-200, about 3e-87: p-values
+are exact to that, far below any level Holm asks for), with log k! read from a table, at most
 ``n + m`` log-gamma evaluations per column, vectorised.
 
 The distance statistics' null (:func:`two_sample_null_shares`): their thresholds are bootstrapped from
@@ -53,13 +54,12 @@ on 100 and 1,000 levels and 1.5-3.5 % on 300 steep (exponent 1.5) levels at refe
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np
 
-HOEFFDING_WIDTH = 20.0  # support summed within this many sqrt(t) of the hypergeometric mean
+HOEFFDING_WIDTH = 10.0  # support summed within this many sqrt(t) of the hypergeometric mean (mass beyond < 3e-87)
 
 
 def head_tail_p_value(reference_counts: np.ndarray, batch_counts: np.ndarray) -> float:
@@ -111,14 +111,13 @@ def _fisher(batch: np.ndarray, owner: np.ndarray, k: np.ndarray, pmf: np.ndarray
     observed = batch[owner]
     lower = np.bincount(owner, weights=np.where(k <= observed, pmf, 0.0), minlength=size)
     upper = np.bincount(owner, weights=np.where(k >= observed, pmf, 0.0), minlength=size)
-    # Outside the summed window the mass is below e^-800: an observation there has p = 0 either way.
+    # Outside the summed window the mass is below 3e-87: an observation there has p = 0 (exact to that).
     return np.asarray(np.minimum(1.0, 2.0 * np.minimum(lower, upper)))
 
 
 def _hypergeometric(pooled: np.ndarray, n: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(category, k, P(X = k)) of every category's batch count X within the summed window, flattened."""
     import numpy as np
-    from scipy.special import gammaln
 
     total = n + m
     mean = pooled * (m / total)
@@ -128,21 +127,30 @@ def _hypergeometric(pooled: np.ndarray, n: int, m: int) -> tuple[np.ndarray, np.
     lengths = high - low + 1
     owner = np.repeat(np.arange(pooled.size), lengths)
     starts = np.cumsum(lengths) - lengths
-    k = (np.arange(lengths.sum()) - np.repeat(starts, lengths) + np.repeat(low, lengths)).astype(np.float64)
-    t = pooled[owner].astype(np.float64)
-    # log P(X = k) = log C(m, k) + log C(n, t - k) - log C(n + m, t)
-    log_pmf = (
-        _log_choose(float(m), k, gammaln)
-        + _log_choose(float(n), t - k, gammaln)
-        - _log_choose(float(total), t, gammaln)
-    )
-    return owner, k, np.exp(log_pmf)
+    k = np.arange(lengths.sum()) - np.repeat(starts, lengths) + np.repeat(low, lengths)
+    t = pooled[owner]
+    # log P(X = k) = log C(m, k) + log C(n, t - k) - log C(n + m, t), from a table of log k!: lookups instead
+    # of six log-gamma evaluations per support point (a 100-level column at 1M/100k rows: 23 ms -> 8 ms).
+    lf = _log_factorials(total)
+    per_category = lf[m] + lf[n] - (lf[total] - lf[pooled] - lf[total - pooled])
+    log_pmf = per_category[owner] - lf[k] - lf[m - k] - lf[t - k] - lf[n - t + k]
+    return owner, k.astype(np.float64), np.exp(log_pmf)
 
 
-def _log_choose(a: float | np.ndarray, b: np.ndarray, gammaln: Callable[..., Any]) -> np.ndarray:
+_LOG_FACTORIALS: list[np.ndarray] = []  # one growing table per process; replaced whole, so threads may share it
+
+
+def _log_factorials(upto: int) -> np.ndarray:
+    """log k! for k = 0 .. at least ``upto`` (log-gamma of k + 1, exact to float precision per entry)."""
     import numpy as np
+    from scipy.special import gammaln
 
-    return np.asarray(gammaln(a + 1.0) - gammaln(b + 1.0) - gammaln(a - b + 1.0))
+    table = _LOG_FACTORIALS[-1] if _LOG_FACTORIALS else None
+    if table is None or table.size <= upto:
+        size = 1 << max(16, int(upto).bit_length())  # doubling: a process computes a few tables at most
+        table = gammaln(np.arange(size, dtype=np.float64) + 1.0)
+        _LOG_FACTORIALS[:] = [table]
+    return table
 
 
 def two_sample_null_shares(counts: np.ndarray) -> np.ndarray:
