@@ -321,6 +321,19 @@ def multinomial_counts(rng, total: int, shares: np.ndarray, replicates: int, nor
 
 
 @njit(cache=True, nogil=True)
+def _shape_terms(p: float, q: float) -> tuple[float, float]:
+    """One bin's terms of the Jensen-Shannon divergence (natural log) and of Hellinger's sum of squares."""
+    mid = (p + q) / 2.0
+    divergence = 0.0
+    if p > 0.0:
+        divergence += p * np.log(p / mid)
+    if q > 0.0:
+        divergence += q * np.log(q / mid)
+    root_gap = np.sqrt(p) - np.sqrt(q)
+    return divergence, root_gap * root_gap
+
+
+@njit(cache=True, nogil=True)
 def binned_distances(
     reference: np.ndarray, batch: np.ndarray, psi_epsilon: float, shape_distances: bool, stability: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -347,13 +360,9 @@ def binned_distances(
             p = reference[r, j] / reference_total
             q = batch[r, j] / batch_total
             if shape_distances:
-                m = (p + q) / 2.0
-                if p > 0.0:
-                    divergence += p * np.log(p / m)
-                if q > 0.0:
-                    divergence += q * np.log(q / m)
-                root_gap = np.sqrt(p) - np.sqrt(q)
-                squares += root_gap * root_gap
+                part, square = _shape_terms(p, q)
+                divergence += part
+                squares += square
             if stability:
                 floor_p = max(p, psi_epsilon)
                 floor_q = max(q, psi_epsilon)
@@ -419,22 +428,10 @@ def _doane_bins(values: np.ndarray) -> tuple[float, float, int]:
     n = values.size
     first = values[0]
     last = values[n - 1]
-    total = 0.0
-    for i in range(n):
-        total += values[i]
-    mean = total / n
-    second = 0.0
-    third = 0.0
-    for i in range(n):
-        deviation = values[i] - mean
-        square = deviation * deviation
-        second += square
-        third += square * deviation
     width = 0.0
     if n > 2:
-        std = np.sqrt(second / n)
+        _, std, skewness = moments(values)
         if std > 0.0:
-            skewness = (third / n) / (std * std * std)
             sg1 = np.sqrt(6.0 * (n - 2) / ((n + 1.0) * (n + 3)))
             width = (last - first) / (1.0 + np.log2(n) + np.log2(1.0 + abs(skewness) / sg1))
     if first == last:
@@ -505,15 +502,9 @@ def resampled_distances(  # type: ignore[no-untyped-def]
         divergence = 0.0
         squares = 0.0
         for j in range(bins + 1):
-            p = reference_counts[j] / n
-            q = batch_counts[j] / m
-            mid = (p + q) / 2.0
-            if p > 0.0:
-                divergence += p * np.log(p / mid)
-            if q > 0.0:
-                divergence += q * np.log(q / mid)
-            root_gap = np.sqrt(p) - np.sqrt(q)
-            squares += root_gap * root_gap
+            part, square = _shape_terms(reference_counts[j] / n, batch_counts[j] / m)
+            divergence += part
+            squares += square
         out[2, r] = np.sqrt(max(divergence / 2.0, 0.0) / log2)
         out[3, r] = np.sqrt(squares) / np.sqrt(2.0)
         # Decile edges: the reference's quantiles above its minimum, distinct (they are sorted already).

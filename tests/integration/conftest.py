@@ -43,15 +43,11 @@ class HasPrefect(Protocol):
     def prefect(self) -> LocalPrefect: ...
 
 
-@dataclass(frozen=True)
-class Stack:
-    prefect: LocalPrefect
-    home: Path
-    config: Path
+class RetrainRunReads:
+    """Reads of the retrain deployments' flow runs, for any fixture that knows their ids (the Prefect client
+    settings are the caller's)."""
+
     retrain_deployments: dict[str, UUID]  # work queue (= priority class) → retrain deployment id
-    analysis: pl.DataFrame
-    prefect_database: str  # SQLAlchemy URLs (PostgreSQL) of the server's database and the home's audit store
-    store_database: str
 
     def retrain_runs(self, key: str | None = None) -> list[FlowRun]:
         """Flow runs of the retrain deployments (optionally those whose idempotency_key parameter is `key`)."""
@@ -68,6 +64,17 @@ class Stack:
 
         with get_client(sync_client=True) as client:
             return client.read_flow_run(run_id)
+
+
+@dataclass(frozen=True)
+class Stack(RetrainRunReads):
+    prefect: LocalPrefect
+    home: Path
+    config: Path
+    retrain_deployments: dict[str, UUID]  # work queue (= priority class) → retrain deployment id
+    analysis: pl.DataFrame
+    prefect_database: str  # SQLAlchemy URLs (PostgreSQL) of the server's database and the home's audit store
+    store_database: str
 
     def wait_until_final(self, run_id: UUID, timeout: float) -> FlowRun:
         return poll(lambda: _final_or_none(self.flow_run(run_id)), timeout, f"flow run {run_id} to finish", self)

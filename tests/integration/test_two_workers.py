@@ -36,7 +36,16 @@ from uuid import UUID
 import pytest
 
 from devkit.local_server import LocalPrefect, ManagedProcess, client_settings
-from tests.integration.conftest import MODEL, POOL, QUEUES, RETRAIN_FLOW, RETRAIN_SLOT, poll, write_home
+from tests.integration.conftest import (
+    MODEL,
+    POOL,
+    QUEUES,
+    RETRAIN_FLOW,
+    RETRAIN_SLOT,
+    RetrainRunReads,
+    poll,
+    write_home,
+)
 from tests.support.s3 import S3StandIn, s3_stand_in  # noqa: F401  (the fixture)
 
 if TYPE_CHECKING:
@@ -105,7 +114,7 @@ class Clone:
 
 
 @dataclass
-class TwoWorkers:
+class TwoWorkers(RetrainRunReads):
     prefect: LocalPrefect
     clones: dict[str, Clone]
     store_database: str
@@ -119,21 +128,6 @@ class TwoWorkers:
             POOL, env=clone.env(), cwd=clone.path, query_seconds=1, prefetch_seconds=2, name=f"worker-{clone.name}",
             limit=WORKER_LIMIT,
         )  # fmt: skip
-
-    def retrain_runs(self, key: str | None = None) -> list[Any]:
-        from prefect.client.orchestration import get_client
-        from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
-
-        ids = list(self.retrain_deployments.values())
-        with get_client(sync_client=True) as client:
-            runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=ids)))
-        return [r for r in runs if key is None or r.parameters.get("idempotency_key") == key]
-
-    def flow_run(self, run_id: UUID) -> Any:
-        from prefect.client.orchestration import get_client
-
-        with get_client(sync_client=True) as client:
-            return client.read_flow_run(run_id)
 
     def wait_final(self, run_ids: list[UUID], timeout: float = RUN_TIMEOUT) -> list[Any]:
         def all_final() -> list[Any] | None:
