@@ -615,15 +615,45 @@ def multinomial_draws(
 
 
 def _binned_null(ref: NumericReference, size: int, replicates: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    import numpy as np
+
     from tasks.drift.kernels import binned_distances
 
     reference_histogram, reference_deciles = _reference_replicates(ref, replicates)
-    chunk_histogram = multinomial_draws(rng, size, ref.histogram_proportions, replicates)
+    # Batches get an extra bin for values beyond the reference's range, which the reference never fills, and
+    # can land in bins the reference left empty: the chunk is drawn from shares smoothed for both.
+    shares = _smoothed_shares(ref)
+    chunk_histogram = multinomial_draws(rng, size, shares, replicates)
+    reference_histogram = np.pad(reference_histogram, ((0, 0), (0, 1)))
     chunk_deciles = multinomial_draws(rng, size, ref.bin_proportions, replicates)
     # One compiled pass per table: jensen_shannon, hellinger and population_stability_index, row by row.
     js, hellinger_distance, _ = binned_distances(reference_histogram, chunk_histogram, PSI_EPSILON, stability=False)
     _, _, psi = binned_distances(reference_deciles, chunk_deciles, PSI_EPSILON, shape_distances=False)
     return {"jensen_shannon": js, "hellinger": hellinger_distance, "psi": psi}
+
+
+def _smoothed_shares(ref: NumericReference) -> np.ndarray:
+    """The shares of the reference's histogram bins and of the outside bin that a stationary batch is drawn from.
+
+    The reference's proportions treat it as the population: a bin it left empty, or the range beyond its
+    extremes, would never be reached. Beyond each end the reference saw once (a continuous tail) the next
+    draw lands with probability 1/(n + 1); a tied end (an atom: a floor of zeros, a count's largest value)
+    is taken as the support's end. Empty bins between the extremes share Good-Turing's estimate of unseen
+    mass, the bins seen once over n. Without this, on a Student-t(3) column with a 10k reference,
+    Jensen-Shannon and Hellinger alerted on about 3 % of stationary 1k chunks at a nominal 1 %."""
+    import numpy as np
+
+    proportions = np.asarray(ref.histogram_proportions, dtype=np.float64)
+    sample, n = ref.sample, max(ref.count, 1)
+    ends = int(sample[0] != sample[1]) + int(sample[-1] != sample[-2]) if sample.size >= 2 else 0
+    outside = ends / (n + 1)
+    counts = np.rint(proportions * n)
+    empty = counts == 0
+    unseen = min(float(np.count_nonzero(counts == 1)) / n, 0.5) if empty.any() else 0.0
+    shares = proportions * (1.0 - unseen)
+    if empty.any():
+        shares[empty] = unseen / np.count_nonzero(empty)
+    return np.append(shares * (1.0 - outside), outside)
 
 
 def _reference_replicates(ref: NumericReference, replicates: int) -> tuple[np.ndarray, np.ndarray]:

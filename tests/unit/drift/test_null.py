@@ -159,3 +159,20 @@ def test_tied_values_are_drawn_exactly() -> None:
     continuous = _heavy(500)
     smooth = kernels._numpy_sorted_draws(np.random.default_rng(16), continuous, 2_000)
     assert np.unique(smooth).size == smooth.size, "values seen once are smoothed, not repeated"
+
+
+def test_the_binned_null_draws_batches_into_the_outside_and_empty_bins() -> None:
+    from tasks.drift.reference import _smoothed_shares
+
+    heavy = _numeric_reference(pl.Series(_heavy(5_000)), "t3", "numeric")
+    shares = _smoothed_shares(heavy)
+    assert shares.size == len(heavy.histogram_proportions) + 1
+    assert shares.sum() == pytest.approx(1.0)
+    assert shares[-1] == pytest.approx(2 / 5_001), "both continuous ends: 1/(n + 1) each"
+    cauchy = _numeric_reference(pl.Series(np.random.default_rng(6).standard_cauchy(5_000)), "cauchy", "numeric")
+    empty = np.asarray(cauchy.histogram_proportions) == 0
+    assert empty.any() and np.all(_smoothed_shares(cauchy)[:-1][empty] > 0), "sparse tails leave bins empty"
+    counts = np.sort(np.random.default_rng(4).binomial(4, 0.5, 5_000) * 1.0)  # 0 and 4 seen ~300 times each
+    tied = _smoothed_shares(_numeric_reference(pl.Series(counts), "binomial", "numeric"))
+    assert tied[-1] == 0.0, "tied ends (atoms) are the support's ends"
+    assert tied.sum() == pytest.approx(1.0)
