@@ -3,6 +3,8 @@ equal to its numpy twin. Every test runs on both paths, as in test_kernels.py.""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import polars as pl
 import pytest
@@ -80,14 +82,22 @@ def test_a_replicate_is_a_pair_binned_as_batches_are(monkeypatch: pytest.MonkeyP
     np.testing.assert_allclose(statistics, expected, rtol=1e-9, atol=1e-12)
 
 
+def _pairs(
+    sample: np.ndarray, seed: int, size: int, trials: int
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``trials`` simulated (reference, batch) pairs of ``size`` values each, with the reference's doane edges."""
+    rng = np.random.default_rng(seed)
+    for _ in range(trials):
+        reference = kernels._numpy_sorted_draws(rng, sample, size)
+        batch = kernels._numpy_sorted_draws(rng, sample, size)
+        yield reference, batch, doane_edges(reference)
+
+
 def test_draws_reach_the_outside_bin_and_keep_atoms_exact() -> None:
     sample = _zero_inflated(500)
-    rng = np.random.default_rng(11)
     outside = 0
-    for _ in range(200):
-        reference = kernels._numpy_sorted_draws(rng, sample, 100)
-        batch = kernels._numpy_sorted_draws(rng, sample, 100)
-        outside += int(_histogram_counts(batch, doane_edges(reference))[-1])
+    for reference, batch, edges in _pairs(sample, 11, 100, 200):
+        outside += int(_histogram_counts(batch, edges)[-1])
         assert np.count_nonzero(reference == 0.0) > 40, "the zeros stay an exact atom"
         assert reference[0] >= sample[0] and reference[-1] <= sample[-1]
     # A chunk value beyond the simulated reference's range: about 2 m / (n + 1) per pair, as under the real null.
@@ -95,13 +105,8 @@ def test_draws_reach_the_outside_bin_and_keep_atoms_exact() -> None:
 
 
 def test_empty_reference_bins_are_reached_on_heavy_tails() -> None:
-    sample = _heavy(2_000)
-    rng = np.random.default_rng(12)
     reached = 0
-    for _ in range(50):
-        reference = kernels._numpy_sorted_draws(rng, sample, 300)
-        batch = kernels._numpy_sorted_draws(rng, sample, 300)
-        edges = doane_edges(reference)
+    for reference, batch, edges in _pairs(_heavy(2_000), 12, 300, 50):
         empty = _histogram_counts(reference, edges)[:-1] == 0
         reached += int(np.any(_histogram_counts(batch, edges)[:-1][empty] > 0))
     assert reached > 0
