@@ -13,6 +13,7 @@ from tasks.drift import kernels
 from tasks.drift.null import (
     NULL_MAX_SIDE,
     NULL_REFERENCE_RATIO,
+    NULL_SMALL_BATCH_RATIO,
     BridgeNulls,
     resampled_null,
     resampled_null_units,
@@ -122,9 +123,14 @@ def test_the_null_is_deterministic_and_scaled_beyond_the_simulated_sizes() -> No
         assert np.array_equal(first[method], again[method])
     other = resampled_null(sample, 500, 400, 50, "y")
     assert not np.array_equal(first["ks"], other["ks"]), "each column gets its own stream"
-    assert simulated_sizes(10**6, 50) == (NULL_MAX_SIDE, 50)
+    assert simulated_sizes(4 * 10**5, 10**5) == (NULL_MAX_SIDE, NULL_MAX_SIDE)
+    # Beyond NULL_REFERENCE_RATIO a small batch keeps the real ratio of the sizes, within the pair budget.
+    assert simulated_sizes(10_000, 1_000) == (7_270, 727)
+    assert simulated_sizes(2_000, 200) == (2_000, 200), "within the budget: the real sizes"
     assert uses_resampled_null(2_000, 2_000, 2_000)
-    assert not uses_resampled_null(NULL_REFERENCE_RATIO * 100 + 1, 100, 2_000)
+    assert uses_resampled_null(NULL_SMALL_BATCH_RATIO * 100, 100, 2_000), "a small batch, a reference 64 times it"
+    assert not uses_resampled_null(NULL_SMALL_BATCH_RATIO * 100 + 1, 100, 2_000)
+    assert not uses_resampled_null(NULL_REFERENCE_RATIO * 3_000 + 1, 3_000, 2_000), "a large batch: the ratio rules"
     assert not uses_resampled_null(2_000, 2_000, 1), "a single value has no spread to resample"
 
 
@@ -132,7 +138,7 @@ def test_calibration_takes_the_larger_null_and_scales_it_to_other_sizes() -> Non
     values = np.random.default_rng(13).standard_t(3, 600)
     bridges = BridgeNulls(0.99, 200)
     ref = attach_nulls(_numeric_reference(pl.Series(values), "t3", "numeric"), bridges, 600)
-    plain = attach_nulls(ref, bridges, 600 // (NULL_REFERENCE_RATIO + 1))  # a reference far larger: not simulated
+    plain = attach_nulls(ref, bridges, 600 // (NULL_SMALL_BATCH_RATIO + 1))  # a reference far larger: not simulated
     assert len(ref.resampled_null_unit) == len(METHODS) and plain.resampled_null_unit == ()
     assert resampled_null_units(ref.sample, 600, "t3", 600, 0.99, 200) == ref.resampled_null_unit
     thresholds = calibrate_column(ref, 600, 0.99, 200)
@@ -146,7 +152,7 @@ def test_calibration_takes_the_larger_null_and_scales_it_to_other_sizes() -> Non
     ratio = np.sqrt((1 / 600 + 1 / 300) / (1 / 600 + 1 / 600))
     assert at_half["hellinger"] == pytest.approx(resampled_thresholds(units, 600, 600)["hellinger"] * ratio)
     assert at_half["psi"] == pytest.approx(resampled_thresholds(units, 600, 600)["psi"] * ratio**2)
-    assert resampled_thresholds(units, 600, 600 // (NULL_REFERENCE_RATIO + 1)) == {}, "a reference far larger"
+    assert resampled_thresholds(units, 600, 600 // (NULL_SMALL_BATCH_RATIO + 1)) == {}, "a reference far larger"
     assert resampled_thresholds((), 600, 600) == {}, "never simulated: nothing to add"
     assert NumericReference.from_dict(ref.to_dict()).resampled_null_unit == units, "the profile keeps them"
     # The reference against itself is far below every threshold.
@@ -181,3 +187,17 @@ def test_the_binned_null_draws_batches_into_the_outside_and_empty_bins() -> None
     tied = _smoothed_shares(_numeric_reference(pl.Series(counts), "binomial", "numeric"))
     assert tied[-1] == 0.0, "tied ends (atoms) are the support's ends"
     assert tied.sum() == pytest.approx(1.0)
+
+
+def test_a_large_fit_chunk_still_simulates_the_null_small_batches_use() -> None:
+    sample = _heavy(3_000)
+    # Reference 40k values, fit chunk 5,000 (ratio 8): simulated at the chunk size as before.
+    assert resampled_null_units(sample, 40_000, "t3", 5_000, 0.99, 50) != ()
+    # Reference 50k, fit chunk 5,000 (ratio 10): too large a chunk, so simulated at NULL_MAX_SIDE, where the
+    # ratio (25) is within NULL_SMALL_BATCH_RATIO; 1k batches then get the resampled thresholds.
+    units = resampled_null_units(sample, 50_000, "t3", 5_000, 0.99, 50)
+    assert units == resampled_null_units(sample, 50_000, "t3", NULL_MAX_SIDE, 0.99, 50) != ()
+    assert set(resampled_thresholds(units, 50_000, 1_000)) == set(METHODS)
+    assert resampled_thresholds(units, 50_000, 5_000) == {}, "a large batch: the bridge and multinomial nulls"
+    # A reference over 64 times NULL_MAX_SIDE: nothing to simulate.
+    assert resampled_null_units(sample, 64 * NULL_MAX_SIDE + 1, "t3", 5_000, 0.99, 50) == ()
