@@ -397,18 +397,50 @@ def brownian_bridges(steps: np.ndarray, masses: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
+def tail_scales(sample: np.ndarray) -> tuple[float, float]:
+    """(lower, upper) scales of the exponential tails beyond sorted ``sample``'s ends: the mean distance of the
+    k most extreme values beyond the (k+1)-th (k = sqrt of the size, at least 5), 0 at a tied end (an atom)."""
+    size = sample.size
+    if size < 20:
+        return 0.0, 0.0
+    k = min(max(5, int(np.sqrt(size))), size // 4)
+    lower = 0.0
+    if sample[0] != sample[1]:
+        total = 0.0
+        for i in range(k):
+            total += sample[i]
+        lower = sample[k] - total / k
+    upper = 0.0
+    if sample[size - 1] != sample[size - 2]:
+        total = 0.0
+        for i in range(size - k, size):
+            total += sample[i]
+        upper = total / k - sample[size - 1 - k]
+    return lower, upper
+
+
+@njit(cache=True, nogil=True)
 def _sorted_draws(rng, sample: np.ndarray, out: np.ndarray) -> None:  # type: ignore[no-untyped-def]
     """Fill ``out`` with sorted draws from the quantile function of sorted ``sample``, interpolated between
-    values seen once (see tasks.drift.null): sorted uniform positions from normalised exponential spacings."""
+    values seen once and extended by exponential tails beyond continuous ends (see tasks.drift.null): sorted
+    uniform positions from normalised exponential spacings."""
     k = out.size
     top = sample.size - 1
+    lower, upper = tail_scales(sample)
     running = 0.0
     for i in range(k):
         running += rng.standard_exponential()
         out[i] = running
     total = running + rng.standard_exponential()
     for i in range(k):
-        position = (out[i] / total) * top
+        # Positions -1 .. top + 1: a draw falls beyond each end with probability 1 / (size + 1).
+        position = (out[i] / total) * (top + 2) - 1.0
+        if position < 0.0:
+            out[i] = sample[0] + lower * np.log(1.0 + position)
+            continue
+        if position > top:
+            out[i] = sample[top] - upper * np.log(top + 1.0 - position)
+            continue
         j = min(int(position), top - 1)
         fraction = position - j
         low = sample[j]

@@ -278,21 +278,50 @@ def resampled_distances(
     )
 
 
+def _numpy_tail_scales(sample: np.ndarray) -> tuple[float, float]:
+    """The numpy twin of the kernel's ``tail_scales`` (sums in the same order, so the same floats)."""
+    import math
+
+    size = sample.size
+    if size < 20:
+        return 0.0, 0.0
+    k = min(max(5, int(math.sqrt(size))), size // 4)
+    lower = upper = 0.0
+    if sample[0] != sample[1]:
+        total = 0.0
+        for value in sample[:k].tolist():
+            total += value
+        lower = float(sample[k]) - total / k
+    if sample[size - 1] != sample[size - 2]:
+        total = 0.0
+        for value in sample[size - k :].tolist():
+            total += value
+        upper = total / k - float(sample[size - 1 - k])
+    return lower, upper
+
+
 def _numpy_sorted_draws(rng: np.random.Generator, sample: np.ndarray, size: int) -> np.ndarray:
     """The numpy twin of the kernel's sorted draws: the same generator calls in the same order."""
     import numpy as np
 
     top = sample.size - 1
+    lower, upper = _numpy_tail_scales(sample)
     running = np.cumsum(rng.standard_exponential(size + 1))  # sequential, as the kernel's loop
-    position = (running[:size] / running[size]) * top
-    j = np.minimum(position.astype(np.int64), top - 1)
-    fraction = position - j
+    position = (running[:size] / running[size]) * (top + 2) - 1.0
+    inside = np.clip(position, 0.0, float(top))
+    j = np.minimum(inside.astype(np.int64), top - 1)
+    fraction = inside - j
     low, high = sample[j], sample[j + 1]
     # A value equal to a neighbour is an atom: draws next to one snap to the nearer value (as the kernel).
     before = np.concatenate(([np.nan], sample))[j]  # sample[j - 1], none at j = 0
     after = np.concatenate((sample, [np.nan]))[j + 2]  # sample[j + 2], none past the top
     tied = (before == low) | (low == high) | (after == high)
-    return np.asarray(np.where(tied, np.where(fraction < 0.5, low, high), low + fraction * (high - low)))
+    draws = np.where(tied, np.where(fraction < 0.5, low, high), low + fraction * (high - low))
+    # Beyond the ends (probability 1 / (size + 1) each): exponential tails, none at a tied end.
+    below, above = position < 0.0, position > top
+    draws[below] = sample[0] + lower * np.log(1.0 + position[below])
+    draws[above] = sample[top] - upper * np.log(top + 1.0 - position[above])
+    return np.asarray(draws)
 
 
 def _numpy_resampled_distances(
@@ -437,6 +466,7 @@ def _kernels() -> dict[str, Any]:
             binned_distances=_compiled_kernels.binned_distances,
             brownian_bridges=_compiled_kernels.brownian_bridges,
             resampled_distances=_compiled_kernels.resampled_distances,
+            tail_scales=_compiled_kernels.tail_scales,
             count_views=_compiled_kernels.count_views,
         )
     return _compiled

@@ -100,7 +100,7 @@ def test_draws_reach_the_outside_bin_and_keep_atoms_exact() -> None:
     for reference, batch, edges in _pairs(sample, 11, 100, 200):
         outside += int(_histogram_counts(batch, edges)[-1])
         assert np.count_nonzero(reference == 0.0) > 40, "the zeros stay an exact atom"
-        assert reference[0] >= sample[0] and reference[-1] <= sample[-1]
+        assert reference[0] >= sample[0], "a tied end (the zeros) is the support's end"
     # A chunk value beyond the simulated reference's range: about 2 m / (n + 1) per pair, as under the real null.
     assert 0.5 * 200 < outside < 4 * 200
 
@@ -201,3 +201,17 @@ def test_a_large_fit_chunk_still_simulates_the_null_small_batches_use() -> None:
     assert resampled_thresholds(units, 50_000, 5_000) == {}, "a large batch: the bridge and multinomial nulls"
     # A reference over 64 times NULL_MAX_SIDE: nothing to simulate.
     assert resampled_null_units(sample, 64 * NULL_MAX_SIDE + 1, "t3", 5_000, 0.99, 50) == ()
+
+
+def test_draws_extend_beyond_continuous_ends_by_exponential_tails() -> None:
+    sample = _heavy(2_000)
+    lower, upper = kernels._numpy_tail_scales(sample)
+    assert lower > 0 and upper > 0
+    assert kernels._kernels()["tail_scales"](sample) == (lower, upper)
+    draws = kernels._numpy_sorted_draws(np.random.default_rng(21), sample, 200_000)
+    assert np.all(np.diff(draws) >= 0)
+    beyond = np.count_nonzero(draws > sample[-1]) + np.count_nonzero(draws < sample[0])
+    assert beyond == pytest.approx(2 * 200_000 / 2_001, rel=0.15), "1 / (n + 1) beyond each end"
+    assert draws[-1] > sample[-1] + upper, "the tail reaches beyond the sample's largest value"
+    tied = np.sort(np.random.default_rng(4).binomial(4, 0.5, 2_000) * 1.0)
+    assert kernels._numpy_tail_scales(tied) == (0.0, 0.0)
