@@ -15,10 +15,11 @@ p-values (one per test in the family; ``FeatureDrift.p_value``):
   the p-value is conservative, and for continuous columns it equals the simulated null's tail. The
   finite-size tail of the two-sample KS statistic lies below the limit (Stephens' correction goes the
   other way), which again errs on the safe side.
-- head_tail (categorical and boolean features): per-category Fisher exact tests of the 2 x 2 tables
-  (category or not, reference or batch), exact given the pooled counts whatever the true shares and the
-  reference's size, combined over head and tail categories by a weighted Bonferroni
-  (:mod:`tasks.drift.categorical`); valid, conservative by the discreteness and the union bound. (The
+- head_tail (categorical and boolean features, the label): exact given the pooled counts whatever the true
+  shares and the reference's size: the L-infinity distance's union-bound p-value over the categories'
+  hypergeometric laws (head) and the most surprising category's Fisher test, Bonferroni over categories
+  (tail), twice the smaller (:mod:`tasks.drift.categorical`); valid, conservative by the discreteness and
+  the union bounds. (The
   asymptotic Jensen-Shannon p-value it replaced passed Holm's first step on 10-19 % of stationary
   long-tailed categoricals at 1k-row batches.)
 - PCA reconstruction error: the one-sided normal p-value of the chunk mean (``tasks/drift/multivariate.py``).

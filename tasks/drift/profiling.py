@@ -26,8 +26,9 @@ Statistics (unit tests compare each with scipy and with NannyML 0.13's ``Univari
   ``chi2``: statistic and p-value of the 2 x k contingency table reference vs batch (equals
   ``scipy.stats.chi2_contingency``, Yates-corrected when dof = 1), ``l_infinity``: max |proportion_batch
   - proportion_reference|,
-  ``head_tail``: -log10 of an exact two-sample p-value (per-category Fisher tests, head and tail categories
-  combined by weighted Bonferroni; :mod:`tasks.drift.categorical`), no NannyML counterpart.
+  ``head_tail``: -log10 of an exact two-sample p-value (the L-infinity distance's union-bound p-value over
+  per-category hypergeometric laws for the head, the most surprising category's Fisher test for the tail,
+  twice the smaller; :mod:`tasks.drift.categorical`), no NannyML counterpart.
 
 Where driftgate and NannyML differ (binning choices, documented and tested):
 - NannyML computes KS and Wasserstein *exactly* only for references under 10,000 rows (or with
@@ -79,12 +80,15 @@ column) and cached in the profile, which ``to_dict`` keeps. The iid null models 
 slow, genuine variation inside the reference period is not treated as normal, so a reference that
 itself drifts will make later batches alert.
 
-Numeric columns whose reference holds at most ``NULL_REFERENCE_RATIO`` times the batch's values also
-get the resampled null (:mod:`tasks.drift.null`, all five methods): reference/chunk pairs drawn from the
-reference sample and binned as batches are (edges fitted on the simulated reference, the outside bin
-and empty bins reached), simulated once at the fit's chunk size and scaled to other sizes; each
-threshold is the larger of the two nulls' (with a reference as small as the chunk, the multinomial null
-alone let Hellinger alert on 9 % of stationary heavy-tailed chunks at a nominal 1 %).
+The multinomial null draws the batch from the reference's bin shares smoothed for the outside bin and for
+bins the reference left empty (``tasks.drift.reference._smoothed_shares``). Numeric columns whose reference
+holds at most ``NULL_REFERENCE_RATIO`` times the batch's values (``NULL_SMALL_BATCH_RATIO`` times a batch of
+at most ``NULL_MAX_SIDE`` values) also get the resampled null (:mod:`tasks.drift.null`, all five methods):
+reference/chunk pairs drawn from the reference sample, extended by exponential tails beyond its continuous
+ends, and binned as batches are (edges fitted on the simulated reference, the outside bin and empty bins
+reached), simulated once at the fit and scaled to other sizes; each threshold is the larger of the two
+nulls' (with a reference as small as the chunk, the multinomial null alone let Hellinger alert on 9 % of
+stationary heavy-tailed chunks at a nominal 1 %).
 
 Data quality (a failing check blocks retraining in the policy): schema against the reference
 (extra columns, missing optional columns, dtype changes: a change of dtype family of a feature fails,
